@@ -1,0 +1,310 @@
+"""The catalog database: opening it, creating its tables, and deriving typed tables in bulk.
+
+Every typed column is derived here by DuckDB from the text of ``elements`` (``TRY_CAST``,
+``string_split``, ``strptime``), batch by batch, never in a Python loop over rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+
+from curation import schema
+from curation.errors import CatalogError
+from curation.schema import INSTANCE_ATTRIBUTES, SHARED_FUNCTIONAL_GROUPS, InstanceAttribute
+
+log = logging.getLogger("curation.catalog")
+
+# Typing helpers, created as temporary macros on every connection.
+_MACROS = (
+    r"""CREATE OR REPLACE TEMP MACRO dicom_float(v) AS
+        TRY_CAST(trim(split_part(v, '\', 1)) AS DOUBLE)""",
+    r"""CREATE OR REPLACE TEMP MACRO dicom_int(v) AS
+        TRY_CAST(trim(split_part(v, '\', 1)) AS BIGINT)""",
+    r"""CREATE OR REPLACE TEMP MACRO dicom_floats(v) AS
+        list_transform(string_split(v, '\'), lambda x: TRY_CAST(trim(x) AS DOUBLE))""",
+    r"""CREATE OR REPLACE TEMP MACRO dicom_texts(v) AS
+        list_transform(string_split(v, '\'), lambda x: trim(x))""",
+    # DA is YYYYMMDD; ACR-NEMA files still carry YYYY.MM.DD.
+    r"""CREATE OR REPLACE TEMP MACRO dicom_date(v) AS
+        CAST(coalesce(try_strptime(trim(v), '%Y%m%d'), try_strptime(trim(v), '%Y.%m.%d')) AS DATE)""",
+    # TM is HH[MM[SS[.FFFFFF]]]; old files use HH:MM:SS.
+    r"""CREATE OR REPLACE TEMP MACRO dicom_time(v) AS
+        TRY_CAST(
+            substr(replace(trim(v), ':', ''), 1, 2) || ':' ||
+            coalesce(nullif(substr(replace(trim(v), ':', ''), 3, 2), ''), '00') || ':' ||
+            coalesce(nullif(substr(replace(trim(v), ':', ''), 5), ''), '00')
+        AS TIME)""",
+)
+
+
+def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (or create) a catalog database with curation's helper macros.
+
+    Raises
+    ------
+    CatalogError
+        When the file cannot be opened (locked by another process, not a DuckDB file, ...).
+    """
+    path = Path(db)
+    if read_only and not path.exists():
+        raise CatalogError(f"{path}: no catalog here (run `curation crawl` first)")
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise CatalogError(f"{path}: cannot open the catalog: {exc}") from exc
+    for macro in _MACROS:
+        con.execute(macro)
+    return con
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the crawl's tables if they do not exist yet, and fill the dictionary once."""
+    for table in schema.CATALOG_TABLES:
+        con.execute(table.ddl())
+    if con.sql("SELECT count(*) FROM dicom_dictionary").fetchall()[0][0] == 0:
+        _fill_dictionary(con)
+
+
+def require(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    """Raise :class:`CatalogError` naming the first of ``tables`` the catalog lacks."""
+    have = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+    for t in tables:
+        if t not in have:
+            raise CatalogError(f"the catalog has no table {t!r}; run the step that writes it first")
+
+
+def _fill_dictionary(con: duckdb.DuckDBPyConnection) -> None:
+    import pyarrow as pa
+    from pydicom.datadict import DicomDictionary, RepeatersDictionary, private_dictionaries
+
+    rows: dict[str, list[object]] = {
+        k: [] for k in ("tag", "private_creator", "keyword", "vr", "vm", "retired")
+    }
+
+    def add(tag: str, creator: str | None, entry: tuple[str, ...], keyword: str) -> None:
+        rows["tag"].append(tag.upper().replace("XX", "xx"))
+        rows["private_creator"].append(creator)
+        rows["keyword"].append(keyword or None)
+        rows["vr"].append(entry[0])
+        rows["vm"].append(entry[1])
+        rows["retired"].append(bool(entry[3]))
+
+    for tag, entry in DicomDictionary.items():
+        add(f"{tag:08X}", None, entry, entry[4])
+    for mask, entry in RepeatersDictionary.items():
+        add(mask, None, entry, entry[4])
+    for creator, entries in private_dictionaries.items():
+        for mask, pentry in entries.items():
+            add(mask, creator, pentry, pentry[2])
+    table = pa.table(rows)
+    con.register("_dictionary_rows", table)
+    con.execute("INSERT INTO dicom_dictionary SELECT * FROM _dictionary_rows")
+    con.unregister("_dictionary_rows")
+
+
+# -- bulk derivations of one batch --------------------------------------------------------------
+
+
+def _typed(attr: InstanceAttribute, expr: str) -> str:
+    kind = attr.kind
+    if kind == "text":
+        return expr
+    if kind == "int":
+        return f"dicom_int({expr})"
+    if kind == "float":
+        return f"dicom_float({expr})"
+    if kind == "text[]":
+        return f"dicom_texts({expr})"
+    if kind == "date":
+        return f"dicom_date({expr})"
+    if kind == "time":
+        return f"dicom_time({expr})"
+    if kind.startswith("float["):
+        n = int(kind[6:-1])
+        return (
+            f"CASE WHEN len(string_split({expr}, '\\')) = {n} "
+            f"THEN CAST(dicom_floats({expr}) AS DOUBLE[{n}]) END"
+        )
+    raise ValueError(f"unknown attribute kind {kind!r} of {attr.keyword}")
+
+
+def _shared_path(macro: int) -> str:
+    return f"{SHARED_FUNCTIONAL_GROUPS:08X}[0]/{macro:08X}[0]"
+
+
+def instances_sql(batch_elements: str, batch_files: str) -> str:
+    """SELECT that turns one batch's staged element rows into ``instances`` rows."""
+    pivots = []
+    selects = []
+    for a in INSTANCE_ATTRIBUTES:
+        pivots.append(
+            f"max(value) FILTER (WHERE seq_path = '' AND tag = {a.tag}) AS \"{a.keyword}\""
+        )
+        expr = f'p."{a.keyword}"'
+        if a.functional_group is not None:
+            pivots.append(
+                f"max(value) FILTER (WHERE seq_path = '{_shared_path(a.functional_group)}' "
+                f'AND tag = {a.tag}) AS "{a.keyword}__fg"'
+            )
+            expr = f'coalesce(p."{a.keyword}", p."{a.keyword}__fg")'
+        selects.append(f'{_typed(a, expr)} AS "{a.keyword}"')
+    pivots.append("max(value) FILTER (WHERE seq_path = '' AND tag = 131088) AS TransferSyntaxUID")
+    shared_prefix = f"{SHARED_FUNCTIONAL_GROUPS:08X}[0]/"
+    return f"""
+        WITH p AS (
+            SELECT file_id, {", ".join(pivots)}
+            FROM {batch_elements}
+            WHERE seq_path = '' OR starts_with(seq_path, '{shared_prefix}')
+            GROUP BY file_id
+        ), n AS (
+            SELECT file_id, count(*) AS n_elements FROM {batch_elements} GROUP BY file_id
+        )
+        SELECT p.file_id, {", ".join(selects)}, p.TransferSyntaxUID, n.n_elements, f.path, f.crawl_id
+        FROM p JOIN n USING (file_id) JOIN {batch_files} f USING (file_id)
+        WHERE f.status = 'ok'
+    """
+
+
+#: Per-frame attributes: (column, functional group macro, tag, kind).
+_FRAME_ATTRIBUTES: tuple[tuple[str, int, int, str], ...] = (
+    ("ImagePositionPatient", schema.PLANE_POSITION, 0x00200032, "float[3]"),
+    ("ImageOrientationPatient", schema.PLANE_ORIENTATION, 0x00200037, "float[6]"),
+    ("PixelSpacing", schema.PIXEL_MEASURES, 0x00280030, "float[2]"),
+    ("SliceThickness", schema.PIXEL_MEASURES, 0x00180050, "float"),
+    ("SpacingBetweenSlices", schema.PIXEL_MEASURES, 0x00180088, "float"),
+    ("StackID", schema.FRAME_CONTENT, 0x00209056, "text"),
+    ("InStackPositionNumber", schema.FRAME_CONTENT, 0x00209057, "int"),
+    ("TemporalPositionIndex", schema.FRAME_CONTENT, 0x00209128, "int"),
+    ("DimensionIndexValues", schema.FRAME_CONTENT, 0x00209157, "text"),
+    ("RescaleSlope", schema.PIXEL_VALUE_TRANSFORMATION, 0x00281053, "float"),
+    ("RescaleIntercept", schema.PIXEL_VALUE_TRANSFORMATION, 0x00281052, "float"),
+    ("DiffusionBValue", schema.MR_DIFFUSION, 0x00189087, "float"),
+)
+
+
+def frames_sql(batch_elements: str, batch_files: str) -> str:
+    """SELECT that turns one batch's per-frame functional groups into ``frames`` rows."""
+    per_frame = f"{schema.PER_FRAME_FUNCTIONAL_GROUPS:08X}"
+    pf, sh, out = [], [], []
+    for name, macro, tag, kind in _FRAME_ATTRIBUTES:
+        pf.append(f"max(value) FILTER (WHERE macro = '{macro:08X}' AND tag = {tag}) AS \"{name}\"")
+        sh.append(
+            f"max(value) FILTER (WHERE seq_path = '{_shared_path(macro)}' AND tag = {tag}) AS \"{name}\""
+        )
+        attr = InstanceAttribute(name, tag, kind, "")
+        out.append(f'{_typed(attr, f"coalesce(pf.{name}, sh.{name})")} AS "{name}"')
+    return rf"""
+        WITH fe AS (
+            SELECT file_id, tag, value,
+                CAST(regexp_extract(seq_path, '^{per_frame}\[(\d+)\]', 1) AS INTEGER) AS frame_index,
+                regexp_extract(seq_path, '^{per_frame}\[\d+\]/([0-9A-F]{{8}})\[0\]$', 1) AS macro
+            FROM {batch_elements}
+            WHERE starts_with(seq_path, '{per_frame}[')
+        ), pf AS (
+            SELECT file_id, frame_index, {", ".join(pf)} FROM fe GROUP BY file_id, frame_index
+        ), sh AS (
+            SELECT file_id, {", ".join(sh)}
+            FROM {batch_elements}
+            WHERE starts_with(seq_path, '{SHARED_FUNCTIONAL_GROUPS:08X}[0]/')
+            GROUP BY file_id
+        )
+        SELECT pf.file_id, f.SOPInstanceUID, pf.frame_index, {", ".join(out)}
+        FROM pf LEFT JOIN sh USING (file_id) JOIN {batch_files} f USING (file_id)
+        WHERE f.status = 'ok'
+    """
+
+
+def elements_sql(batch_elements: str, batch_files: str) -> str:
+    """SELECT that names one batch's staged element rows (tag text, keyword, private tag)."""
+    return f"""
+        SELECT e.file_id, f.SOPInstanceUID, e.tag_text AS tag, e.seq_path, e.private_creator,
+               e.private_element, e.vr, coalesce(pub.keyword, prv.keyword) AS keyword,
+               e.value, e.value_length, e.n_items
+        FROM (
+            SELECT *, printf('%08X', tag) AS tag_text,
+                CASE WHEN private_creator IS NOT NULL
+                     THEN printf('%04Xxx%02X', tag >> 16, tag & 255) END AS private_element,
+                CASE WHEN (tag >> 24) IN (80, 96) AND (tag >> 16) & 1 = 0
+                     THEN printf('%02Xxx%04X', tag >> 24, tag & 65535)
+                     ELSE printf('%08X', tag) END AS public_key
+            FROM {batch_elements}
+        ) e
+        JOIN {batch_files} f USING (file_id)
+        LEFT JOIN (SELECT tag, keyword FROM dicom_dictionary WHERE private_creator IS NULL) pub
+            ON e.private_creator IS NULL AND pub.tag = e.public_key
+        LEFT JOIN (SELECT tag, private_creator, keyword FROM dicom_dictionary
+                   WHERE private_creator IS NOT NULL) prv
+            ON prv.private_creator = e.private_creator AND prv.tag = e.private_element
+        WHERE f.status = 'ok'
+    """
+
+
+# -- aggregates ---------------------------------------------------------------------------------
+
+
+def _constant(col: str) -> str:
+    return f'CASE WHEN count(DISTINCT "{col}") <= 1 THEN any_value("{col}") END AS "{col}"'
+
+
+def rebuild_aggregates(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute ``series``, ``studies`` and ``patients`` from ``instances`` (one transaction)."""
+    constant_cols = [
+        c.name
+        for c in schema.SERIES.columns
+        if c.name not in {"SeriesInstanceUID", "StudyInstanceUID", "PatientID"}
+        and not c.name.startswith(("n_", "min_", "max_", "total_"))
+    ]
+    series_sql = f"""
+        SELECT i.SeriesInstanceUID,
+            mode(i.StudyInstanceUID) AS StudyInstanceUID,
+            mode(i.PatientID) AS PatientID,
+            {", ".join(_constant(c) for c in constant_cols)},
+            count(*) AS n_instances,
+            sum(coalesce(i.NumberOfFrames, 1)) AS n_frames,
+            count(DISTINCT i.SOPInstanceUID) AS n_distinct_sop,
+            count(DISTINCT i.ImageOrientationPatient) AS n_distinct_orientation,
+            count(DISTINCT i.PixelSpacing) AS n_distinct_pixel_spacing,
+            count(DISTINCT [i.Rows, i.Columns]) AS n_distinct_matrix,
+            min(i.InstanceNumber) AS min_instance_number,
+            max(i.InstanceNumber) AS max_instance_number,
+            sum(f.size) AS total_bytes
+        FROM instances i JOIN files f USING (file_id)
+        WHERE i.SeriesInstanceUID IS NOT NULL
+        GROUP BY i.SeriesInstanceUID
+    """
+    studies_sql = f"""
+        SELECT StudyInstanceUID, mode(PatientID) AS PatientID,
+            {_constant("StudyDate")}, {_constant("StudyDescription")},
+            {_constant("AccessionNumber")}, {_constant("InstitutionName")},
+            list_sort(list_distinct(list(Modality))) AS modalities,
+            count(DISTINCT SeriesInstanceUID) AS n_series,
+            count(*) AS n_instances
+        FROM instances WHERE StudyInstanceUID IS NOT NULL
+        GROUP BY StudyInstanceUID
+    """
+    patients_sql = f"""
+        SELECT PatientID, {_constant("PatientSex")}, {_constant("PatientBirthDate")},
+            count(DISTINCT StudyInstanceUID) AS n_studies,
+            count(DISTINCT SeriesInstanceUID) AS n_series,
+            count(*) AS n_instances
+        FROM instances WHERE PatientID IS NOT NULL
+        GROUP BY PatientID
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, sql in (
+            (schema.SERIES, series_sql),
+            (schema.STUDIES, studies_sql),
+            (schema.PATIENTS, patients_sql),
+        ):
+            con.execute(f"DROP TABLE IF EXISTS {table.name}")
+            con.execute(table.ddl())
+            cols = ", ".join(f'"{c}"' for c in table.column_names)
+            con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM ({sql})")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise

@@ -1,0 +1,1 @@
+"""The ``curation`` command line: one module per subcommand, each thin over a library function."""

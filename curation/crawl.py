@@ -1,0 +1,514 @@
+"""Crawl folder trees into the catalog: incremental, parallel, never stopped by a bad file.
+
+The crawl lists the roots (stat only), compares size and mtime with the ``files`` table, reads only
+new or changed files in worker processes with the fast header reader (pydicom as fallback), and
+streams the element rows to DuckDB as Arrow batches. Each batch is one transaction: killing a crawl
+leaves a consistent catalog, and the next crawl carries on where it stopped. Typed tables
+(``instances``, ``frames``) are derived from each batch in bulk by DuckDB; ``series``, ``studies``
+and ``patients`` are rebuilt once at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from curation import __version__, catalog, discover
+from curation.errors import DicomReadError, InputError
+from curation.pydicom_reader import read_with_pydicom
+from curation.reader import ElementColumns, Header, Unsupported, read_header
+
+log = logging.getLogger("curation.crawl")
+
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+#: Files handed to a worker at once, and files written to DuckDB per transaction.
+TASK_FILES = 128
+COMMIT_FILES = 2048
+#: Reasons worth retrying on the next crawl even when size and mtime did not change.
+TRANSIENT_REASONS = ("permission_denied", "vanished", "os_error")
+
+_ELEMENT_SCHEMA = pa.schema(
+    [
+        ("file_id", pa.uint64()),
+        ("tag", pa.uint32()),
+        ("vr", pa.string()),
+        ("value", pa.string()),
+        ("value_length", pa.int64()),
+        ("seq_path", pa.string()),
+        ("private_creator", pa.string()),
+        ("n_items", pa.int32()),
+    ]
+)
+_FILE_SCHEMA = pa.schema(
+    [
+        ("file_id", pa.uint64()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("SOPInstanceUID", pa.string()),
+        ("reader", pa.string()),
+        ("gzip", pa.bool_()),
+        ("crawl_id", pa.int32()),
+    ]
+)
+_ERROR_SCHEMA = pa.schema(
+    [
+        ("file_id", pa.uint64()),
+        ("path", pa.string()),
+        ("reason", pa.string()),
+        ("message", pa.string()),
+        ("cataloged", pa.bool_()),
+        ("crawl_id", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class CrawlSummary:
+    """What a crawl did, as printed at its end."""
+
+    db: str
+    crawl_id: int
+    n_seen: int
+    n_read: int
+    n_unchanged: int
+    n_removed: int
+    n_ok: int
+    n_skipped: int
+    n_errors: int
+    errors_by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def files_per_second(self) -> float:
+        """Files seen per second of wall-clock time (a re-crawl counts the files it only stats)."""
+        return self.n_seen / self.seconds if self.seconds > 0 else float("inf")
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.errors_by_reason.items())) or "none"
+        return (
+            f"crawl {self.crawl_id} of {self.db}: {self.n_seen} files seen, {self.n_read} read "
+            f"({self.n_ok} cataloged, {self.n_skipped} skipped, {self.n_errors} with problems), "
+            f"{self.n_unchanged} unchanged, {self.n_removed} removed; "
+            f"{self.seconds:.1f} s, {self.files_per_second:,.0f} files/s; problems by reason: {reasons}"
+        )
+
+
+def file_id(path: str) -> int:
+    """Stable 64-bit id of a path (the same path always gets the same id)."""
+    return int.from_bytes(
+        hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little"
+    )
+
+
+# -- reading (runs in worker processes) ------------------------------------------------------------
+
+
+def _read_one(
+    path: str, size: int
+) -> tuple[str, str | None, Header | None, bool, str, list[tuple[str, str, bool]]]:
+    """Read one file: (status, reason, header, gzipped, reader, problems)."""
+    if size == 0:
+        return "error", "zero_byte", None, False, "", [("zero_byte", "the file is empty", False)]
+    problems: list[tuple[str, str, bool]] = []
+    reader = "fast"
+    try:
+        try:
+            header, gz = read_header(path)
+        except Unsupported as why:
+            log.debug("%s: pydicom reads it (%s)", path, why)
+            reader = "pydicom"
+            header, gz = read_with_pydicom(path)
+        except DicomReadError as fast_error:
+            if fast_error.reason in ("zero_byte", "not_dicom", "bad_gzip"):
+                raise
+            # pydicom is more forgiving of some malformations; keep the fast reader's diagnosis.
+            try:
+                header, gz = read_with_pydicom(path)
+            except DicomReadError:
+                raise fast_error from None
+            reader = "pydicom"
+            problems.append((fast_error.reason, fast_error.message + " (read by pydicom)", True))
+    except DicomReadError as exc:
+        return "error", exc.reason, None, False, reader, [(exc.reason, exc.message, False)]
+    except PermissionError as exc:
+        return (
+            "error",
+            "permission_denied",
+            None,
+            False,
+            reader,
+            [("permission_denied", str(exc.strerror), False)],
+        )
+    except FileNotFoundError:
+        return (
+            "error",
+            "vanished",
+            None,
+            False,
+            reader,
+            [("vanished", "file disappeared before it was read", False)],
+        )
+    except OSError as exc:
+        return "error", "os_error", None, False, reader, [("os_error", str(exc), False)]
+    except Exception as exc:  # a bug in a reader must not stop the crawl; report it as such
+        log.exception("%s: unexpected error while reading", path)
+        return (
+            "error",
+            "internal",
+            None,
+            False,
+            reader,
+            [("internal", f"{type(exc).__name__}: {exc}", False)],
+        )
+    if header.media_storage_sop_class == DICOMDIR_CLASS:
+        return "skipped", "dicomdir", None, gz, reader, []
+    if not header.sop_instance_uid:
+        return (
+            "error",
+            "no_sop_instance_uid",
+            None,
+            gz,
+            reader,
+            [("no_sop_instance_uid", "the dataset has no SOPInstanceUID (0008,0018)", False)],
+        )
+    problems += [(reason, message, True) for reason, message in header.caveats]
+    if header.pixel_data_offset is not None and header.pixel_data_length is not None:
+        end = header.pixel_data_offset + header.pixel_data_length
+        if not gz and end > size:
+            problems.append(
+                (
+                    "truncated",
+                    f"pixel data needs {end} bytes, the file has {size}; header cataloged",
+                    True,
+                )
+            )
+    return "ok", None, header, gz, reader, problems
+
+
+def read_batch(
+    items: Sequence[tuple[str, int, int]], crawl_id: int
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Read ``(path, size, mtime_ns)`` files into (files, elements, errors) Arrow tables."""
+    files: dict[str, list[object]] = {n: [] for n in _FILE_SCHEMA.names}
+    errors: dict[str, list[object]] = {n: [] for n in _ERROR_SCHEMA.names}
+    cols = ElementColumns()
+    ids: list[int] = []
+    counts: list[int] = []
+    for path, size, mtime_ns in items:
+        fid = file_id(path)
+        if discover.never_dicom(os.path.basename(path)):
+            status, reason, header, gz, reader, problems = (
+                "skipped",
+                "not_dicom",
+                None,
+                False,
+                "",
+                [],
+            )
+        else:
+            status, reason, header, gz, reader, problems = _read_one(path, size)
+        for row, value in zip(
+            files.values(),
+            (fid, path, size, mtime_ns, status, reason,
+             header.sop_instance_uid if header else None, reader or None, gz, crawl_id),
+            strict=True,
+        ):  # fmt: skip
+            row.append(value)
+        for p_reason, message, cataloged in problems:
+            for row, value in zip(
+                errors.values(), (fid, path, p_reason, message, cataloged, crawl_id), strict=True
+            ):
+                row.append(value)
+        if header is not None:
+            e = header.elements
+            cols.tag += e.tag
+            cols.vr += e.vr
+            cols.value += e.value
+            cols.value_length += e.value_length
+            cols.seq_path += e.seq_path
+            cols.private_creator += e.private_creator
+            cols.n_items += e.n_items
+            ids.append(fid)
+            counts.append(len(e))
+    import numpy as np
+
+    elements = pa.table(
+        [
+            pa.array(np.repeat(np.array(ids, dtype=np.uint64), counts), pa.uint64()),
+            pa.array(cols.tag, pa.uint32()),
+            pa.array(cols.vr, pa.string()),
+            pa.array(cols.value, pa.string()),
+            pa.array(cols.value_length, pa.int64()),
+            pa.array(cols.seq_path, pa.string()),
+            pa.array(cols.private_creator, pa.string()),
+            pa.array(cols.n_items, pa.int32()),
+        ],
+        schema=_ELEMENT_SCHEMA,
+    )
+    return (
+        pa.table(files, schema=_FILE_SCHEMA),
+        elements,
+        pa.table(errors, schema=_ERROR_SCHEMA),
+    )
+
+
+# -- writing (main process) --------------------------------------------------------------------
+
+
+def _write(
+    con: catalog.duckdb.DuckDBPyConnection, parts: list[tuple[pa.Table, pa.Table, pa.Table]]
+) -> None:
+    """Write read batches to the catalog in one transaction."""
+    files = pa.concat_tables([p[0] for p in parts])
+    elements = pa.concat_tables([p[1] for p in parts])
+    errors = pa.concat_tables([p[2] for p in parts])
+    con.register("batch_files", files)
+    con.register("batch_elements", elements)
+    con.register("batch_errors", errors)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("INSERT INTO files BY NAME SELECT * FROM batch_files")
+        con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM batch_errors")
+        con.execute(
+            f"INSERT INTO elements BY NAME {catalog.elements_sql('batch_elements', 'batch_files')}"
+        )
+        con.execute(
+            f"INSERT INTO instances BY NAME {catalog.instances_sql('batch_elements', 'batch_files')}"
+        )
+        con.execute(
+            f"INSERT INTO frames BY NAME {catalog.frames_sql('batch_elements', 'batch_files')}"
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in ("batch_files", "batch_elements", "batch_errors"):
+            con.unregister(name)
+
+
+def _chunks(items: list[tuple[str, int, int]], n: int) -> Iterator[list[tuple[str, int, int]]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _results(
+    items: list[tuple[str, int, int]], crawl_id: int, workers: int
+) -> Iterator[tuple[pa.Table, pa.Table, pa.Table]]:
+    """Read batches, in this process (1 worker) or in a pool with a bounded number in flight."""
+    if workers <= 1:
+        for chunk in _chunks(items, TASK_FILES):
+            yield read_batch(chunk, crawl_id)
+        return
+    # forkserver: children never inherit the parent's open DuckDB connection or its threads.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["curation.crawl"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: set[Future[tuple[pa.Table, pa.Table, pa.Table]]] = set()
+        order: list[Future[tuple[pa.Table, pa.Table, pa.Table]]] = []
+        chunks = _chunks(items, TASK_FILES)
+        try:
+            for chunk in chunks:
+                fut = pool.submit(read_batch, chunk, crawl_id)
+                pending.add(fut)
+                order.append(fut)
+                # Bounded memory: at most a few batches per worker in flight.
+                while len(pending) >= 3 * workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        yield f.result()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield f.result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+def crawl(
+    paths: str | Path | Iterable[str | Path],
+    db: str | Path,
+    *,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> CrawlSummary:
+    """Crawl ``paths`` (folders or files) into the catalog ``db``.
+
+    Parameters
+    ----------
+    paths
+        Folders (walked recursively, following symlinks once) and/or files.
+    db
+        The catalog DuckDB file; created if missing.
+    workers
+        Reader processes; default: all cores. ``1`` reads in this process.
+    progress
+        Show a progress bar; default: only when stderr is a terminal.
+
+    Returns
+    -------
+    CrawlSummary
+        Counts, timing and problems by reason. Unreadable files are rows of ``crawl_errors``.
+    """
+    t0 = time.perf_counter()
+    roots = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
+    if not roots:
+        raise InputError("no paths to crawl")
+    missing = [r for r in roots if not os.path.exists(r)]
+    if missing:
+        raise InputError(f"path does not exist: {missing[0]}")
+    roots = [os.path.abspath(r) for r in roots]
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    con = catalog.connect(db)
+    try:
+        catalog.ensure_tables(con)
+        crawl_id = con.sql("SELECT coalesce(max(crawl_id), 0) + 1 FROM crawls").fetchall()[0][0]
+        con.execute(
+            "INSERT INTO crawls (crawl_id, started_at, roots, curation_version, workers) VALUES (?, ?, ?, ?, ?)",
+            [crawl_id, datetime.now(), roots, __version__, workers],
+        )
+        listing = discover.walk(roots)
+        to_read, n_unchanged, n_removed = _plan(con, roots, listing)
+        log.info(
+            "crawl %d: %d files under %d root(s), %d to read, %d unchanged, %d removed",
+            crawl_id, len(listing), len(roots), len(to_read), n_unchanged, n_removed,
+        )  # fmt: skip
+        _record_listing_problems(con, listing, crawl_id)
+        statuses: Counter[str] = Counter()
+        problems: Counter[str] = Counter()
+        bar = tqdm(total=len(to_read), unit="file", disable=None if progress is None else not progress,
+                   desc="crawl", smoothing=0.1)  # fmt: skip
+        buffered: list[tuple[pa.Table, pa.Table, pa.Table]] = []
+        n_buffered = 0
+        try:
+            for part in _results(to_read, crawl_id, workers):
+                buffered.append(part)
+                n_buffered += part[0].num_rows
+                statuses.update(part[0].column("status").to_pylist())
+                problems.update(part[2].column("reason").to_pylist())
+                bar.update(part[0].num_rows)
+                if n_buffered >= COMMIT_FILES:
+                    _write(con, buffered)
+                    buffered, n_buffered = [], 0
+            if buffered:
+                _write(con, buffered)
+        finally:
+            bar.close()
+        if to_read or n_removed or _aggregates_stale(con):
+            catalog.rebuild_aggregates(con)
+        for _path, reason, _msg in listing.problems:
+            problems[reason] += 1
+        n_errors = con.sql(
+            "SELECT count(DISTINCT file_id) FROM crawl_errors WHERE crawl_id = ?", params=[crawl_id]
+        ).fetchall()[0][0]
+        seconds = time.perf_counter() - t0
+        con.execute(
+            """UPDATE crawls SET finished_at = ?, n_seen = ?, n_read = ?, n_unchanged = ?,
+               n_removed = ?, n_errors = ?, seconds = ? WHERE crawl_id = ?""",
+            [
+                datetime.now(),
+                len(listing),
+                len(to_read),
+                n_unchanged,
+                n_removed,
+                n_errors,
+                seconds,
+                crawl_id,
+            ],
+        )
+    finally:
+        con.close()
+    summary = CrawlSummary(
+        db=str(db),
+        crawl_id=crawl_id,
+        n_seen=len(listing),
+        n_read=len(to_read),
+        n_unchanged=n_unchanged,
+        n_removed=n_removed,
+        n_ok=statuses["ok"],
+        n_skipped=statuses["skipped"],
+        n_errors=n_errors,
+        errors_by_reason=dict(problems),
+        seconds=seconds,
+    )
+    log.debug("%s", summary)
+    return summary
+
+
+def _aggregates_stale(con: catalog.duckdb.DuckDBPyConnection) -> bool:
+    """True when an earlier crawl stopped before rebuilding series/studies/patients."""
+    unfinished = con.sql(
+        "SELECT count(*) FROM crawls WHERE finished_at IS NULL AND crawl_id < (SELECT max(crawl_id) FROM crawls)"
+    ).fetchall()[0][0]
+    return bool(unfinished) or con.sql("SELECT count(*) FROM series").fetchall()[0][0] == 0
+
+
+def _plan(
+    con: catalog.duckdb.DuckDBPyConnection, roots: list[str], listing: discover.Listing
+) -> tuple[list[tuple[str, int, int]], int, int]:
+    """Compare the listing with ``files``: drop what vanished or changed; return what to read."""
+    seen = pa.table(
+        {"path": listing.paths, "size": listing.sizes, "mtime_ns": listing.mtimes_ns},
+        schema=pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]),
+    )
+    con.register("seen_files", seen)
+    prefixes = [r.rstrip("/") + "/" for r in roots]
+    try:
+        con.execute("BEGIN TRANSACTION")
+        # Files under the roots that are gone, changed, or failed for a reason worth a retry.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE stale_files AS
+            SELECT f.file_id, s.path IS NULL AS removed
+            FROM files f LEFT JOIN seen_files s ON s.path = f.path
+            WHERE (list_contains(?::VARCHAR[], f.path)
+                   OR list_bool_or(list_transform(?::VARCHAR[], lambda p: starts_with(f.path, p))))
+              AND (s.path IS NULL OR s.size <> f.size OR s.mtime_ns <> f.mtime_ns
+                   OR (f.status = 'error' AND f.reason IN {TRANSIENT_REASONS}))""",
+            [roots, prefixes],
+        )
+        for table in ("elements", "instances", "frames", "crawl_errors", "files"):
+            con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM stale_files)")
+        n_removed = con.sql("SELECT count(*) FROM stale_files WHERE removed").fetchall()[0][0]
+        con.execute("COMMIT")
+        rows = con.sql(
+            """SELECT s.path, s.size, s.mtime_ns FROM seen_files s
+               ANTI JOIN files f ON f.path = s.path ORDER BY s.path"""
+        ).fetchall()
+        n_unchanged = len(listing) - len(rows)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("seen_files")
+    return rows, n_unchanged, n_removed
+
+
+def _record_listing_problems(
+    con: catalog.duckdb.DuckDBPyConnection, listing: discover.Listing, crawl_id: int
+) -> None:
+    """Directories that could not be listed, as crawl_errors rows (replacing older ones)."""
+    if not listing.problems:
+        return
+    rows = [(file_id(p), p, r, m, False, crawl_id) for p, r, m in listing.problems]
+    con.execute(
+        "DELETE FROM crawl_errors WHERE path IN (SELECT unnest(?::VARCHAR[]))",
+        [[p for p, _, _ in listing.problems]],
+    )
+    con.executemany("INSERT INTO crawl_errors VALUES (?, ?, ?, ?, ?, ?)", rows)

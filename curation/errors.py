@@ -1,0 +1,50 @@
+"""The small error hierarchy of curation.
+
+Every message names the thing that was wrong (a file, a tag, a rule, a table) and why.
+"""
+
+from __future__ import annotations
+
+
+class CurationError(Exception):
+    """Base of every error curation raises on purpose."""
+
+
+class InputError(CurationError):
+    """A path, option or spec given by the user cannot be used."""
+
+
+class CatalogError(CurationError):
+    """The catalog database is missing, locked, or does not hold what a step needs."""
+
+
+class DicomReadError(CurationError):
+    """A file could not be read as DICOM.
+
+    ``reason`` is a stable code stored in ``crawl_errors.reason`` (see :data:`READ_ERROR_REASONS`).
+    """
+
+    def __init__(self, reason: str, message: str, path: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+
+
+#: Stable reason codes of ``crawl_errors.reason``, with what each means.
+READ_ERROR_REASONS: dict[str, str] = {
+    "zero_byte": "the file is empty",
+    "not_dicom": "no DICM preamble and no plausible dataset start",
+    "truncated": "the file ends inside an element, a sequence or the header",
+    "bad_length": "an element or sequence length is impossible (runs past its container)",
+    "invalid_vr": "an explicit-VR element carries a VR that DICOM does not define",
+    "invalid_value": "a value cannot be decoded for its VR",
+    "bad_charset": "a text value cannot be decoded with the declared SpecificCharacterSet",
+    "bad_gzip": "a .gz file is not valid gzip",
+    "permission_denied": "the file cannot be opened for reading",
+    "vanished": "the file disappeared between listing and reading",
+    "os_error": "another operating-system error while reading",
+    "dicomdir": "a DICOMDIR media directory, not an instance (skipped)",
+    "no_sop_instance_uid": "the dataset has no SOPInstanceUID, so it cannot be an instance",
+    "internal": "a bug in curation: please report it with the file",
+}

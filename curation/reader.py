@@ -1,0 +1,602 @@
+"""Read every data element of a DICOM file's header as text, fast.
+
+This is the crawl's hot path. It walks the bytes of the common encodings (explicit and implicit VR
+little endian, with or without nested sequences, any pixel encapsulation) with ``struct`` and
+produces columns (lists) ready for Arrow, instead of building pydicom objects: measured ~10x faster
+than ``pydicom.dcmread`` plus value conversion. Anything it does not handle (big endian, deflate, an
+odd VR, a file that switches encodings mid-way) raises :class:`Unsupported`, and the caller reads the
+file with pydicom instead (:mod:`curation.pydicom_reader`), which is also the oracle the tests
+compare this reader against, file by file.
+
+Value text follows pydicom's reading: string values are decoded with the file's character set and
+trailing padding (spaces, NULs) is removed; numeric binary values are formatted like Python's ``str``
+of the number; several values are joined by a backslash, as DICOM itself separates them. Binary VRs
+(OB, OW, OF, OD, OL, OV, UN) and sequences have no text value; their length is kept.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+
+from pydicom.charset import decode_bytes, python_encoding
+from pydicom.datadict import dictionary_VR, private_dictionary_VR
+
+from curation.errors import DicomReadError
+
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+ITEM = 0xFFFEE000
+ITEM_DELIM = 0xFFFEE00D
+SEQ_DELIM = 0xFFFEE0DD
+UNDEFINED = 0xFFFFFFFF
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+# VRs whose explicit encoding uses a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
+_ALL_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN "
+    b"UR US UT UV".split()
+)
+_VR_STR = {v: v.decode() for v in _ALL_VRS}
+# Text VRs decoded with SpecificCharacterSet; the others are decoded as the default repertoire.
+_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
+_BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
+# Text VRs of the default repertoire: decoded directly, no character set involved.
+_PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
+_NUMERIC_FORMAT = {
+    "US": "H",
+    "SS": "h",
+    "UL": "L",
+    "SL": "l",
+    "FL": "f",
+    "FD": "d",
+    "SV": "q",
+    "UV": "Q",
+}
+_NUMERIC_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8}
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<L")
+_IMPLICIT_HEADER = struct.Struct("<HHL")
+_EXPLICIT_HEADER = struct.Struct("<HH2sH")
+_PN_DELIMS = {"^", "=", "\\"}
+_TEXT_DELIMS = {"\\"}
+
+
+class Unsupported(Exception):
+    """The fast reader does not handle this file; read it with pydicom instead."""
+
+
+class _NeedMore(Exception):
+    """The walk ran past the bytes read so far; ``end`` is the offset it needs."""
+
+    def __init__(self, end: int) -> None:
+        self.end = end
+
+
+@dataclass
+class ElementColumns:
+    """Element rows of one or more files, as parallel columns (one entry per element)."""
+
+    tag: list[int] = field(default_factory=list)
+    vr: list[str] = field(default_factory=list)
+    value: list[str | None] = field(default_factory=list)
+    value_length: list[int | None] = field(default_factory=list)
+    seq_path: list[str] = field(default_factory=list)
+    private_creator: list[str | None] = field(default_factory=list)
+    n_items: list[int | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tag)
+
+
+@dataclass
+class Header:
+    """What reading one file's header produced."""
+
+    elements: ElementColumns
+    transfer_syntax: str | None
+    sop_instance_uid: str | None
+    media_storage_sop_class: str | None
+    pixel_data_offset: int | None  # offset of the pixel data value, when it has a defined length
+    pixel_data_length: int | None
+    caveats: list[tuple[str, str]]  # (reason, message) of problems that did not stop the read
+
+
+@cache
+def public_vr(tag: int) -> str:
+    """VR of a public tag from pydicom's dictionary (repeating groups included), else ``UN``."""
+    if tag & 0xFFFF == 0 and tag >> 16 != 0:
+        return "UL"  # group length
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    if vr == "US or SS":
+        return "US"  # refined by PixelRepresentation where it matters (see _ambiguous)
+    if vr in ("OB or OW", "US or OW", "US or SS or OW"):
+        return "OW"
+    return vr if vr != "NONE" else "UN"
+
+
+@cache
+def private_vr(creator: str, tag: int) -> str:
+    """VR of a private tag from pydicom's private dictionary, else ``UN``."""
+    try:
+        vr = private_dictionary_VR(tag, creator)
+    except KeyError:
+        return "UN"
+    if vr in ("OB or OW", "US or OW", "US or SS or OW"):
+        return "OW"
+    if vr == "US or SS":
+        return "US"
+    return vr
+
+
+@lru_cache(maxsize=256)
+def encodings_for(charset: str) -> tuple[tuple[str, ...], bool]:
+    """Python codecs for a SpecificCharacterSet value, and whether all terms were known."""
+    terms = [t.strip() for t in charset.split("\\")]
+    if not terms or terms == [""]:
+        return ("iso8859",), True
+    codecs: list[str] = []
+    known = True
+    for i, term in enumerate(terms):
+        if not term and i == 0:
+            codecs.append("iso8859")
+            continue
+        codec = python_encoding.get(term)
+        if codec is None:
+            # pydicom also accepts some misspellings (ISO-IR 100, ISO_IR_100); try its normalization.
+            codec = python_encoding.get(term.replace("-", "_").replace("ISO_IR_", "ISO_IR "))
+        if codec is None:
+            known = False
+            continue
+        codecs.append(codec)
+    return tuple(codecs) or ("iso8859",), known
+
+
+class _Walker:
+    """Walks one dataset's bytes, appending element rows to ``out``."""
+
+    __slots__ = (
+        "buf",
+        "caveats",
+        "codec",
+        "complete",
+        "default_charset",
+        "encodings",
+        "explicit",
+        "out",
+        "pixel_length",
+        "pixel_offset",
+        "pixel_representation",
+        "simple_charset",
+        "stop_offset",
+    )
+
+    def __init__(self, buf: bytes, complete: bool, explicit: bool, out: ElementColumns) -> None:
+        self.buf = buf
+        self.complete = complete
+        self.explicit = explicit
+        self.out = out
+        self.codec = "iso8859"
+        self.encodings: tuple[str, ...] = ("iso8859",)
+        self.simple_charset = True
+        self.default_charset = True
+        self.caveats: list[tuple[str, str]] = []
+        self.pixel_representation = 0
+        self.stop_offset: int | None = None
+        self.pixel_offset: int | None = None
+        self.pixel_length: int | None = None
+
+    # -- values -------------------------------------------------------------------------------
+    def _text(self, raw: bytes, vr: str) -> str:
+        if vr in _CHARSET_VRS and not self.default_charset:
+            if self.simple_charset:
+                try:
+                    text = raw.decode(self.codec)
+                except UnicodeDecodeError as exc:
+                    self.caveats.append(
+                        ("bad_charset", f"{vr} value not valid {self.codec}: {exc.reason}")
+                    )
+                    text = raw.decode(self.codec, errors="replace")
+            else:
+                delims = _PN_DELIMS if vr == "PN" else _TEXT_DELIMS
+                text = decode_bytes(raw, list(self.encodings), delims)
+        else:
+            text = raw.decode("latin-1")
+        return text.rstrip("\x00 ")
+
+    def _numbers(self, raw: bytes, vr: str) -> str:
+        size = _NUMERIC_SIZE[vr]
+        count, extra = divmod(len(raw), size)
+        if extra:
+            raise DicomReadError("invalid_value", f"{vr} value of {len(raw)} bytes")
+        if count == 1:
+            return str(struct.unpack("<" + _NUMERIC_FORMAT[vr], raw)[0])
+        return "\\".join(map(str, struct.unpack(f"<{count}{_NUMERIC_FORMAT[vr]}", raw)))
+
+    def _value(self, raw: bytes, vr: str, tag: int) -> str | None:
+        if vr in _NUMERIC_FORMAT:
+            if vr == "US" and self.pixel_representation == 1 and _ambiguous(tag):
+                vr = "SS"
+            return self._numbers(raw, vr)
+        if vr == "AT":
+            if len(raw) % 4:
+                raise DicomReadError("invalid_value", f"AT value of {len(raw)} bytes")
+            pairs = struct.unpack(f"<{len(raw) // 2}H", raw)
+            return "\\".join(f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2))
+        return self._text(raw, vr)
+
+    def _set_charset(self, text: str) -> None:
+        encodings, known = encodings_for(text)
+        if not known:
+            self.caveats.append(
+                ("bad_charset", f"unknown SpecificCharacterSet {text!r}; default repertoire used")
+            )
+        self.encodings = encodings
+        self.codec = encodings[0]
+        self.simple_charset = len(encodings) == 1 and "2022" not in text
+        self.default_charset = self.simple_charset and self.codec in ("iso8859", "latin_1")
+
+    # -- structure ----------------------------------------------------------------------------
+    def walk(self, pos: int, end: int | None, path: str, top: bool) -> int:
+        """Read elements from ``pos`` until ``end`` (or an item delimiter when ``end`` is None)."""
+        buf = self.buf
+        buflen = len(buf)
+        explicit = self.explicit
+        out = self.out
+        o_tag, o_vr, o_val = out.tag.append, out.vr.append, out.value.append
+        o_len, o_path, o_cre = (
+            out.value_length.append,
+            out.seq_path.append,
+            out.private_creator.append,
+        )
+        o_items = out.n_items.append
+        creators: dict[int, str] = {}
+        limit = buflen if end is None else end
+        while pos < limit:
+            if pos + 8 > buflen:
+                if self.complete:
+                    raise DicomReadError(
+                        "truncated", f"file ends inside an element header at byte {pos}"
+                    )
+                raise _NeedMore(pos + 8)
+            if explicit:
+                group, elem, vr_b, length = _EXPLICIT_HEADER.unpack_from(buf, pos)
+                tag = group << 16 | elem
+                if group == 0xFFFE:
+                    length = _U32.unpack_from(buf, pos + 4)[0]
+                    vr = ""
+                    pos += 8
+                else:
+                    vr_s = _VR_STR.get(vr_b)
+                    if vr_s is None:
+                        raise Unsupported(
+                            f"invalid VR {vr_b!r} for ({group:04X},{elem:04X}) at byte {pos}"
+                        )
+                    vr = vr_s
+                    if vr_b in _LONG_VRS:
+                        if pos + 12 > buflen:
+                            if self.complete:
+                                raise DicomReadError(
+                                    "truncated", f"file ends inside an element header at byte {pos}"
+                                )
+                            raise _NeedMore(pos + 12)
+                        length = _U32.unpack_from(buf, pos + 8)[0]
+                        pos += 12
+                    else:
+                        pos += 8
+            else:
+                group, elem, length = _IMPLICIT_HEADER.unpack_from(buf, pos)
+                tag = group << 16 | elem
+                pos += 8
+                vr = ""
+            if group == 0xFFFE:
+                if tag == ITEM_DELIM and end is None:
+                    return pos
+                raise DicomReadError(
+                    "bad_length", f"unexpected delimiter ({group:04X},{elem:04X}) at byte {pos - 8}"
+                )
+            creator: str | None = None
+            if group & 1 and elem >= 0x1000:
+                creator = creators.get(group << 8 | elem >> 8)
+            if not vr:
+                if creator is not None:
+                    vr = private_vr(creator, tag)
+                elif group & 1 and 0x10 <= elem <= 0xFF:
+                    vr = "LO"
+                else:
+                    vr = public_vr(tag) if not group & 1 else "UN"
+            if top and tag in PIXEL_TAGS:
+                o_tag(tag), o_vr(vr), o_val(None), o_path(path), o_cre(None), o_items(None)
+                if length == UNDEFINED:
+                    o_len(None)
+                else:
+                    o_len(length)
+                    self.pixel_offset = pos
+                    self.pixel_length = length
+                self.stop_offset = pos
+                return pos
+            if vr == "SQ" or (length == UNDEFINED and vr == "UN"):
+                pos = self._sequence(pos, length, tag, path, creator, vr)
+                continue
+            if length == UNDEFINED:
+                raise DicomReadError(
+                    "bad_length", f"undefined length for {vr} ({group:04X},{elem:04X})"
+                )
+            vend = pos + length
+            if end is not None and vend > end:
+                raise DicomReadError(
+                    "bad_length",
+                    f"({group:04X},{elem:04X}) {vr} of {length} bytes runs past its item at byte {end}",
+                )
+            if vend > buflen:
+                if self.complete:
+                    raise DicomReadError(
+                        "truncated",
+                        f"({group:04X},{elem:04X}) {vr} of {length} bytes runs past the end of the "
+                        f"file at byte {buflen}",
+                    )
+                raise _NeedMore(vend)
+            if vr in _BINARY_VRS:
+                value = None
+            elif vr in _PLAIN_VRS or (vr in _CHARSET_VRS and self.default_charset):
+                value = buf[pos:vend].decode("latin-1").rstrip("\x00 ")
+            else:
+                value = self._value(buf[pos:vend], vr, tag)
+            if elem <= 0xFF and value is not None:
+                if group & 1 and elem >= 0x10:
+                    creators[group << 8 | elem] = value
+                elif tag == 0x00080005 and top:
+                    self._set_charset(value)
+            elif tag == 0x00280103 and top and value and value.isdigit():
+                self.pixel_representation = int(value)
+            o_tag(tag), o_vr(vr), o_val(value), o_len(length), o_path(path), o_cre(creator)
+            o_items(None)
+            pos = vend
+        if end is None and not top:
+            # An item of undefined length ran out of bytes before its delimiter.
+            if self.complete:
+                raise DicomReadError("truncated", f"file ends inside a sequence item ({path})")
+            raise _NeedMore(buflen + 1)
+        if end is not None and pos != end:
+            raise DicomReadError(
+                "bad_length", f"item content ends at byte {pos}, past its end {end}"
+            )
+        return pos
+
+    def _sequence(
+        self, pos: int, length: int, tag: int, path: str, creator: str | None, vr: str
+    ) -> int:
+        out = self.out
+        row = len(out.tag)
+        out.tag.append(tag)
+        out.vr.append("SQ")
+        out.value.append(None)
+        out.value_length.append(None if length == UNDEFINED else length)
+        out.seq_path.append(path)
+        out.private_creator.append(creator)
+        out.n_items.append(0)
+        saved_explicit = self.explicit
+        if vr == "UN":
+            # A UN value of undefined length is a sequence encoded implicit VR LE (PS3.5 6.2.2).
+            if not self._looks_sq_item(pos):
+                raise Unsupported(f"UN ({tag >> 16:04X},{tag & 0xFFFF:04X}) of undefined length")
+            self.explicit = False
+        end = None if length == UNDEFINED else pos + length
+        if end is not None and end > len(self.buf):
+            if self.complete:
+                raise DicomReadError(
+                    "truncated",
+                    f"sequence ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past end of file",
+                )
+            raise _NeedMore(end)
+        prefix = f"{path}/{tag:08X}" if path else f"{tag:08X}"
+        buf = self.buf
+        n = 0
+        try:
+            while end is None or pos < end:
+                if pos + 8 > len(buf):
+                    if self.complete:
+                        raise DicomReadError("truncated", f"file ends inside sequence {tag:08X}")
+                    raise _NeedMore(pos + 8)
+                group, elem, ilen = _IMPLICIT_HEADER.unpack_from(buf, pos)
+                itag = group << 16 | elem
+                pos += 8
+                if itag == SEQ_DELIM:
+                    break
+                if itag != ITEM:
+                    raise DicomReadError(
+                        "bad_length",
+                        f"expected an item in sequence {tag:08X}, found ({group:04X},{elem:04X})",
+                    )
+                item_path = f"{prefix}[{n}]"
+                n += 1
+                if ilen == UNDEFINED:
+                    pos = self.walk(pos, None, item_path, False)
+                else:
+                    iend = pos + ilen
+                    if end is not None and iend > end:
+                        raise DicomReadError(
+                            "bad_length", f"item of sequence {tag:08X} runs past the sequence"
+                        )
+                    if iend > len(buf):
+                        if self.complete:
+                            raise DicomReadError(
+                                "truncated", f"item of sequence {tag:08X} runs past end of file"
+                            )
+                        raise _NeedMore(iend)
+                    pos = self.walk(pos, iend, item_path, False)
+        finally:
+            self.explicit = saved_explicit
+        out.n_items[row] = n
+        return pos
+
+    def _looks_sq_item(self, pos: int) -> bool:
+        buf = self.buf
+        if pos + 4 > len(buf):
+            return True  # let the item loop report truncation or ask for more bytes
+        group, elem = struct.unpack_from("<HH", buf, pos)
+        return group == 0xFFFE and elem in (0xE000, 0xE0DD)
+
+
+@cache
+def _ambiguous(tag: int) -> bool:
+    try:
+        return dictionary_VR(tag) in ("US or SS", "US or SS or OW")
+    except KeyError:
+        return False
+
+
+def _is_explicit_at(buf: bytes, pos: int) -> bool:
+    return len(buf) >= pos + 6 and buf[pos + 4 : pos + 6] in _ALL_VRS
+
+
+def _plausible_start(buf: bytes) -> bool:
+    """A dataset without preamble: a low group, little endian, at offset 0."""
+    if len(buf) < 8:
+        return False
+    group, elem = struct.unpack_from("<HH", buf, 0)
+    return (
+        group in (0x0002, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028)
+        and elem < 0x1000
+        and (_is_explicit_at(buf, 0) or _U32.unpack_from(buf, 4)[0] < 0x10000)
+    )
+
+
+def sniff(head: bytes) -> str | None:
+    """``'preamble'``, ``'raw'`` (a dataset starting at byte 0) or ``None`` (not DICOM)."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "preamble"
+    if _plausible_start(head):
+        return "raw"
+    return None
+
+
+def read_header_bytes(buf: bytes, complete: bool) -> Header:
+    """Read the header from ``buf`` (the first bytes of a file, or all of it when ``complete``).
+
+    Raises
+    ------
+    _NeedMore
+        When ``complete`` is false and the header runs past ``buf``.
+    Unsupported
+        For encodings the fast reader leaves to pydicom.
+    DicomReadError
+        When the bytes are not a readable DICOM header (the reason code says why).
+    """
+    kind = sniff(buf)
+    if kind is None:
+        if len(buf) < 132 and not complete:
+            raise _NeedMore(132)
+        raise DicomReadError("not_dicom", "no DICM preamble and no plausible dataset start")
+    out = ElementColumns()
+    pos = 132 if kind == "preamble" else 0
+    transfer_syntax: str | None = None
+    media_class: str | None = None
+    meta = _Walker(buf, complete, True, out)
+    if kind == "preamble" or (len(buf) >= 2 and buf[0:2] == b"\x02\x00"):
+        # File meta group: always explicit VR little endian; read element by element until group != 2.
+        while True:
+            if pos + 8 > len(buf):
+                if complete:
+                    raise DicomReadError("truncated", "file ends inside the file meta information")
+                raise _NeedMore(pos + 8)
+            group = _U16.unpack_from(buf, pos)[0]
+            if group != 0x0002:
+                break
+            if not _is_explicit_at(buf, pos):
+                raise Unsupported("file meta information is not explicit VR")
+            vr_b = buf[pos + 4 : pos + 6]
+            hdr = 12 if vr_b in _LONG_VRS else 8
+            length = (
+                _U32.unpack_from(buf, pos + 8)[0]
+                if hdr == 12
+                else _U16.unpack_from(buf, pos + 6)[0]
+            )
+            meta.walk(pos, pos + hdr + length, "", True)
+            pos += hdr + length
+        for tag, value in zip(out.tag, out.value, strict=True):
+            if tag == 0x00020010:
+                transfer_syntax = (value or "").rstrip("\x00 ")
+            elif tag == 0x00020002:
+                media_class = value
+    if transfer_syntax is None:
+        explicit = _is_explicit_at(buf, pos)
+    elif transfer_syntax == IMPLICIT_LE:
+        explicit = False
+    elif transfer_syntax in (EXPLICIT_BE, DEFLATED):
+        raise Unsupported(f"transfer syntax {transfer_syntax}")
+    else:
+        explicit = True
+    if explicit != _is_explicit_at(buf, pos) and pos + 8 <= len(buf):
+        # Declared and actual encodings disagree; pydicom knows how to cope.
+        raise Unsupported("dataset encoding differs from its transfer syntax")
+    walker = _Walker(buf, complete, explicit, out)
+    walker.walk(pos, None, "", True)
+    if walker.stop_offset is None and not complete:
+        raise _NeedMore(len(buf) + 1)  # no pixel data seen yet: the dataset may go on
+    sop = None
+    for tag, value, path in zip(out.tag, out.value, out.seq_path, strict=True):
+        if tag == 0x00080018 and not path:
+            sop = value
+            break
+    return Header(
+        elements=out,
+        transfer_syntax=transfer_syntax,
+        sop_instance_uid=sop,
+        media_storage_sop_class=media_class,
+        pixel_data_offset=walker.pixel_offset,
+        pixel_data_length=walker.pixel_length,
+        caveats=meta.caveats + walker.caveats,
+    )
+
+
+INITIAL_READ = 64 * 1024
+
+
+def read_file_bytes(path: str) -> tuple[bytes, bool, bool]:
+    """The first bytes of a file that hold its header: ``(data, complete, gzipped)``.
+
+    Most headers fit in the first 64 kB; :func:`read_header` asks for more when they do not.
+    Gzip-wrapped files are decompressed whole.
+    """
+    with open(path, "rb") as f:
+        data = f.read(INITIAL_READ)
+        if data[:2] == b"\x1f\x8b":
+            import gzip
+            import zlib
+
+            f.seek(0)
+            try:
+                return gzip.decompress(f.read()), True, True
+            except (OSError, EOFError, zlib.error) as exc:
+                raise DicomReadError("bad_gzip", f"not valid gzip: {exc}") from exc
+        return data, len(data) < INITIAL_READ, False
+
+
+def read_header(path: str) -> tuple[Header, bool]:
+    """Read a file's header with the fast reader: ``(header, gzipped)``.
+
+    Raises :class:`Unsupported` for files the fast reader leaves to pydicom, and
+    :class:`~curation.errors.DicomReadError` for files that are not readable DICOM.
+    """
+    data, complete, gzipped = read_file_bytes(path)
+    if not data:
+        raise DicomReadError("zero_byte", "the file is empty")
+    while True:
+        try:
+            return read_header_bytes(data, complete), gzipped
+        except _NeedMore as more:
+            with open(path, "rb") as f:
+                # Read what the walk asked for plus a margin, so a long header costs few passes.
+                want = max(more.end + INITIAL_READ, 2 * len(data))
+                data = f.read(want)
+            complete = len(data) < want
