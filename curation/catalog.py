@@ -135,35 +135,36 @@ def _shared_path(macro: int) -> str:
     return f"{SHARED_FUNCTIONAL_GROUPS:08X}[0]/{macro:08X}[0]"
 
 
-def instances_sql(batch_elements: str, batch_files: str) -> str:
-    """SELECT that turns one batch's staged element rows into ``instances`` rows."""
-    pivots = []
+def raw_instance_columns() -> list[tuple[str, int, str]]:
+    """The text columns a reader hands over per instance: (column, tag, seq_path).
+
+    Top-level attributes, plus, for enhanced multi-frame objects, the same attribute in its shared
+    functional group (column ``<keyword>__fg``), which :func:`instances_sql` uses as a fallback.
+    """
+    cols = [(a.keyword, a.tag, "") for a in INSTANCE_ATTRIBUTES]
+    cols += [
+        (f"{a.keyword}__fg", a.tag, _shared_path(a.functional_group))
+        for a in INSTANCE_ATTRIBUTES
+        if a.functional_group is not None
+    ]
+    cols.append(("TransferSyntaxUID", 0x00020010, ""))
+    return cols
+
+
+def instances_sql(batch_instances: str, batch_files: str) -> str:
+    """SELECT that types one batch's raw instance text columns into ``instances`` rows."""
+    fg = {a.keyword for a in INSTANCE_ATTRIBUTES if a.functional_group is not None}
     selects = []
     for a in INSTANCE_ATTRIBUTES:
-        pivots.append(
-            f"max(value) FILTER (WHERE seq_path = '' AND tag = {a.tag}) AS \"{a.keyword}\""
+        expr = (
+            f'coalesce(r."{a.keyword}", r."{a.keyword}__fg")'
+            if a.keyword in fg
+            else f'r."{a.keyword}"'
         )
-        expr = f'p."{a.keyword}"'
-        if a.functional_group is not None:
-            pivots.append(
-                f"max(value) FILTER (WHERE seq_path = '{_shared_path(a.functional_group)}' "
-                f'AND tag = {a.tag}) AS "{a.keyword}__fg"'
-            )
-            expr = f'coalesce(p."{a.keyword}", p."{a.keyword}__fg")'
         selects.append(f'{_typed(a, expr)} AS "{a.keyword}"')
-    pivots.append("max(value) FILTER (WHERE seq_path = '' AND tag = 131088) AS TransferSyntaxUID")
-    shared_prefix = f"{SHARED_FUNCTIONAL_GROUPS:08X}[0]/"
     return f"""
-        WITH p AS (
-            SELECT file_id, {", ".join(pivots)}
-            FROM {batch_elements}
-            WHERE seq_path = '' OR starts_with(seq_path, '{shared_prefix}')
-            GROUP BY file_id
-        ), n AS (
-            SELECT file_id, count(*) AS n_elements FROM {batch_elements} GROUP BY file_id
-        )
-        SELECT p.file_id, {", ".join(selects)}, p.TransferSyntaxUID, n.n_elements, f.path, f.crawl_id
-        FROM p JOIN n USING (file_id) JOIN {batch_files} f USING (file_id)
+        SELECT r.file_id, {", ".join(selects)}, r.TransferSyntaxUID, r.n_elements, f.path, f.crawl_id
+        FROM {batch_instances} r JOIN {batch_files} f USING (file_id)
         WHERE f.status = 'ok'
     """
 

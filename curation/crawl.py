@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 from tqdm import tqdm
@@ -65,6 +66,12 @@ _FILE_SCHEMA = pa.schema(
         ("crawl_id", pa.int32()),
     ]
 )
+_RAW_INSTANCE_COLUMNS = catalog.raw_instance_columns()
+_FG_PATHS = frozenset(p for _, _, p in _RAW_INSTANCE_COLUMNS if p)
+_RAW_INSTANCE_SCHEMA = pa.schema(
+    [("file_id", pa.uint64()), ("n_elements", pa.int64())]
+    + [(name, pa.string()) for name, _, _ in _RAW_INSTANCE_COLUMNS]
+)
 _ERROR_SCHEMA = pa.schema(
     [
         ("file_id", pa.uint64()),
@@ -75,6 +82,15 @@ _ERROR_SCHEMA = pa.schema(
         ("crawl_id", pa.int32()),
     ]
 )
+
+
+class Batch(NamedTuple):
+    """What a worker hands back for a chunk of files: Arrow tables staged for the catalog."""
+
+    files: pa.Table
+    elements: pa.Table
+    errors: pa.Table
+    instances: pa.Table  # raw text of the instance attributes, typed by DuckDB
 
 
 @dataclass(frozen=True)
@@ -200,15 +216,15 @@ def _read_one(
     return "ok", None, header, gz, reader, problems
 
 
-def read_batch(
-    items: Sequence[tuple[str, int, int]], crawl_id: int
-) -> tuple[pa.Table, pa.Table, pa.Table]:
+def read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
     """Read ``(path, size, mtime_ns)`` files into (files, elements, errors) Arrow tables."""
     files: dict[str, list[object]] = {n: [] for n in _FILE_SCHEMA.names}
     errors: dict[str, list[object]] = {n: [] for n in _ERROR_SCHEMA.names}
     cols = ElementColumns()
     ids: list[int] = []
     counts: list[int] = []
+    instances: dict[str, list[object]] = {"file_id": [], "n_elements": []}
+    instances.update({name: [] for name, _, _ in _RAW_INSTANCE_COLUMNS})
     for path, size, mtime_ns in items:
         fid = file_id(path)
         if discover.never_dicom(os.path.basename(path)):
@@ -245,6 +261,16 @@ def read_batch(
             cols.n_items += e.n_items
             ids.append(fid)
             counts.append(len(e))
+            # The instance's attributes as text; DuckDB types them in bulk (catalog.instances_sql).
+            found = {
+                (p, t): v
+                for t, v, p in zip(e.tag, e.value, e.seq_path, strict=True)
+                if not p or p in _FG_PATHS
+            }
+            instances["file_id"].append(fid)
+            instances["n_elements"].append(len(e))
+            for name, tag, path_ in _RAW_INSTANCE_COLUMNS:
+                instances[name].append(found.get((path_, tag)))
     import numpy as np
 
     elements = pa.table(
@@ -260,26 +286,23 @@ def read_batch(
         ],
         schema=_ELEMENT_SCHEMA,
     )
-    return (
+    return Batch(
         pa.table(files, schema=_FILE_SCHEMA),
         elements,
         pa.table(errors, schema=_ERROR_SCHEMA),
+        pa.table(instances, schema=_RAW_INSTANCE_SCHEMA),
     )
 
 
 # -- writing (main process) --------------------------------------------------------------------
 
 
-def _write(
-    con: catalog.duckdb.DuckDBPyConnection, parts: list[tuple[pa.Table, pa.Table, pa.Table]]
-) -> None:
+def _write(con: catalog.duckdb.DuckDBPyConnection, parts: list[Batch]) -> None:
     """Write read batches to the catalog in one transaction."""
-    files = pa.concat_tables([p[0] for p in parts])
-    elements = pa.concat_tables([p[1] for p in parts])
-    errors = pa.concat_tables([p[2] for p in parts])
-    con.register("batch_files", files)
-    con.register("batch_elements", elements)
-    con.register("batch_errors", errors)
+    con.register("batch_files", pa.concat_tables([p.files for p in parts]))
+    con.register("batch_elements", pa.concat_tables([p.elements for p in parts]))
+    con.register("batch_errors", pa.concat_tables([p.errors for p in parts]))
+    con.register("batch_instances", pa.concat_tables([p.instances for p in parts]))
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("INSERT INTO files BY NAME SELECT * FROM batch_files")
@@ -288,7 +311,7 @@ def _write(
             f"INSERT INTO elements BY NAME {catalog.elements_sql('batch_elements', 'batch_files')}"
         )
         con.execute(
-            f"INSERT INTO instances BY NAME {catalog.instances_sql('batch_elements', 'batch_files')}"
+            f"INSERT INTO instances BY NAME {catalog.instances_sql('batch_instances', 'batch_files')}"
         )
         con.execute(
             f"INSERT INTO frames BY NAME {catalog.frames_sql('batch_elements', 'batch_files')}"
@@ -298,7 +321,7 @@ def _write(
         con.execute("ROLLBACK")
         raise
     finally:
-        for name in ("batch_files", "batch_elements", "batch_errors"):
+        for name in ("batch_files", "batch_elements", "batch_errors", "batch_instances"):
             con.unregister(name)
 
 
@@ -307,9 +330,7 @@ def _chunks(items: list[tuple[str, int, int]], n: int) -> Iterator[list[tuple[st
         yield items[i : i + n]
 
 
-def _results(
-    items: list[tuple[str, int, int]], crawl_id: int, workers: int
-) -> Iterator[tuple[pa.Table, pa.Table, pa.Table]]:
+def _results(items: list[tuple[str, int, int]], crawl_id: int, workers: int) -> Iterator[Batch]:
     """Read batches, in this process (1 worker) or in a pool with a bounded number in flight."""
     if workers <= 1:
         for chunk in _chunks(items, TASK_FILES):
@@ -319,8 +340,8 @@ def _results(
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["curation.crawl"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: set[Future[tuple[pa.Table, pa.Table, pa.Table]]] = set()
-        order: list[Future[tuple[pa.Table, pa.Table, pa.Table]]] = []
+        pending: set[Future[Batch]] = set()
+        order: list[Future[Batch]] = []
         chunks = _chunks(items, TASK_FILES)
         try:
             for chunk in chunks:
@@ -395,15 +416,15 @@ def crawl(
         problems: Counter[str] = Counter()
         bar = tqdm(total=len(to_read), unit="file", disable=None if progress is None else not progress,
                    desc="crawl", smoothing=0.1)  # fmt: skip
-        buffered: list[tuple[pa.Table, pa.Table, pa.Table]] = []
+        buffered: list[Batch] = []
         n_buffered = 0
         try:
             for part in _results(to_read, crawl_id, workers):
                 buffered.append(part)
-                n_buffered += part[0].num_rows
-                statuses.update(part[0].column("status").to_pylist())
-                problems.update(part[2].column("reason").to_pylist())
-                bar.update(part[0].num_rows)
+                n_buffered += part.files.num_rows
+                statuses.update(part.files.column("status").to_pylist())
+                problems.update(part.errors.column("reason").to_pylist())
+                bar.update(part.files.num_rows)
                 if n_buffered >= COMMIT_FILES:
                     _write(con, buffered)
                     buffered, n_buffered = [], 0

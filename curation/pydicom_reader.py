@@ -52,7 +52,7 @@ def _one(v: Any) -> str:
 
 
 def _walk(ds: Dataset, path: str, top: bool, out: ElementColumns) -> None:
-    for tag in ds:
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset yields elements, not tags)
         raw = ds.get_item(tag)
         if top and int(tag) in PIXEL_TAGS:
             continue
