@@ -7,13 +7,12 @@ subcommand of the ``curation`` CLI.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 # A library never configures logging; it only makes sure it is silent unless the app asks.
 logging.getLogger("curation").addHandler(logging.NullHandler())
-
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from curation.crawl import CrawlSummary, crawl

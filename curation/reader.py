@@ -224,8 +224,6 @@ class _Walker:
 
     def _value(self, raw: bytes, vr: str, tag: int) -> str | None:
         if vr in _NUMERIC_FORMAT:
-            if vr == "US" and self.pixel_representation == 1 and _ambiguous(tag):
-                vr = "SS"
             return self._numbers(raw, vr)
         if vr == "AT":
             if len(raw) % 4:
@@ -307,13 +305,20 @@ class _Walker:
             creator: str | None = None
             if group & 1 and elem >= 0x1000:
                 creator = creators.get(group << 8 | elem >> 8)
-            if not vr:
+            encoded_un = vr == "UN"
+            if encoded_un and length != UNDEFINED:
+                # An explicit UN that the dictionaries know better (data that passed through a
+                # system that did not know the tag): read it as its real VR, as pydicom does.
+                vr = _known_vr_of_un(tag, creator, length)
+            elif not vr:
                 if creator is not None:
                     vr = private_vr(creator, tag)
                 elif group & 1 and 0x10 <= elem <= 0xFF:
                     vr = "LO"
                 else:
                     vr = public_vr(tag) if not group & 1 else "UN"
+                    if vr == "US" and self.pixel_representation == 1 and _ambiguous(tag):
+                        vr = "SS"  # 'US or SS' attributes follow PixelRepresentation
             if top and tag in PIXEL_TAGS:
                 o_tag(tag), o_vr(vr), o_val(None), o_path(path), o_cre(None), o_items(None)
                 if length == UNDEFINED:
@@ -325,7 +330,7 @@ class _Walker:
                 self.stop_offset = pos
                 return pos
             if vr == "SQ" or (length == UNDEFINED and vr == "UN"):
-                pos = self._sequence(pos, length, tag, path, creator, vr)
+                pos = self._sequence(pos, length, tag, path, creator, encoded_un)
                 continue
             if length == UNDEFINED:
                 raise DicomReadError(
@@ -373,7 +378,7 @@ class _Walker:
         return pos
 
     def _sequence(
-        self, pos: int, length: int, tag: int, path: str, creator: str | None, vr: str
+        self, pos: int, length: int, tag: int, path: str, creator: str | None, encoded_un: bool
     ) -> int:
         out = self.out
         row = len(out.tag)
@@ -385,8 +390,8 @@ class _Walker:
         out.private_creator.append(creator)
         out.n_items.append(0)
         saved_explicit = self.explicit
-        if vr == "UN":
-            # A UN value of undefined length is a sequence encoded implicit VR LE (PS3.5 6.2.2).
+        if encoded_un:
+            # A sequence written as UN is encoded implicit VR little endian (PS3.5 6.2.2).
             if not self._looks_sq_item(pos):
                 raise Unsupported(f"UN ({tag >> 16:04X},{tag & 0xFFFF:04X}) of undefined length")
             self.explicit = False
@@ -445,6 +450,22 @@ class _Walker:
             return True  # let the item loop report truncation or ask for more bytes
         group, elem = struct.unpack_from("<HH", buf, pos)
         return group == 0xFFFE and elem in (0xE000, 0xE0DD)
+
+
+@cache
+def _known_vr_of_un(tag: int, creator: str | None, length: int) -> str:
+    """The VR pydicom gives an element encoded explicitly as UN (``replace_un_with_known_vr``)."""
+    if tag >> 16 & 1:
+        if 0x10 <= tag & 0xFFFF <= 0xFF:
+            return "LO"  # a private creator
+        return private_vr(creator, tag) if creator is not None else "UN"
+    if length >= 0xFFFF:
+        return "UN"
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    return public_vr(tag) if vr != "NONE" else "UN"
 
 
 @cache
