@@ -31,7 +31,7 @@ from curation.errors import DicomReadError, InputError
 from curation.pydicom_reader import read_with_pydicom
 from curation.reader import ElementColumns, Header, Unsupported, read_header
 
-log = logging.getLogger("curation.crawl")
+log = logging.getLogger("curation.crawler")
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 #: Files handed to a worker at once, and files written to DuckDB per transaction.
@@ -150,7 +150,8 @@ def _read_one(
             reader = "pydicom"
             header, gz = read_with_pydicom(path)
         except DicomReadError as fast_error:
-            if fast_error.reason in ("zero_byte", "not_dicom", "bad_gzip"):
+            # pydicom would return a silently partial dataset for a truncated header: no rescue.
+            if fast_error.reason in ("zero_byte", "not_dicom", "bad_gzip", "truncated"):
                 raise
             # pydicom is more forgiving of some malformations; keep the fast reader's diagnosis.
             try:
@@ -338,7 +339,7 @@ def _results(items: list[tuple[str, int, int]], crawl_id: int, workers: int) -> 
         return
     # forkserver: children never inherit the parent's open DuckDB connection or its threads.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["curation.crawl"])
+    ctx.set_forkserver_preload(["curation.crawler"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         pending: set[Future[Batch]] = set()
         order: list[Future[Batch]] = []
@@ -369,6 +370,7 @@ def crawl(
     *,
     workers: int | None = None,
     progress: bool | None = None,
+    commit_every: int = COMMIT_FILES,
 ) -> CrawlSummary:
     """Crawl ``paths`` (folders or files) into the catalog ``db``.
 
@@ -382,6 +384,8 @@ def crawl(
         Reader processes; default: all cores. ``1`` reads in this process.
     progress
         Show a progress bar; default: only when stderr is a terminal.
+    commit_every
+        Files written per transaction. Smaller loses less work to a kill, larger is faster.
 
     Returns
     -------
@@ -425,11 +429,13 @@ def crawl(
                 statuses.update(part.files.column("status").to_pylist())
                 problems.update(part.errors.column("reason").to_pylist())
                 bar.update(part.files.num_rows)
-                if n_buffered >= COMMIT_FILES:
+                if n_buffered >= commit_every:
                     _write(con, buffered)
+                    log.debug("committed %d files", n_buffered)
                     buffered, n_buffered = [], 0
             if buffered:
                 _write(con, buffered)
+                log.debug("committed %d files", n_buffered)
         finally:
             bar.close()
         if to_read or n_removed or _aggregates_stale(con):

@@ -1,0 +1,352 @@
+"""The crawler: what lands in the catalog, bad input, incremental re-crawls, interruption."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from curation import crawl
+from curation.crawler import read_batch
+
+from .conftest import ROOT, SHARED_DICOM, needs_shared, pydicom_test_files
+
+
+def _test_file(name: str) -> Path:
+    return next(f for f in pydicom_test_files() if f.name == name)
+
+
+def _q(db: Path, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _dataset(charset: str = "ISO_IR 100") -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = uid = generate_uid()
+    ds.SpecificCharacterSet = charset
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = uid
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "CT"
+    ds.PatientID = "P1"
+    return ds
+
+
+@pytest.fixture
+def messy_tree(tmp_path: Path) -> Path:
+    """A folder with good files and every kind of bad input the crawl must survive."""
+    root = tmp_path / "tree"
+    (root / "a" / "b").mkdir(parents=True)
+    ct = _test_file("CT_small.dcm")
+    shutil.copy(ct, root / "a" / "ct.dcm")
+    shutil.copy(_test_file("MR_small.dcm"), root / "a" / "b" / "IM0001")  # no extension
+    data = ct.read_bytes()
+    (root / "a" / "ct2.dcm.gz").write_bytes(gzip.compress(_with_new_uid(data)))
+    (root / "zero.dcm").write_bytes(b"")
+    (root / "truncated.dcm").write_bytes(data[:600])  # ends inside the header
+    (root / "short_pixels.dcm").write_bytes(_with_new_uid(data)[:-5000])  # header whole, pixels cut
+    (root / "junk.dcm").write_bytes(b"this is not a DICOM file\n" * 20)
+    (root / "notes.txt").write_text("a sidecar, never DICOM")
+    (root / "bad.gz").write_bytes(b"\x1f\x8b" + b"garbage")
+    # Undecodable text under a declared UTF-8 character set.
+    ds = _dataset("ISO_IR 192")
+    ds.add_new(0x00081030, "LO", "STUDY")
+    ds.save_as(root / "charset.dcm", enforce_file_format=True)
+    raw = (root / "charset.dcm").read_bytes().replace(b"STUDY ", b"ST\xff\xfeY ")
+    (root / "charset.dcm").write_bytes(raw)
+    # An explicit VR that DICOM does not define.
+    ds = _dataset()
+    ds.save_as(root / "badvr.dcm", enforce_file_format=True)
+    raw = (root / "badvr.dcm").read_bytes().replace(b"\x08\x00\x60\x00CS", b"\x08\x00\x60\x00ZZ")
+    (root / "badvr.dcm").write_bytes(raw)
+    # A symlink cycle and a second link to the same folder.
+    (root / "a" / "b" / "loop").symlink_to(root / "a")
+    (root / "again").symlink_to(root / "a")
+    return root
+
+
+def _with_new_uid(data: bytes) -> bytes:
+    ds = pydicom.dcmread(__import__("io").BytesIO(data))
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = __import__("io").BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_bad_input_lands_in_crawl_errors_and_the_crawl_goes_on(
+    messy_tree: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "c.duckdb"
+    summary = crawl(messy_tree, db, workers=1, progress=False)
+    status = dict(_q(db, "SELECT replace(path, ?, ''), status FROM files", [str(messy_tree) + "/"]))
+    assert status["a/ct.dcm"] == "ok"
+    assert status["a/b/IM0001"] == "ok"
+    assert status["a/ct2.dcm.gz"] == "ok"
+    assert status["notes.txt"] == "skipped"
+    assert _q(db, "SELECT gzip FROM files WHERE path LIKE '%ct2.dcm.gz'") == [(True,)]
+    reasons = {
+        Path(p).name: (r, c)
+        for p, r, c in _q(db, "SELECT path, reason, cataloged FROM crawl_errors")
+    }
+    assert reasons["zero.dcm"] == ("zero_byte", False)
+    assert reasons["truncated.dcm"] == ("truncated", False)
+    assert reasons["short_pixels.dcm"] == ("truncated", True)  # header cataloged, pixels missing
+    assert status["short_pixels.dcm"] == "ok"
+    assert reasons["junk.dcm"] == ("not_dicom", False)
+    assert reasons["bad.gz"] == ("bad_gzip", False)
+    # Undecodable text is read with replacement characters and reported; the header is kept.
+    assert reasons["charset.dcm"] == ("bad_charset", True)
+    assert status["charset.dcm"] == "ok"
+    # pydicom reads past the invalid VR; whichever way, the file is accounted for.
+    assert status["badvr.dcm"] in ("ok", "error")
+    # The symlink cycle and the second link did not duplicate anything.
+    assert _q(db, "SELECT count(*) FROM instances")[0][0] == sum(v == "ok" for v in status.values())
+    assert summary.n_errors == len({p for p in reasons})
+    assert all(m for (m,) in _q(db, "SELECT message FROM crawl_errors"))
+
+
+def test_vanished_file_is_reported(tmp_path: Path) -> None:
+    gone = tmp_path / "gone.dcm"
+    batch = read_batch([(str(gone), 100, 0)], crawl_id=1)
+    assert batch.files.column("status").to_pylist() == ["error"]
+    assert batch.errors.column("reason").to_pylist() == ["vanished"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to crawl as another user")
+def test_permission_denied_is_reported() -> None:
+    # Root reads every file, so the crawl runs with the effective uid of 'nobody' against a
+    # file only root may read; the real uid stays root, so the test can switch back.
+    # pytest's tmp_path lies under a folder only root may enter, hence a folder of our own.
+    tmp_path = Path(tempfile.mkdtemp(prefix="curation-perm-"))
+    tmp_path.chmod(0o777)
+    try:
+        _permission_denied_case(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _permission_denied_case(tmp_path: Path) -> None:
+    tree = tmp_path / "perm"
+    tree.mkdir()
+    shutil.copy(_test_file("CT_small.dcm"), tree / "ok.dcm")
+    shutil.copy(_test_file("MR_small.dcm"), tree / "secret.dcm")
+    (tree / "secret.dcm").chmod(0o600)
+    for p in (tmp_path, tree):
+        p.chmod(0o777)
+    db = tmp_path / "perm.duckdb"
+    os.seteuid(65534)
+    try:
+        summary = crawl(tree, db, workers=1, progress=False)
+    finally:
+        os.seteuid(0)
+    assert summary.n_errors == 1
+    assert _q(db, "SELECT reason FROM crawl_errors") == [("permission_denied",)]
+    assert _q(db, "SELECT count(*) FROM instances") == [(1,)]
+    # Readable again: the next crawl retries it although size and mtime did not change.
+    again = crawl(tree, db, workers=1, progress=False)
+    assert (again.n_read, again.n_errors) == (1, 0)
+    assert _q(db, "SELECT count(*) FROM instances") == [(2,)]
+
+
+def test_incremental_recrawl_reads_only_what_changed(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    names = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm"]
+    for n in names:
+        shutil.copy(_test_file(n), tree / n)
+    db = tmp_path / "c.duckdb"
+    first = crawl(tree, db, workers=1, progress=False)
+    assert (first.n_read, first.n_ok) == (4, 4)
+    n_elements = _q(db, "SELECT count(*) FROM elements")[0][0]
+
+    again = crawl(tree, db, workers=1, progress=False)
+    assert (again.n_read, again.n_unchanged, again.n_removed) == (0, 4, 0)
+    assert _q(db, "SELECT count(*) FROM elements")[0][0] == n_elements
+
+    (tree / "rtplan.dcm").unlink()
+    st = (tree / "CT_small.dcm").stat()
+    os.utime(tree / "CT_small.dcm", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    shutil.copy(_test_file("MR_small_implicit.dcm"), tree / "new.dcm")
+    third = crawl(tree, db, workers=1, progress=False)
+    assert (third.n_read, third.n_unchanged, third.n_removed) == (2, 2, 1)
+    assert _q(db, "SELECT count(*) FROM files") == [(4,)]
+    assert _q(db, "SELECT count(*) FROM instances WHERE path LIKE '%rtplan.dcm'") == [(0,)]
+    assert _q(db, "SELECT count(*) FROM elements e ANTI JOIN instances i USING (file_id)") == [(0,)]
+    # Each element row belongs to exactly one instance, and the counts agree.
+    assert _q(
+        db,
+        """SELECT count(*) FROM instances i JOIN
+           (SELECT file_id, count(*) n FROM elements GROUP BY file_id) e USING (file_id)
+           WHERE e.n <> i.n_elements""",
+    ) == [(0,)]
+
+
+def test_workers_give_the_same_catalog_as_one_reader(tmp_path: Path) -> None:
+    files = [f for f in pydicom_test_files() if f.suffix == ".dcm"][:60]
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i, f in enumerate(files):
+        shutil.copy(f, tree / f"{i:03d}_{f.name}")
+    one, two = tmp_path / "one.duckdb", tmp_path / "two.duckdb"
+    crawl(tree, one, workers=1, progress=False)
+    crawl(tree, two, workers=2, progress=False)
+    sql = """SELECT count(*), sum(hash(file_id, tag, seq_path, value, vr, private_creator))
+             FROM elements"""
+    assert _q(one, sql) == _q(two, sql)
+    assert _q(one, "SELECT count(*) FROM instances") == _q(two, "SELECT count(*) FROM instances")
+
+
+def test_killed_crawl_leaves_a_consistent_catalog_and_resumes(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    src = _test_file("CT_small.dcm").read_bytes()
+    for i in range(400):
+        (tree / f"{i:04d}.dcm").write_bytes(_with_new_uid(src))
+    db = tmp_path / "c.duckdb"
+    script = (
+        "import logging, sys; from curation import crawl; "
+        "logging.basicConfig(level=logging.DEBUG, stream=sys.stdout); "
+        f"crawl({str(tree)!r}, {str(db)!r}, workers=1, progress=False, commit_every=20)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "committed" in line:
+            break
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_files = _q(db, "SELECT count(*) FROM files")[0][0]
+    assert 0 < n_files < 400, "the kill should land mid-crawl"
+    # Every committed file has its instance and all its elements: no half-written batch.
+    assert _q(db, "SELECT count(*) FROM files f ANTI JOIN instances i USING (file_id)") == [(0,)]
+    assert _q(
+        db,
+        """SELECT count(*) FROM instances i LEFT JOIN
+           (SELECT file_id, count(*) n FROM elements GROUP BY file_id) e USING (file_id)
+           WHERE e.n IS DISTINCT FROM i.n_elements""",
+    ) == [(0,)]
+    resumed = crawl(tree, db, workers=1, progress=False)
+    assert resumed.n_unchanged == n_files
+    assert _q(db, "SELECT count(*) FROM instances") == [(400,)]
+    assert _q(db, "SELECT sum(n_instances) FROM series") == [(400,)]
+
+
+@needs_shared
+def test_shared_corpus_catalog(shared_catalog: Path) -> None:
+    db = shared_catalog
+    listed = len((SHARED_DICOM / "_DICOM_FILES.tsv").read_text().splitlines()) - 1
+    ok, skipped = _q(
+        db,
+        "SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (reason = 'dicomdir') FROM files",
+    )[0]
+    assert ok + skipped == listed
+    # Enhanced multi-frame objects get their frames, with geometry from the functional groups.
+    n_frames, n_mf = _q(
+        db,
+        """SELECT (SELECT count(*) FROM frames),
+                  (SELECT sum(NumberOfFrames) FROM instances
+                   WHERE SOPClassUID = '1.2.840.10008.5.1.4.1.1.4.1')""",
+    )[0]
+    assert n_frames == n_mf > 0
+    assert _q(db, "SELECT count(*) FROM frames WHERE ImagePositionPatient IS NULL") == [(0,)]
+    # Private tags are identified by creator + offset, whatever block they were written in.
+    bvals = _q(
+        db,
+        """SELECT count(*) FROM elements
+           WHERE private_creator = 'GEMS_PARM_01' AND private_element = '0043xx39'""",
+    )[0][0]
+    assert bvals > 0
+    # Every table has rows; series counts add up to the instances.
+    for table in ("elements", "instances", "series", "studies", "patients", "dicom_dictionary"):
+        assert _q(db, f"SELECT count(*) FROM {table}")[0][0] > 0, table
+    assert _q(db, "SELECT sum(n_instances) FROM series") == _q(db, "SELECT count(*) FROM instances")
+
+
+@needs_shared
+def test_typed_instance_columns_match_pydicom(shared_catalog: Path) -> None:
+    rows = _q(
+        shared_catalog,
+        """SELECT path, InstanceNumber, SliceThickness, ImagePositionPatient, ImageOrientationPatient,
+                  PixelSpacing, Rows, Columns, StudyDate, Modality, ImageType, EchoTime, NumberOfFrames
+           FROM instances ORDER BY path""",
+    )
+    assert len(rows) > 2000
+    mismatches = []
+    for path, inum, thick, ipp, iop, ps, rows_, cols, date, modality, itype, te, nf in rows[::7]:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+
+        def num(v: object) -> float | None:
+            return float(v) if v not in (None, "") else None  # type: ignore[arg-type]
+
+        sfg = ds.get("SharedFunctionalGroupsSequence")
+        measures = sfg[0].get("PixelMeasuresSequence") if sfg else None
+        want_thick = ds.get("SliceThickness") or (
+            measures[0].get("SliceThickness") if measures else None
+        )
+        checks = {
+            "InstanceNumber": (
+                inum,
+                int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
+            ),
+            "SliceThickness": (thick, num(want_thick)),
+            "ImagePositionPatient": (
+                ipp,
+                tuple(map(float, ds.ImagePositionPatient))
+                if "ImagePositionPatient" in ds
+                else None,
+            ),
+            "ImageOrientationPatient": (
+                iop,
+                tuple(map(float, ds.ImageOrientationPatient))
+                if "ImageOrientationPatient" in ds
+                else iop,
+            ),
+            "PixelSpacing": (
+                ps,
+                tuple(map(float, ds.PixelSpacing)) if "PixelSpacing" in ds else ps,
+            ),
+            "Rows": (rows_, ds.get("Rows")),
+            "Columns": (cols, ds.get("Columns")),
+            # An invalid date (anonymizers write '***') is NULL in the typed column.
+            "StudyDate": (
+                date.strftime("%Y%m%d") if date else None,
+                ds.StudyDate if str(ds.get("StudyDate", "")).isdigit() else None,
+            ),
+            "Modality": (modality, ds.get("Modality")),
+            "ImageType": (
+                itype,
+                list(ds.ImageType) if "ImageType" in ds and ds.ImageType else itype,
+            ),
+            "EchoTime": (te, num(ds.get("EchoTime"))),
+            "NumberOfFrames": (
+                nf,
+                int(ds.NumberOfFrames) if ds.get("NumberOfFrames") not in (None, "") else None,
+            ),
+        }
+        for name, (got, want) in checks.items():
+            if got != want and not (
+                isinstance(got, float) and want is not None and abs(got - want) < 1e-9
+            ):
+                mismatches.append((path, name, got, want))
+    assert not mismatches, mismatches[:5]
