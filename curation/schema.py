@@ -565,6 +565,19 @@ def register(table: Table) -> Table:
     return table
 
 
+def all_tables() -> dict[str, Table]:
+    """Every table of every step: imports curation's modules so that each registers its tables."""
+    import importlib
+    import pkgutil
+
+    import curation
+
+    for info in pkgutil.walk_packages(curation.__path__, "curation."):
+        if ".cli." not in info.name and not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    return TABLES
+
+
 def render_markdown(tables: list[Table] | None = None) -> str:
     """The catalog contract as a Markdown page (``docs/catalog.md``)."""
     out = [
@@ -574,7 +587,7 @@ def render_markdown(tables: list[Table] | None = None) -> str:
         "a test keeps it in sync.",
         "",
     ]
-    for t in tables or list(TABLES.values()):
+    for t in tables or list(all_tables().values()):
         out += [f"## `{t.name}`", "", f"One row per {t.row}. {t.description}", ""]
         out += ["| column | type | description |", "|---|---|---|"]
         out += [f"| `{c.name}` | {c.sql_type} | {c.description} |" for c in t.columns]
