@@ -10,10 +10,13 @@ and ``patients`` are rebuilt once at the end.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import multiprocessing
 import os
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
@@ -135,7 +139,7 @@ def file_id(path: str) -> int:
 
 
 def _read_one(
-    path: str, size: int
+    path: str, size: int, out: ElementColumns
 ) -> tuple[str, str | None, Header | None, bool, str, list[tuple[str, str, bool]]]:
     """Read one file: (status, reason, header, gzipped, reader, problems)."""
     if size == 0:
@@ -144,18 +148,18 @@ def _read_one(
     reader = "fast"
     try:
         try:
-            header, gz = read_header(path)
+            header, gz = read_header(path, out)
         except Unsupported as why:
             log.debug("%s: pydicom reads it (%s)", path, why)
             reader = "pydicom"
-            header, gz = read_with_pydicom(path)
+            header, gz = read_with_pydicom(path, out)
         except DicomReadError as fast_error:
             # pydicom would return a silently partial dataset for a truncated header: no rescue.
             if fast_error.reason in ("zero_byte", "not_dicom", "bad_gzip", "truncated"):
                 raise
             # pydicom is more forgiving of some malformations; keep the fast reader's diagnosis.
             try:
-                header, gz = read_with_pydicom(path)
+                header, gz = read_with_pydicom(path, out)
             except DicomReadError:
                 raise fast_error from None
             reader = "pydicom"
@@ -218,16 +222,28 @@ def _read_one(
 
 
 def read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
-    """Read ``(path, size, mtime_ns)`` files into (files, elements, errors) Arrow tables."""
+    """Read ``(path, size, mtime_ns)`` files into Arrow tables staged for the catalog."""
+    # The rows are acyclic lists and strings freed by reference counting; pausing the cyclic
+    # collector, which would otherwise scan them again and again, makes reading ~25% faster.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_batch(items, crawl_id)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
     files: dict[str, list[object]] = {n: [] for n in _FILE_SCHEMA.names}
     errors: dict[str, list[object]] = {n: [] for n in _ERROR_SCHEMA.names}
     cols = ElementColumns()
     ids: list[int] = []
     counts: list[int] = []
-    instances: dict[str, list[object]] = {"file_id": [], "n_elements": []}
-    instances.update({name: [] for name, _, _ in _RAW_INSTANCE_COLUMNS})
+    found: list[dict[tuple[str, int], str | None]] = []
     for path, size, mtime_ns in items:
         fid = file_id(path)
+        mark = len(cols)
         if discover.never_dicom(os.path.basename(path)):
             status, reason, header, gz, reader, problems = (
                 "skipped",
@@ -238,7 +254,7 @@ def read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
                 [],
             )
         else:
-            status, reason, header, gz, reader, problems = _read_one(path, size)
+            status, reason, header, gz, reader, problems = _read_one(path, size, cols)
         for row, value in zip(
             files.values(),
             (fid, path, size, mtime_ns, status, reason,
@@ -251,29 +267,25 @@ def read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
                 errors.values(), (fid, path, p_reason, message, cataloged, crawl_id), strict=True
             ):
                 row.append(value)
-        if header is not None:
-            e = header.elements
-            cols.tag += e.tag
-            cols.vr += e.vr
-            cols.value += e.value
-            cols.value_length += e.value_length
-            cols.seq_path += e.seq_path
-            cols.private_creator += e.private_creator
-            cols.n_items += e.n_items
-            ids.append(fid)
-            counts.append(len(e))
-            # The instance's attributes as text; DuckDB types them in bulk (catalog.instances_sql).
-            found = {
-                (p, t): v
-                for t, v, p in zip(e.tag, e.value, e.seq_path, strict=True)
-                if not p or p in _FG_PATHS
+        if header is None or status != "ok":
+            cols.truncate(mark)  # read, but not an instance (a DICOMDIR, no SOP Instance UID)
+            continue
+        start, end = header.start, len(cols)
+        ids.append(fid)
+        counts.append(end - start)
+        # The instance's attributes as text; DuckDB types them in bulk (catalog.instances_sql).
+        paths = cols.seq_path
+        found.append(
+            {
+                (paths[i], cols.tag[i]): cols.value[i]
+                for i in range(start, end)
+                if not paths[i] or paths[i] in _FG_PATHS
             }
-            instances["file_id"].append(fid)
-            instances["n_elements"].append(len(e))
-            for name, tag, path_ in _RAW_INSTANCE_COLUMNS:
-                instances[name].append(found.get((path_, tag)))
-    import numpy as np
-
+        )
+    instances: dict[str, list[object]] = {"file_id": ids, "n_elements": counts}
+    for name, tag, path_ in _RAW_INSTANCE_COLUMNS:
+        key = (path_, tag)
+        instances[name] = [f.get(key) for f in found]
     elements = pa.table(
         [
             pa.array(np.repeat(np.array(ids, dtype=np.uint64), counts), pa.uint64()),
@@ -324,6 +336,67 @@ def _write(con: catalog.duckdb.DuckDBPyConnection, parts: list[Batch]) -> None:
     finally:
         for name in ("batch_files", "batch_elements", "batch_errors", "batch_instances"):
             con.unregister(name)
+
+
+class _Writer:
+    """Writes batches to the catalog in a thread of its own, in transactions of ``commit_every`` files.
+
+    DuckDB releases the GIL while it inserts, so reading the next files (in this process or in the
+    workers) overlaps with writing the previous ones. The queue is bounded: a slow disk slows the
+    readers down instead of filling memory.
+    """
+
+    def __init__(self, con: catalog.duckdb.DuckDBPyConnection, commit_every: int) -> None:
+        self.con = con
+        self.commit_every = commit_every
+        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="curation-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        buffered: list[Batch] = []
+        n = 0
+        try:
+            while True:
+                part = self.queue.get()
+                if part is not None:
+                    buffered.append(part)
+                    n += part.files.num_rows
+                if buffered and (part is None or n >= self.commit_every):
+                    _write(self.con, buffered)
+                    log.debug("committed %d files", n)
+                    buffered, n = [], 0
+                if part is None:
+                    return
+        except BaseException as exc:
+            self.error = exc
+            while True:  # unblock a producer waiting on a full queue, then stop
+                try:
+                    if self.queue.get(timeout=0.1) is None:
+                        return
+                except queue.Empty:
+                    if not self.thread.is_alive():
+                        return
+
+    def put(self, part: Batch) -> None:
+        """Queue a batch for writing; raises what the writer met."""
+        if self.error is not None:
+            raise self.error
+        self.queue.put(part)
+
+    def close(self) -> None:
+        """Write what is buffered and wait for the writer; raises what it met."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """After an interruption: let the writer finish its current transaction and end."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
 
 
 def _chunks(items: list[tuple[str, int, int]], n: int) -> Iterator[list[tuple[str, int, int]]]:
@@ -420,23 +493,16 @@ def crawl(
         problems: Counter[str] = Counter()
         bar = tqdm(total=len(to_read), unit="file", disable=None if progress is None else not progress,
                    desc="crawl", smoothing=0.1)  # fmt: skip
-        buffered: list[Batch] = []
-        n_buffered = 0
+        writer = _Writer(con, commit_every)
         try:
             for part in _results(to_read, crawl_id, workers):
-                buffered.append(part)
-                n_buffered += part.files.num_rows
+                writer.put(part)
                 statuses.update(part.files.column("status").to_pylist())
                 problems.update(part.errors.column("reason").to_pylist())
                 bar.update(part.files.num_rows)
-                if n_buffered >= commit_every:
-                    _write(con, buffered)
-                    log.debug("committed %d files", n_buffered)
-                    buffered, n_buffered = [], 0
-            if buffered:
-                _write(con, buffered)
-                log.debug("committed %d files", n_buffered)
+            writer.close()
         finally:
+            writer.stop()
             bar.close()
         if to_read or n_removed or _aggregates_stale(con):
             catalog.rebuild_aggregates(con)

@@ -127,7 +127,7 @@ _KNOWN = frozenset(
 )
 
 
-def read_with_pydicom(path: str) -> tuple[Header, bool]:
+def read_with_pydicom(path: str, out: ElementColumns | None = None) -> tuple[Header, bool]:
     """Read a header with pydicom: ``(header, gzipped)``; errors as :class:`DicomReadError`."""
     try:
         with open(path, "rb") as f:
@@ -152,18 +152,24 @@ def read_with_pydicom(path: str) -> tuple[Header, bool]:
             raise DicomReadError("truncated", f"file ends early: {exc}") from exc
         except (ValueError, OverflowError, struct.error) as exc:
             raise DicomReadError("bad_length", f"pydicom cannot parse it: {exc}") from exc
-        out = ElementColumns()
-        if ds.file_meta:
-            _walk(ds.file_meta, "", True, out)
-        n_meta = len(out)
+        out = ElementColumns() if out is None else out
+        start = len(out)
         try:
+            if ds.file_meta:
+                _walk(ds.file_meta, "", True, out)
+            n_meta = len(out)
             _walk(ds, "", True, out)
+            if len(out) == n_meta:
+                raise DicomReadError("not_dicom", "pydicom found no data elements")
         except EOFError as exc:
+            out.truncate(start)
             raise DicomReadError("truncated", f"file ends early: {exc}") from exc
         except (ValueError, OverflowError, struct.error) as exc:
+            out.truncate(start)
             raise DicomReadError("bad_length", f"pydicom cannot parse it: {exc}") from exc
-    if len(out) == n_meta:
-        raise DicomReadError("not_dicom", "pydicom found no data elements")
+        except BaseException:
+            out.truncate(start)
+            raise
     caveats = [
         ("bad_charset", str(w.message))
         for w in caught
@@ -173,6 +179,7 @@ def read_with_pydicom(path: str) -> tuple[Header, bool]:
     return (
         Header(
             elements=out,
+            start=start,
             transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")) or None,
             sop_instance_uid=str(sop).rstrip("\x00 ") if sop else None,
             media_storage_sop_class=str(ds.file_meta.get("MediaStorageSOPClassUID", "")) or None,

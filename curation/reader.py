@@ -94,12 +94,19 @@ class ElementColumns:
     def __len__(self) -> int:
         return len(self.tag)
 
+    def truncate(self, n: int) -> None:
+        """Drop every row from ``n`` on (undoes a failed read that appended part of a file)."""
+        for column in (self.tag, self.vr, self.value, self.value_length, self.seq_path,
+                       self.private_creator, self.n_items):  # fmt: skip
+            del column[n:]
+
 
 @dataclass
 class Header:
-    """What reading one file's header produced."""
+    """What reading one file's header produced: its rows are ``elements[start:]``."""
 
     elements: ElementColumns
+    start: int
     transfer_syntax: str | None
     sop_instance_uid: str | None
     media_storage_sop_class: str | None
@@ -501,7 +508,7 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def read_header_bytes(buf: bytes, complete: bool) -> Header:
+def read_header_bytes(buf: bytes, complete: bool, out: ElementColumns | None = None) -> Header:
     """Read the header from ``buf`` (the first bytes of a file, or all of it when ``complete``).
 
     Raises
@@ -518,7 +525,16 @@ def read_header_bytes(buf: bytes, complete: bool) -> Header:
         if len(buf) < 132 and not complete:
             raise _NeedMore(132)
         raise DicomReadError("not_dicom", "no DICM preamble and no plausible dataset start")
-    out = ElementColumns()
+    out = ElementColumns() if out is None else out
+    start = len(out)
+    try:
+        return _read_dataset(buf, complete, out, start, kind)
+    except BaseException:
+        out.truncate(start)
+        raise
+
+
+def _read_dataset(buf: bytes, complete: bool, out: ElementColumns, start: int, kind: str) -> Header:
     pos = 132 if kind == "preamble" else 0
     transfer_syntax: str | None = None
     media_class: str | None = None
@@ -544,7 +560,7 @@ def read_header_bytes(buf: bytes, complete: bool) -> Header:
             )
             meta.walk(pos, pos + hdr + length, "", True)
             pos += hdr + length
-        for tag, value in zip(out.tag, out.value, strict=True):
+        for tag, value in zip(out.tag[start:], out.value[start:], strict=True):
             if tag == 0x00020010:
                 transfer_syntax = (value or "").rstrip("\x00 ")
             elif tag == 0x00020002:
@@ -565,12 +581,13 @@ def read_header_bytes(buf: bytes, complete: bool) -> Header:
     if walker.stop_offset is None and not complete:
         raise _NeedMore(len(buf) + 1)  # no pixel data seen yet: the dataset may go on
     sop = None
-    for tag, value, path in zip(out.tag, out.value, out.seq_path, strict=True):
-        if tag == 0x00080018 and not path:
-            sop = value
+    for i in range(start, len(out)):
+        if out.tag[i] == 0x00080018 and not out.seq_path[i]:
+            sop = out.value[i]
             break
     return Header(
         elements=out,
+        start=start,
         transfer_syntax=transfer_syntax,
         sop_instance_uid=sop,
         media_storage_sop_class=media_class,
@@ -603,7 +620,7 @@ def read_file_bytes(path: str) -> tuple[bytes, bool, bool]:
         return data, len(data) < INITIAL_READ, False
 
 
-def read_header(path: str) -> tuple[Header, bool]:
+def read_header(path: str, out: ElementColumns | None = None) -> tuple[Header, bool]:
     """Read a file's header with the fast reader: ``(header, gzipped)``.
 
     Raises :class:`Unsupported` for files the fast reader leaves to pydicom, and
@@ -614,7 +631,7 @@ def read_header(path: str) -> tuple[Header, bool]:
         raise DicomReadError("zero_byte", "the file is empty")
     while True:
         try:
-            return read_header_bytes(data, complete), gzipped
+            return read_header_bytes(data, complete, out), gzipped
         except _NeedMore as more:
             with open(path, "rb") as f:
                 # Read what the walk asked for plus a margin, so a long header costs few passes.
