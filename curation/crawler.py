@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -138,12 +138,25 @@ def file_id(path: str) -> int:
 # -- reading (runs in worker processes) ------------------------------------------------------------
 
 
-def _read_one(
-    path: str, size: int, out: ElementColumns
-) -> tuple[str, str | None, Header | None, bool, str, list[tuple[str, str, bool]]]:
-    """Read one file: (status, reason, header, gzipped, reader, problems)."""
+class _Outcome(NamedTuple):
+    """What reading one file came to."""
+
+    status: str  # ok, error, skipped
+    reason: str | None
+    header: Header | None
+    gzip: bool
+    reader: str | None
+    problems: list[tuple[str, str, bool]]  # (reason, message, header still cataloged)
+
+
+def _failed(reason: str, message: str, reader: str | None = None) -> _Outcome:
+    return _Outcome("error", reason, None, False, reader, [(reason, message, False)])
+
+
+def _read_one(path: str, size: int, out: ElementColumns) -> _Outcome:
+    """Read one file's header into ``out``; every failure becomes an outcome, never an exception."""
     if size == 0:
-        return "error", "zero_byte", None, False, "", [("zero_byte", "the file is empty", False)]
+        return _failed("zero_byte", "the file is empty")
     problems: list[tuple[str, str, bool]] = []
     reader = "fast"
     try:
@@ -165,60 +178,32 @@ def _read_one(
             reader = "pydicom"
             problems.append((fast_error.reason, fast_error.message + " (read by pydicom)", True))
     except DicomReadError as exc:
-        return "error", exc.reason, None, False, reader, [(exc.reason, exc.message, False)]
+        return _failed(exc.reason, exc.message, reader)
     except PermissionError as exc:
-        return (
-            "error",
-            "permission_denied",
-            None,
-            False,
-            reader,
-            [("permission_denied", str(exc.strerror), False)],
-        )
+        return _failed("permission_denied", f"cannot open for reading: {exc.strerror}", reader)
     except FileNotFoundError:
-        return (
-            "error",
-            "vanished",
-            None,
-            False,
-            reader,
-            [("vanished", "file disappeared before it was read", False)],
-        )
+        return _failed("vanished", "file disappeared before it was read", reader)
     except OSError as exc:
-        return "error", "os_error", None, False, reader, [("os_error", str(exc), False)]
+        return _failed("os_error", str(exc), reader)
     except Exception as exc:  # a bug in a reader must not stop the crawl; report it as such
         log.exception("%s: unexpected error while reading", path)
-        return (
-            "error",
-            "internal",
-            None,
-            False,
-            reader,
-            [("internal", f"{type(exc).__name__}: {exc}", False)],
-        )
+        return _failed("internal", f"{type(exc).__name__}: {exc}", reader)
     if header.media_storage_sop_class == DICOMDIR_CLASS:
-        return "skipped", "dicomdir", None, gz, reader, []
+        return _Outcome("skipped", "dicomdir", None, gz, reader, [])
     if not header.sop_instance_uid:
-        return (
-            "error",
-            "no_sop_instance_uid",
-            None,
-            gz,
-            reader,
-            [("no_sop_instance_uid", "the dataset has no SOPInstanceUID (0008,0018)", False)],
+        return _failed(
+            "no_sop_instance_uid", "the dataset has no SOPInstanceUID (0008,0018)", reader
         )
     problems += [(reason, message, True) for reason, message in header.caveats]
     if header.pixel_data_offset is not None and header.pixel_data_length is not None:
         end = header.pixel_data_offset + header.pixel_data_length
         if not gz and end > size:
-            problems.append(
-                (
-                    "truncated",
-                    f"pixel data needs {end} bytes, the file has {size}; header cataloged",
-                    True,
-                )
-            )
-    return "ok", None, header, gz, reader, problems
+            message = f"pixel data needs {end} bytes, the file has {size}; header cataloged"
+            problems.append(("truncated", message, True))
+    return _Outcome("ok", None, header, gz, reader, problems)
+
+
+_NEVER_DICOM = _Outcome("skipped", "not_dicom", None, False, None, [])
 
 
 def read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
@@ -245,29 +230,20 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
         fid = file_id(path)
         mark = len(cols)
         if discover.never_dicom(os.path.basename(path)):
-            status, reason, header, gz, reader, problems = (
-                "skipped",
-                "not_dicom",
-                None,
-                False,
-                "",
-                [],
-            )
+            outcome = _NEVER_DICOM
         else:
-            status, reason, header, gz, reader, problems = _read_one(path, size, cols)
-        for row, value in zip(
-            files.values(),
-            (fid, path, size, mtime_ns, status, reason,
-             header.sop_instance_uid if header else None, reader or None, gz, crawl_id),
-            strict=True,
-        ):  # fmt: skip
-            row.append(value)
-        for p_reason, message, cataloged in problems:
-            for row, value in zip(
-                errors.values(), (fid, path, p_reason, message, cataloged, crawl_id), strict=True
-            ):
-                row.append(value)
-        if header is None or status != "ok":
+            outcome = _read_one(path, size, cols)
+        header = outcome.header
+        sop = header.sop_instance_uid if header else None
+        row: tuple[object, ...] = (fid, path, size, mtime_ns, outcome.status, outcome.reason, sop,
+                                   outcome.reader, outcome.gzip, crawl_id)  # fmt: skip
+        for column, value in zip(files.values(), row, strict=True):
+            column.append(value)
+        for p_reason, message, cataloged in outcome.problems:
+            row = (fid, path, p_reason, message, cataloged, crawl_id)
+            for column, value in zip(errors.values(), row, strict=True):
+                column.append(value)
+        if header is None or outcome.status != "ok":
             cols.truncate(mark)  # read, but not an instance (a DICOMDIR, no SOP Instance UID)
             continue
         start, end = header.start, len(cols)
@@ -282,7 +258,7 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
                 if not paths[i] or paths[i] in _FG_PATHS
             }
         )
-    instances: dict[str, list[object]] = {"file_id": ids, "n_elements": counts}
+    instances: dict[str, list[Any]] = {"file_id": ids, "n_elements": counts}
     for name, tag, path_ in _RAW_INSTANCE_COLUMNS:
         key = (path_, tag)
         instances[name] = [f.get(key) for f in found]

@@ -64,8 +64,8 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<L")
 _IMPLICIT_HEADER = struct.Struct("<HHL")
 _EXPLICIT_HEADER = struct.Struct("<HH2sH")
-_PN_DELIMS = {"^", "=", "\\"}
-_TEXT_DELIMS = {"\\"}
+_PN_DELIMS = {0x5E, 0x3D, 0x5C}  # ^ = \ as bytes, what pydicom.charset.decode_bytes expects
+_TEXT_DELIMS = {0x5C}
 
 
 class Unsupported(Exception):
@@ -265,6 +265,7 @@ class _Walker:
         )
         o_items = out.n_items.append
         creators: dict[int, str] = {}
+        saved_charset: tuple[tuple[str, ...], str, bool, bool] | None = None
         limit = buflen if end is None else end
         while pos < limit:
             if pos + 8 > buflen:
@@ -305,6 +306,10 @@ class _Walker:
                 vr = ""
             if group == 0xFFFE:
                 if tag == ITEM_DELIM and end is None:
+                    if saved_charset is not None:
+                        self.encodings, self.codec, self.simple_charset, self.default_charset = (
+                            saved_charset
+                        )
                     return pos
                 raise DicomReadError(
                     "bad_length", f"unexpected delimiter ({group:04X},{elem:04X}) at byte {pos - 8}"
@@ -366,7 +371,15 @@ class _Walker:
             if elem <= 0xFF and value is not None:
                 if group & 1 and elem >= 0x10:
                     creators[group << 8 | elem] = value
-                elif tag == 0x00080005 and top:
+                elif tag == 0x00080005:
+                    if not top and saved_charset is None:
+                        # An item's own character set holds for that item only.
+                        saved_charset = (
+                            self.encodings,
+                            self.codec,
+                            self.simple_charset,
+                            self.default_charset,
+                        )
                     self._set_charset(value)
             elif tag == 0x00280103 and top and value and value.isdigit():
                 self.pixel_representation = int(value)
@@ -382,6 +395,8 @@ class _Walker:
             raise DicomReadError(
                 "bad_length", f"item content ends at byte {pos}, past its end {end}"
             )
+        if saved_charset is not None:
+            self.encodings, self.codec, self.simple_charset, self.default_charset = saved_charset
         return pos
 
     def _sequence(

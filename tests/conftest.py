@@ -12,10 +12,11 @@ SAMPLE_DATA = ROOT / "sample_data"
 
 
 def pydicom_test_files() -> list[Path]:
-    """pydicom's bundled test files and pydicom-data's, where installed."""
+    """pydicom's bundled test and character-set files, and pydicom-data's, where installed."""
     import pydicom
 
-    files = sorted((Path(pydicom.__file__).parent / "data" / "test_files").rglob("*"))
+    data = Path(pydicom.__file__).parent / "data"
+    files = sorted((data / "test_files").rglob("*")) + sorted((data / "charset_files").rglob("*"))
     try:
         import data_store  # the pydicom-data package
 

@@ -21,20 +21,22 @@ ElementKey = tuple[str, int]
 
 
 def _rows(header: Header) -> dict[ElementKey, tuple[str, str | None, str | None]]:
-    e = header.elements
+    e, i = header.elements, header.start
     out = {}
     for tag, vr, value, path, creator in zip(
-        e.tag, e.vr, e.value, e.seq_path, e.private_creator, strict=True
+        e.tag[i:], e.vr[i:], e.value[i:], e.seq_path[i:], e.private_creator[i:], strict=True
     ):
         if not path and tag in (0x7FE00010, 0x7FE00008, 0x7FE00009):
             continue  # pixel data: the fast reader records it, pydicom stops before it
-        out[(path, tag)] = (vr, creator, _norm(value))
+        out[(path, tag)] = (vr, creator, _norm(value, vr))
     return out
 
 
-def _norm(value: str | None) -> str | None:
+def _norm(value: str | None, vr: str) -> str | None:
     if value is None:
         return None
+    if vr == "PN":
+        value = value.rstrip("=")  # pydicom drops a name's empty trailing component groups
     return "\\".join(v.strip(" \x00") for v in value.split("\\"))
 
 
