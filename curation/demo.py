@@ -30,7 +30,10 @@ class DemoResult:
 
 def find_sample_data() -> Path:
     """The ``sample_data`` folder of a source checkout, or of the current directory."""
-    for candidate in (Path(__file__).resolve().parents[1] / "sample_data", Path.cwd() / "sample_data"):
+    for candidate in (
+        Path(__file__).resolve().parents[1] / "sample_data",
+        Path.cwd() / "sample_data",
+    ):
         if candidate.is_dir():
             return candidate
     raise InputError("no sample_data/ folder found next to the package or in the current directory")
@@ -63,7 +66,10 @@ def overview(db: Path) -> str:
     ]
     lines += [f"{m:<9}{v[:27]:<28}{s:>7}{n:>11}" for m, v, s, n in by_vendor]
     if problems:
-        lines += ["", "files with problems (crawl_errors): " + ", ".join(f"{r} {n}" for r, n in problems)]
+        lines += [
+            "",
+            "files with problems (crawl_errors): " + ", ".join(f"{r} {n}" for r, n in problems),
+        ]
     return "\n".join(lines)
 
 

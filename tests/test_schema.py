@@ -11,7 +11,16 @@ from .conftest import ROOT
 
 def test_every_table_and_column_has_a_description() -> None:
     tables = schema.all_tables()
-    assert {"files", "instances", "frames", "elements", "series", "studies", "patients", "crawl_errors"} <= set(tables)
+    assert {
+        "files",
+        "instances",
+        "frames",
+        "elements",
+        "series",
+        "studies",
+        "patients",
+        "crawl_errors",
+    } <= set(tables)
     missing = [
         f"{t.name}.{c.name}"
         for t in tables.values()
@@ -33,7 +42,9 @@ def test_column_names_follow_the_contract() -> None:
 
 def test_docs_page_is_current() -> None:
     page = (ROOT / "docs" / "catalog.md").read_text()
-    assert page == schema.render_markdown(), "regenerate: python -m curation.schema > docs/catalog.md"
+    assert page == schema.render_markdown(), (
+        "regenerate: python -m curation.schema > docs/catalog.md"
+    )
 
 
 def test_created_tables_match_their_declaration(tmp_path: object) -> None:
