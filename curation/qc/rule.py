@@ -1,0 +1,209 @@
+"""A QC rule is a declaration: what it checks, at which level, how bad a violation is, its tunable
+parameters, and the set-based query that selects the violations.
+
+Running rules is the runner's job (:mod:`curation.qc.runner`); this module only declares them and
+keeps the registry (:data:`RULES`), keyed by a stable dotted id that is never renamed, only deprecated.
+
+The query contract
+------------------
+A rule's ``query`` is either DuckDB SQL or a Python callable.
+
+* SQL: a ``SELECT`` that returns exactly the columns of :data:`FINDING_COLUMNS`, one row per
+  violation. Parameters are referenced as DuckDB named parameters (``$max_gap_ratio``) and bound by
+  the runner, never formatted into the text.
+* Callable: ``query(con, params) -> polars.DataFrame`` with the same columns, for checks that are
+  easier to state with polars. It must stay set-based (no Python loop over rows).
+
+``value`` carries the offending value as text (a spacing in mm, a count, a reason code); ``message``
+says what is wrong in words. Neither may contain a patient name or ID: those stay in their columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+#: What every rule query returns, in this order.
+FINDING_COLUMNS: tuple[str, ...] = (
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "path",
+    "value",
+    "message",
+)
+
+ParamValue: TypeAlias = float | int | str | bool | list[str] | list[float]
+QueryFn: TypeAlias = Callable[["duckdb.DuckDBPyConnection", Mapping[str, Any]], "pl.DataFrame"]
+
+_ID = re.compile(r"^(instance|series|study|cohort)\.[a-z][a-z0-9_]*$")
+
+
+class Level(str, Enum):
+    """What one finding is about."""
+
+    INSTANCE = "instance"
+    SERIES = "series"
+    STUDY = "study"
+    COHORT = "cohort"
+
+
+class Severity(str, Enum):
+    """How bad a violation is; ordered, so ``--fail-on warning`` also fails on errors."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A tunable parameter of a rule.
+
+    Parameters
+    ----------
+    name
+        Identifier, used as ``$name`` in the rule's SQL and as the key in suite files.
+    default
+        Default value; its type is the parameter's type (suites are checked against it).
+    unit
+        Unit of the value (``mm``, ``deg``, ``fraction``, ``count``, ...), ``""`` when unitless.
+    description
+        One line: what the parameter changes.
+    """
+
+    name: str
+    default: ParamValue
+    unit: str
+    description: str
+
+    def coerce(self, value: Any, rule_id: str) -> ParamValue:
+        """``value`` checked against the type of the default; raises ``ValueError`` if it does not fit."""
+        d = self.default
+        where = f"rule {rule_id}, parameter {self.name}"
+        if isinstance(d, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: expected true/false, got {value!r}")
+            return value
+        if isinstance(d, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(
+                    f"{where}: expected a number in {self.unit or 'units'}, got {value!r}"
+                )
+            return int(value) if isinstance(d, int) and float(value).is_integer() else float(value)
+        if isinstance(d, str):
+            if not isinstance(value, str):
+                raise ValueError(f"{where}: expected text, got {value!r}")
+            return value
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return list(value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One QC rule, as a declaration.
+
+    Parameters
+    ----------
+    id
+        Stable dotted id, ``<level>.<name>`` (``series.missing_slices``). Never renamed.
+    level
+        What a finding is about: instance, series, study or cohort.
+    severity
+        Default severity; a suite may override it.
+    title
+        A few words, for tables and JUnit test names.
+    description
+        What the rule flags and why it matters.
+    not_checked
+        What the rule deliberately does not check (and which rule does, if any).
+    query
+        The set-based query (see the module docstring for the contract).
+    params
+        Tunable parameters with defaults and units.
+    requires
+        Catalog tables (or :mod:`curation.qc.views` names) the query reads.
+    detects
+        Defect kinds of the synthetic cohort's ground truth this rule is meant to find; used by
+        :mod:`curation.qc.measure` to compute precision and recall.
+    """
+
+    id: str
+    level: Level
+    severity: Severity
+    title: str
+    description: str
+    not_checked: str
+    query: str | QueryFn
+    params: tuple[Param, ...] = ()
+    requires: tuple[str, ...] = ("instances",)
+    detects: tuple[str, ...] = ()
+    deprecated: str | None = None
+    tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # A declaration is valid once constructed: a typo in an id or level fails at import time.
+        object.__setattr__(self, "level", Level(self.level))
+        object.__setattr__(self, "severity", Severity(self.severity))
+        if not _ID.match(self.id):
+            raise ValueError(f"rule id {self.id!r} is not '<level>.<snake_case_name>'")
+        if not self.id.startswith(self.level.value + "."):
+            raise ValueError(
+                f"rule id {self.id!r} does not start with its level {self.level.value!r}"
+            )
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule {self.id}: duplicate parameter names {names}")
+        if isinstance(self.query, str):
+            used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", self.query))
+            if used - set(names):
+                raise ValueError(
+                    f"rule {self.id}: query uses undeclared parameters {used - set(names)}"
+                )
+        if not self.description or not self.not_checked:
+            raise ValueError(f"rule {self.id}: description and not_checked are both required")
+
+    @property
+    def defaults(self) -> dict[str, ParamValue]:
+        """Parameter name -> default value."""
+        return {p.name: p.default for p in self.params}
+
+    def param(self, name: str) -> Param:
+        """The parameter called ``name``; ``KeyError`` if the rule has none."""
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"rule {self.id} has no parameter {name!r}")
+
+
+#: Every known rule, by id. Filled by :func:`register` when the rule modules are imported.
+RULES: dict[str, Rule] = {}
+
+
+def register(rule: Rule) -> Rule:
+    """Add ``rule`` to :data:`RULES`; a second, different rule with the same id is an error."""
+    existing = RULES.get(rule.id)
+    if existing is not None and existing is not rule:
+        raise ValueError(f"QC rule id {rule.id!r} is declared twice")
+    RULES[rule.id] = rule
+    return rule
+
+
+def all_rules() -> dict[str, Rule]:
+    """:data:`RULES`, after importing every shipped rule module."""
+    from curation.qc import rules  # noqa: F401  (importing registers the shipped suites)
+
+    return RULES

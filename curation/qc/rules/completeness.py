@@ -1,0 +1,267 @@
+"""Completeness: files that could not be read, instances twice, instance numbers, slices missing.
+
+Slice-level rules read the derived tables of :mod:`curation.qc.views` (``qc_positions``,
+``qc_series_geometry``), so they work for classic series and enhanced multi-frame objects alike.
+"""
+
+from __future__ import annotations
+
+from curation.qc.rule import Param, Rule, register
+
+# Shared SELECT heads: every rule returns the columns of curation.qc.rule.FINDING_COLUMNS.
+_NO_UIDS = "NULL::VARCHAR AS PatientID, NULL::VARCHAR AS StudyInstanceUID, "
+_SERIES_UIDS = "g.PatientID, g.StudyInstanceUID, g.SeriesInstanceUID, NULL::VARCHAR AS SOPInstanceUID"
+
+# A file's problem is known from crawl_errors (files that failed or were read with a caveat) and
+# from files.status (the crawler may record a skipped non-DICOM file there only).
+_PROBLEM_FILES = """
+    SELECT path, reason, any_value(cataloged) AS cataloged FROM (
+        SELECT path, reason, cataloged FROM crawl_errors
+        UNION ALL
+        SELECT path, reason, status = 'ok' AS cataloged FROM files
+        WHERE status <> 'ok' AND reason IS NOT NULL
+    ) GROUP BY path, reason
+"""
+
+_FILE_UIDS = """
+    i.PatientID, i.StudyInstanceUID, i.SeriesInstanceUID, i.SOPInstanceUID, p.path
+"""
+
+ZERO_BYTE = register(
+    Rule(
+        id="instance.zero_byte",
+        level="instance",
+        severity="error",
+        title="empty file",
+        description="A file of the archive is empty (0 bytes): an interrupted copy or transfer. "
+        "The slice or object it should hold is missing.",
+        not_checked="Which series the file belonged to (an empty file has no header); the gap it "
+        "leaves is reported by series.missing_slices when it was inside a stack.",
+        query=f"""
+            SELECT {_NO_UIDS} NULL::VARCHAR AS SeriesInstanceUID, NULL::VARCHAR AS SOPInstanceUID,
+                p.path, p.reason AS value, 'the file is empty (0 bytes)' AS message
+            FROM ({_PROBLEM_FILES}) p WHERE p.reason = 'zero_byte'
+        """,
+        requires=("crawl_errors", "files"),
+        detects=("zero_byte",),
+    )
+)
+
+TRUNCATED = register(
+    Rule(
+        id="instance.truncated",
+        level="instance",
+        severity="error",
+        title="truncated file",
+        description="A file ends early: inside its header (nothing cataloged) or inside its pixel "
+        "data (header cataloged, pixels unusable).",
+        not_checked="Whether the pixel data that is present decodes; files cut exactly at an "
+        "element boundary after the pixel data look complete and are not flagged.",
+        query=f"""
+            SELECT {_FILE_UIDS}, p.reason AS value,
+                CASE WHEN p.cataloged THEN 'the file ends inside its pixel data (header cataloged)'
+                     ELSE 'the file ends inside its header: nothing of it was cataloged' END
+            FROM ({_PROBLEM_FILES}) p LEFT JOIN instances i ON i.path = p.path
+            WHERE p.reason IN ('truncated', 'bad_length')
+        """,
+        requires=("crawl_errors", "files", "instances"),
+        detects=("truncated",),
+    )
+)
+
+NOT_DICOM = register(
+    Rule(
+        id="instance.not_dicom",
+        level="instance",
+        severity="warning",
+        title="non-DICOM file",
+        description="A file among the DICOM files is not DICOM (a thumbnail, a log, Thumbs.db). "
+        "Harmless for training, but a sign that the export was not a clean DICOM export.",
+        not_checked="What the file is; files a crawl is told to skip by name are never seen.",
+        query=f"""
+            SELECT {_NO_UIDS} NULL::VARCHAR AS SeriesInstanceUID, NULL::VARCHAR AS SOPInstanceUID,
+                p.path, p.reason AS value, 'not a DICOM file' AS message
+            FROM ({_PROBLEM_FILES}) p WHERE p.reason = 'not_dicom'
+        """,
+        requires=("crawl_errors", "files"),
+        detects=("not_dicom",),
+    )
+)
+
+UNREADABLE = register(
+    Rule(
+        id="instance.unreadable",
+        level="instance",
+        severity="error",
+        title="unreadable file",
+        description="A DICOM file could not be read for another reason (impossible lengths, "
+        "invalid VRs, undecodable values, permissions): its instance is missing from the catalog, "
+        "or cataloged with a caveat (then at warning strength, in the message).",
+        not_checked="Empty, truncated and non-DICOM files (their own rules); DICOMDIR files.",
+        query=f"""
+            SELECT {_FILE_UIDS}, p.reason AS value,
+                CASE WHEN p.cataloged THEN 'read with a caveat: ' || p.reason
+                     ELSE 'could not be read: ' || p.reason END
+            FROM ({_PROBLEM_FILES}) p LEFT JOIN instances i ON i.path = p.path
+            WHERE p.reason NOT IN ('zero_byte', 'truncated', 'bad_length', 'not_dicom', 'dicomdir')
+        """,
+        requires=("crawl_errors", "files", "instances"),
+    )
+)
+
+DUPLICATE_SOP = register(
+    Rule(
+        id="instance.duplicate_sop",
+        level="instance",
+        severity="warning",
+        title="instance in several files",
+        description="The same SOPInstanceUID is stored in more than one file: a copy of the "
+        "series, or two different images that reuse a UID (then one silently hides the other).",
+        not_checked="Whether the copies are byte-identical; different UIDs at the same position "
+        "are series.duplicate_positions.",
+        query="""
+            SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, path,
+                n_files::VARCHAR AS value,
+                'the SOP instance is stored in ' || n_files || ' files' AS message
+            FROM (SELECT *, count(*) OVER (PARTITION BY SOPInstanceUID) AS n_files FROM instances)
+            WHERE n_files > 1
+        """,
+    )
+)
+
+INSTANCE_NUMBER_DUPLICATES = register(
+    Rule(
+        id="series.instance_number_duplicates",
+        level="series",
+        severity="warning",
+        title="instance numbers repeat",
+        description="Two different instances of a series carry the same InstanceNumber, so an "
+        "ordering by instance number is ambiguous.",
+        not_checked="Series whose numbering restarts per acquisition (AcquisitionNumber differs) "
+        "are checked per acquisition; non-image objects (SR, reports); a SOP instance stored twice "
+        "is instance.duplicate_sop.",
+        query="""
+            SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, NULL::VARCHAR,
+                NULL::VARCHAR AS path, count(*)::VARCHAR AS value,
+                count(*) || ' instance number(s) used by more than one instance, first '
+                    || min(InstanceNumber) AS message
+            FROM (
+                SELECT any_value(PatientID) AS PatientID,
+                    any_value(StudyInstanceUID) AS StudyInstanceUID, SeriesInstanceUID,
+                    InstanceNumber
+                FROM instances WHERE InstanceNumber IS NOT NULL AND Rows IS NOT NULL
+                GROUP BY SeriesInstanceUID, AcquisitionNumber, InstanceNumber
+                HAVING count(DISTINCT SOPInstanceUID) > 1
+            ) GROUP BY PatientID, StudyInstanceUID, SeriesInstanceUID
+        """,
+        detects=("instance_number_duplicate",),
+    )
+)
+
+INSTANCE_NUMBER_GAPS = register(
+    Rule(
+        id="series.instance_number_gaps",
+        level="series",
+        severity="warning",
+        title="instance numbers skip",
+        description="The sorted instance numbers of a series skip values: an instance was lost, "
+        "or the numbering was changed. Gaps before the first number are not gaps.",
+        not_checked="Whether a slice is missing geometrically (series.missing_slices; a missing "
+        "slice usually shows here too); non-image objects (SR, reports); series with fewer than "
+        "min_instances instances or more than max_gaps gaps (a vendor's numbering scheme).",
+        query="""
+            WITH n AS (
+                SELECT DISTINCT SeriesInstanceUID, InstanceNumber FROM instances
+                WHERE InstanceNumber IS NOT NULL AND Rows IS NOT NULL
+            ), d AS (
+                SELECT SeriesInstanceUID, InstanceNumber,
+                    InstanceNumber - lag(InstanceNumber) OVER (
+                        PARTITION BY SeriesInstanceUID ORDER BY InstanceNumber) AS step
+                FROM n
+            ), s AS (
+                SELECT SeriesInstanceUID, any_value(PatientID) AS PatientID,
+                    any_value(StudyInstanceUID) AS StudyInstanceUID, count(*) AS n
+                FROM instances GROUP BY SeriesInstanceUID
+            )
+            SELECT s.PatientID, s.StudyInstanceUID, d.SeriesInstanceUID, NULL::VARCHAR,
+                NULL::VARCHAR, sum(d.step - 1)::VARCHAR AS value,
+                sum(d.step - 1) || ' instance number(s) skipped in ' || count(*) || ' gap(s), '
+                    || 'first after ' || min(d.InstanceNumber - d.step) AS message
+            FROM d JOIN s USING (SeriesInstanceUID)
+            WHERE d.step > 1 AND s.n >= $min_instances
+            GROUP BY ALL HAVING count(*) <= $max_gaps
+        """,
+        params=(
+            Param("min_instances", 3, "count", "series with fewer instances are not checked"),
+            Param(
+                "max_gaps",
+                3,
+                "count",
+                "more gaps than this are a numbering scheme (e.g. Philips steps), not lost instances",
+            ),
+        ),
+        detects=("instance_number_gap",),
+    )
+)
+
+MISSING_SLICES = register(
+    Rule(
+        id="series.missing_slices",
+        level="series",
+        severity="error",
+        title="slices missing",
+        description="Along the slice normal, a gap between adjacent positions is a whole multiple "
+        "(>= 2) of the series' own modal spacing while its neighbouring gaps are regular: the "
+        "slices that filled it are missing. In a multi-volume series (fMRI, DWI), a position that "
+        "occurs in fewer volumes than the others also counts.",
+        not_checked="Slices missing at either end of the stack (indistinguishable from a shorter "
+        "scan); runs of irregular gaps (series.nonuniform_spacing); localizers and off-stack "
+        "slices (series.mixed_orientation).",
+        query="""
+            WITH g AS (
+                SELECT q.SeriesInstanceUID, q.gap_mm, s.modal_spacing_mm AS m,
+                    lag(q.gap_mm) OVER w AS prev_gap, lead(q.gap_mm) OVER w AS next_gap,
+                    greatest($spacing_tolerance_mm, $spacing_tolerance_fraction * s.modal_spacing_mm)
+                        AS tol
+                FROM qc_positions q JOIN qc_series_geometry s USING (SeriesInstanceUID)
+                WINDOW w AS (PARTITION BY q.SeriesInstanceUID ORDER BY q.position_index)
+            ), gaps AS (
+                SELECT SeriesInstanceUID, round(gap_mm / m) - 1 AS n_missing, gap_mm, m
+                FROM g
+                WHERE gap_mm IS NOT NULL AND m > 0
+                    AND gap_mm / m >= 1.5
+                    AND abs(gap_mm - round(gap_mm / m) * m) <= tol * round(gap_mm / m)
+                    AND coalesce(abs(prev_gap - m) <= tol, true)
+                    AND coalesce(abs(next_gap - m) <= tol, true)
+            ), short AS (
+                SELECT q.SeriesInstanceUID, s.modal_multiplicity - q.multiplicity AS n_missing
+                FROM qc_positions q JOIN qc_series_geometry s USING (SeriesInstanceUID)
+                WHERE s.modal_multiplicity > 1 AND q.multiplicity < s.modal_multiplicity
+            ), per_series AS (
+                SELECT SeriesInstanceUID, sum(n_missing) AS n_missing,
+                    max(gap_mm) AS worst_gap, any_value(m) AS m, count(*) AS n_gaps
+                FROM (SELECT SeriesInstanceUID, n_missing, gap_mm, m FROM gaps
+                      UNION ALL
+                      SELECT SeriesInstanceUID, n_missing, NULL, NULL FROM short)
+                GROUP BY SeriesInstanceUID
+            )
+            SELECT g.PatientID, g.StudyInstanceUID, g.SeriesInstanceUID, NULL::VARCHAR, NULL,
+                p.n_missing::BIGINT::VARCHAR AS value,
+                p.n_missing::BIGINT || ' slice(s) missing'
+                    || coalesce(': largest gap ' || round(p.worst_gap, 3) || ' mm at a modal spacing of '
+                        || round(p.m, 3) || ' mm', ' from some volumes') AS message
+            FROM per_series p JOIN qc_series_geometry g USING (SeriesInstanceUID)
+        """,
+        params=(
+            Param(
+                "spacing_tolerance_fraction",
+                0.01,
+                "fraction",
+                "a gap within this fraction of the modal spacing (or spacing_tolerance_mm) is regular",
+            ),
+            Param("spacing_tolerance_mm", 0.01, "mm", "a gap within this many mm of the mode is regular"),
+        ),
+        requires=("qc_positions", "qc_series_geometry"),
+        detects=("missing_slices",),
+    )
+)

@@ -1,0 +1,244 @@
+"""Run a suite over a catalog: every selected rule runs, every finding lands in ``qc_findings``.
+
+The runner does the plumbing that rules must not: it builds the derived geometry tables once, binds
+each rule's parameters, inserts its violations with the run's provenance, times it, and records a rule
+whose query fails instead of stopping at it (run everything, then report).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from curation import __version__
+from curation.errors import CatalogError
+from curation.qc.findings import ensure_tables, findings
+from curation.qc import views
+from curation.qc.rule import FINDING_COLUMNS, Severity
+from curation.qc.suite import SelectedRule, Suite, load
+
+if TYPE_CHECKING:
+    import duckdb
+
+log = logging.getLogger("curation.qc")
+
+FAIL_ON = ("error", "warning", "never")
+
+
+@dataclass(frozen=True)
+class RuleRun:
+    """How one rule went in a run."""
+
+    rule_id: str
+    level: str
+    severity: str
+    n_findings: int
+    seconds: float
+    status: str = "ok"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` returns: the run id and how each rule went."""
+
+    run_id: int
+    suite: Suite
+    rule_runs: tuple[RuleRun, ...]
+    views_seconds: float
+    seconds: float
+
+    @property
+    def n_findings(self) -> int:
+        return sum(r.n_findings for r in self.rule_runs)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Findings per severity."""
+        out = {s.value: 0 for s in Severity}
+        for r in self.rule_runs:
+            out[r.severity] += r.n_findings
+        return out
+
+    @property
+    def errors(self) -> list[RuleRun]:
+        """Rules whose query failed."""
+        return [r for r in self.rule_runs if r.status != "ok"]
+
+    def failed(self, fail_on: str | Severity = "error") -> bool:
+        """True when a finding is at or above ``fail_on`` (``never`` never fails)."""
+        if str(getattr(fail_on, "value", fail_on)) == "never":
+            return False
+        threshold = Severity(fail_on).rank
+        return any(
+            r.n_findings and Severity(r.severity).rank >= threshold for r in self.rule_runs
+        )
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
+_INSERT = """
+INSERT INTO qc_findings
+SELECT $__run_id, $__rule_id, $__severity, $__level,
+    q.PatientID::VARCHAR, q.StudyInstanceUID::VARCHAR, q.SeriesInstanceUID::VARCHAR,
+    q.SOPInstanceUID::VARCHAR, q.path::VARCHAR, q.value::VARCHAR, q.message::VARCHAR
+FROM ({query}) AS q({columns})
+"""
+
+
+def _run_rule(con: duckdb.DuckDBPyConnection, run_id: int, sel: SelectedRule) -> int:
+    rule = sel.rule
+    meta = {
+        "__run_id": run_id,
+        "__rule_id": rule.id,
+        "__severity": sel.severity.value,
+        "__level": rule.level.value,
+    }
+    if isinstance(rule.query, str):
+        used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", rule.query))
+        bound = {k: v for k, v in sel.params.items() if k in used}
+        sql = _INSERT.format(query=rule.query, columns=", ".join(FINDING_COLUMNS))
+        return int(con.execute(sql, {**meta, **bound}).fetchall()[0][0])
+    frame = rule.query(con, dict(sel.params))
+    if list(frame.columns) != list(FINDING_COLUMNS):
+        raise ValueError(f"returned columns {frame.columns}, expected {list(FINDING_COLUMNS)}")
+    if frame.height == 0:
+        return 0
+    con.register("__qc_frame", frame.to_arrow())
+    try:
+        sql = _INSERT.format(query="SELECT * FROM __qc_frame", columns=", ".join(FINDING_COLUMNS))
+        return int(con.execute(sql, meta).fetchall()[0][0])
+    finally:
+        con.unregister("__qc_frame")
+
+
+def run(
+    db: str | Path | duckdb.DuckDBPyConnection,
+    suite: str | Path | Suite | None = None,
+) -> RunResult:
+    """Run ``suite`` (a file, a loaded :class:`Suite`, or the default) over the catalog ``db``.
+
+    Parameters
+    ----------
+    db
+        The catalog: a DuckDB file path or an open connection (left open).
+    suite
+        Suite file (YAML/TOML), a :class:`Suite`, or None for the shipped default suite.
+
+    Returns
+    -------
+    RunResult
+        The run id (rows in ``qc_runs``, ``qc_rule_runs``, ``qc_findings``) and per-rule outcome.
+
+    Raises
+    ------
+    CatalogError
+        The catalog cannot be opened or has no ``instances`` table.
+    InputError
+        The suite file cannot be read or names unknown rules/parameters.
+    """
+    loaded = suite if isinstance(suite, Suite) else load(suite)
+    if isinstance(db, str | Path):
+        from curation import catalog
+
+        con = catalog.connect(db)
+        try:
+            return _run(con, loaded)
+        finally:
+            con.close()
+    return _run(db, loaded)
+
+
+def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
+    t_start = time.perf_counter()
+    have = _tables(con)
+    if "instances" not in have:
+        raise CatalogError("the catalog has no table 'instances'; run `curation crawl` first")
+    ensure_tables(con)
+    run_id = int(con.sql("SELECT coalesce(max(run_id), 0) + 1 FROM qc_runs").fetchall()[0][0])
+    con.execute(
+        "INSERT INTO qc_runs VALUES ($id, $name, $path, $sha, $params, $version, $t, NULL, "
+        "$n, 0, 0)",
+        {
+            "id": run_id,
+            "name": suite.name,
+            "path": suite.path,
+            "sha": suite.sha256,
+            "params": json.dumps(suite.provenance()),
+            "version": __version__,
+            "t": datetime.now(),
+            "n": len(suite.rules),
+        },
+    )
+    needs_views = any(t in views.VIEW_NAMES for s in suite.rules for t in s.rule.requires)
+    t0 = time.perf_counter()
+    if needs_views:
+        views.build(con)
+        have |= set(views.VIEW_NAMES)
+    views_seconds = time.perf_counter() - t0
+    log.info("qc run %d: suite %s, %d rules", run_id, suite.name, len(suite.rules))
+    outcomes = []
+    for sel in suite.rules:
+        t0 = time.perf_counter()
+        missing = [t for t in sel.rule.requires if t not in have]
+        status, error, n = "ok", None, 0
+        if missing:
+            status, error = "error", f"the catalog has no table {missing[0]!r}"
+        else:
+            try:
+                n = _run_rule(con, run_id, sel)
+            except Exception as exc:  # a broken rule is reported, the others still run
+                status, error = "error", f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - t0
+        if error:
+            log.error("rule %s could not run: %s", sel.rule.id, error)
+        else:
+            log.debug("rule %s: %d finding(s) in %.3f s", sel.rule.id, n, seconds)
+        outcome = RuleRun(
+            sel.rule.id, sel.rule.level.value, sel.severity.value, n, seconds, status, error
+        )
+        outcomes.append(outcome)
+        con.execute(
+            "INSERT INTO qc_rule_runs VALUES ($r, $id, $lvl, $sev, $p, $st, $err, $n, $s)",
+            {
+                "r": run_id,
+                "id": outcome.rule_id,
+                "lvl": outcome.level,
+                "sev": outcome.severity,
+                "p": json.dumps(sel.params),
+                "st": status,
+                "err": error,
+                "n": n,
+                "s": seconds,
+            },
+        )
+    result = RunResult(
+        run_id, suite, tuple(outcomes), views_seconds, time.perf_counter() - t_start
+    )
+    con.execute(
+        "UPDATE qc_runs SET finished_at = $t, n_findings = $n, n_rule_errors = $e WHERE run_id = $r",
+        {"t": datetime.now(), "n": result.n_findings, "e": len(result.errors), "r": run_id},
+    )
+    return result
+
+
+def to_json(result: RunResult, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The run as a JSON-ready mapping: provenance, per-rule outcome and every finding."""
+    rows = findings(con, result.run_id).drop("run_id").to_dicts()
+    return {
+        "run_id": result.run_id,
+        "suite": {"name": result.suite.name, "path": result.suite.path,
+                  "sha256": result.suite.sha256, "rules": result.suite.provenance()},
+        "curation_version": __version__,
+        "counts": result.counts,
+        "rules": [r.__dict__ for r in result.rule_runs],
+        "findings": rows,
+    }

@@ -1,0 +1,400 @@
+"""Derived geometry tables that the completeness and geometry rules query.
+
+A series' geometry is not in any one header: it is the relation between the slices. These tables
+compute it once per QC run, set-based in DuckDB, for classic one-file-per-slice series and for
+enhanced multi-frame objects alike (whose slices are the rows of ``frames``):
+
+``qc_slices``
+    one row per slice: a single-frame instance, or a frame of a multi-frame instance; with its
+    position projected on the series' reference slice normal (``slice_position_mm``), its in-plane
+    offsets, and its angle to the series' reference orientation.
+``qc_positions``
+    one row per distinct slice position of a series' main stack, with how often it occurs (a
+    multi-volume series such as fMRI or DWI repeats each position once per volume) and the gap to
+    the previous position.
+``qc_series_geometry``
+    one row per series with image slices: counts, modal slice spacing, modal multiplicity, tilt and
+    in-plane drift.
+
+The tables are rewritten by every run (they are derived state, kept so that a notebook can drill from
+a finding to the slices behind it) and registered in :mod:`curation.schema` with their columns.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from curation.schema import Column, Table, register
+
+#: Two slices whose positions along the normal differ by less than this are at the same position.
+POSITION_RESOLUTION_MM = 0.01
+#: A slice whose normal is within this angle of the series' reference normal belongs to its stack.
+STACK_ANGLE_DEG = 1.0
+#: A slice at least this far from the reference orientation counts as orthogonal (localizer-like).
+ORTHOGONAL_ANGLE_DEG = 45.0
+#: Orthogonal slices are an embedded localizer when there are at most this many and the stack holds
+#: at least twice as many slices; otherwise they are a second stack (mixed orientation).
+LOCALIZER_MAX_SLICES = 3
+
+
+def _c(name: str, sql_type: str, description: str) -> Column:
+    return Column(name, sql_type, description)
+
+
+_UIDS = (
+    _c("PatientID", "VARCHAR", "Patient of the instance"),
+    _c("StudyInstanceUID", "VARCHAR", "Study of the instance"),
+    _c("SeriesInstanceUID", "VARCHAR", "Series of the instance"),
+)
+
+QC_SLICES = register(
+    Table(
+        "qc_slices",
+        "image slice: a single-frame instance or one frame of a multi-frame instance",
+        "Per-slice geometry derived by the last QC run (curation.qc.views).",
+        (
+            *_UIDS,
+            _c("SOPInstanceUID", "VARCHAR", "The instance"),
+            _c("file_id", "UBIGINT", "The file (files.file_id)"),
+            _c("path", "VARCHAR", "Absolute path of the file"),
+            _c("frame_index", "INTEGER", "0-based frame of a multi-frame instance; NULL otherwise"),
+            _c("InstanceNumber", "BIGINT", "Instance Number of the instance"),
+            _c("Modality", "VARCHAR", "Modality of the instance"),
+            _c("ImagePositionPatient", "DOUBLE[3]", "Position of the slice in mm (frame's if any)"),
+            _c("ImageOrientationPatient", "DOUBLE[6]", "Direction cosines of the slice"),
+            _c("PixelSpacing", "DOUBLE[2]", "Pixel spacing of the slice in mm"),
+            _c("SliceThickness", "DOUBLE", "Slice thickness in mm"),
+            _c("Rows", "BIGINT", "Rows"),
+            _c("Columns", "BIGINT", "Columns"),
+            _c("RescaleSlope", "DOUBLE", "Rescale slope of the slice"),
+            _c("RescaleIntercept", "DOUBLE", "Rescale intercept of the slice"),
+            _c("is_localizer_type", "BOOLEAN", "ImageType contains LOCALIZER"),
+            _c(
+                "is_mosaic",
+                "BOOLEAN",
+                "ImageType contains MOSAIC (Siemens: one file holds a volume)",
+            ),
+            _c("has_geometry", "BOOLEAN", "Position and orientation are both present"),
+            _c(
+                "orthogonality_error",
+                "DOUBLE",
+                "max(|row·col|, |‖row‖-1|, |‖col‖-1|) of the direction cosines (0 when valid)",
+            ),
+            _c(
+                "orientation_angle_deg",
+                "DOUBLE",
+                "Angle between the slice's normal (or row direction) and the series reference, degrees",
+            ),
+            _c(
+                "is_localizer",
+                "BOOLEAN",
+                "LOCALIZER in ImageType, or one of at most 3 slices orthogonal to a larger stack",
+            ),
+            _c(
+                "in_stack",
+                "BOOLEAN",
+                "Has geometry, is no localizer and lies in the reference stack",
+            ),
+            _c(
+                "slice_position_mm",
+                "DOUBLE",
+                "Position projected on the reference slice normal, mm",
+            ),
+            _c("row_offset_mm", "DOUBLE", "Position projected on the reference row direction, mm"),
+            _c(
+                "col_offset_mm",
+                "DOUBLE",
+                "Position projected on the reference column direction, mm",
+            ),
+        ),
+    )
+)
+
+QC_POSITIONS = register(
+    Table(
+        "qc_positions",
+        "distinct slice position of a series' stack",
+        "Slice positions of each series' main stack, sorted along the normal (curation.qc.views).",
+        (
+            _c("SeriesInstanceUID", "VARCHAR", "The series"),
+            _c("position_index", "BIGINT", "1-based rank of the position along the normal"),
+            _c("slice_position_mm", "DOUBLE", "Position along the reference normal, mm"),
+            _c(
+                "multiplicity",
+                "BIGINT",
+                "Slices at this position (volumes of a multi-volume series)",
+            ),
+            _c("gap_mm", "DOUBLE", "Distance to the previous position, mm; NULL for the first"),
+            _c("row_offset_mm", "DOUBLE", "Mean in-plane offset along the row direction, mm"),
+            _c("col_offset_mm", "DOUBLE", "Mean in-plane offset along the column direction, mm"),
+            _c("SOPInstanceUID", "VARCHAR", "One instance at this position (the smallest UID)"),
+        ),
+    )
+)
+
+QC_SERIES_GEOMETRY = register(
+    Table(
+        "qc_series_geometry",
+        "series with image slices",
+        "Stack geometry of each series, derived by the last QC run (curation.qc.views).",
+        (
+            *_UIDS,
+            _c("Modality", "VARCHAR", "Modality (most common)"),
+            _c("n_slices", "BIGINT", "Slices (frames or single-frame instances) with geometry"),
+            _c("n_stack_slices", "BIGINT", "Slices in the reference stack (no localizers)"),
+            _c("n_localizer_slices", "BIGINT", "Slices flagged as localizer"),
+            _c("n_positions", "BIGINT", "Distinct positions of the stack"),
+            _c(
+                "modal_multiplicity",
+                "BIGINT",
+                "Most common number of slices per position (volumes)",
+            ),
+            _c("modal_spacing_mm", "DOUBLE", "Most common gap between adjacent positions, mm"),
+            _c("min_gap_mm", "DOUBLE", "Smallest gap between adjacent positions, mm"),
+            _c("max_gap_mm", "DOUBLE", "Largest gap between adjacent positions, mm"),
+            _c("is_mosaic", "BOOLEAN", "Any slice is a Siemens mosaic"),
+            _c(
+                "tilt_deg",
+                "DOUBLE",
+                "Angle between the first-to-last position vector and the slice normal, degrees",
+            ),
+            _c(
+                "obliquity_deg",
+                "DOUBLE",
+                "Angle between the reference slice normal and the nearest patient axis, degrees",
+            ),
+            _c(
+                "inplane_drift_mm",
+                "DOUBLE",
+                "Largest in-plane deviation of a position from the straight stack axis, mm",
+            ),
+            _c("SliceThickness", "DOUBLE", "Most common slice thickness of the stack, mm"),
+            _c(
+                "slice_gap_mm",
+                "DOUBLE",
+                "modal_spacing_mm - SliceThickness: > 0 gaps between slices, < 0 overlap",
+            ),
+        ),
+    )
+)
+
+VIEW_TABLES = (QC_SLICES, QC_POSITIONS, QC_SERIES_GEOMETRY)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    rows = con.sql(
+        "SELECT 1 FROM duckdb_tables() WHERE table_name = $n AND NOT temporary "
+        "UNION ALL SELECT 1 FROM duckdb_views() WHERE view_name = $n",
+        params={"n": name},
+    ).fetchall()
+    return bool(rows)
+
+
+def _raw_slices_sql(with_frames: bool) -> str:
+    common = """
+        i.PatientID, i.StudyInstanceUID, i.SeriesInstanceUID, i.SOPInstanceUID, i.file_id, i.path,
+        i.InstanceNumber, i.Modality, i.Rows, i.Columns,
+        coalesce(list_contains(i.ImageType, 'LOCALIZER'), false) AS is_localizer_type,
+        coalesce(list_contains(i.ImageType, 'MOSAIC'), false) AS is_mosaic"""
+    classic = f"""
+        SELECT {common}, NULL::INTEGER AS frame_index,
+               i.ImagePositionPatient, i.ImageOrientationPatient, i.PixelSpacing,
+               i.SliceThickness, i.RescaleSlope, i.RescaleIntercept
+        FROM instances i"""
+    if not with_frames:
+        return classic
+    # Frames replace their instance: one slice per frame, attributes from the functional groups
+    # when present (per-frame, then shared, as the crawler resolved them), else the top level.
+    return f"""
+        {classic}
+        WHERE i.file_id NOT IN (SELECT DISTINCT file_id FROM frames)
+        UNION ALL
+        SELECT {common}, f.frame_index,
+               coalesce(f.ImagePositionPatient, i.ImagePositionPatient),
+               coalesce(f.ImageOrientationPatient, i.ImageOrientationPatient),
+               coalesce(f.PixelSpacing, i.PixelSpacing),
+               coalesce(f.SliceThickness, i.SliceThickness),
+               coalesce(f.RescaleSlope, i.RescaleSlope),
+               coalesce(f.RescaleIntercept, i.RescaleIntercept)
+        FROM frames f JOIN instances i ON f.file_id = i.file_id"""
+
+
+def _slices_sql(with_frames: bool) -> str:
+    return f"""
+CREATE OR REPLACE TABLE qc_slices AS
+WITH raw AS ({_raw_slices_sql(with_frames)}),
+vec AS (
+    SELECT *,
+        ImagePositionPatient IS NOT NULL AND ImageOrientationPatient IS NOT NULL AS has_geometry,
+        ImageOrientationPatient[1] AS r1, ImageOrientationPatient[2] AS r2,
+        ImageOrientationPatient[3] AS r3, ImageOrientationPatient[4] AS c1,
+        ImageOrientationPatient[5] AS c2, ImageOrientationPatient[6] AS c3,
+        ImagePositionPatient[1] AS px, ImagePositionPatient[2] AS py, ImagePositionPatient[3] AS pz
+    FROM raw
+),
+norm AS (
+    SELECT *,
+        r2 * c3 - r3 * c2 AS n1, r3 * c1 - r1 * c3 AS n2, r1 * c2 - r2 * c1 AS n3,
+        greatest(abs(r1 * c1 + r2 * c2 + r3 * c3),
+                 abs(sqrt(r1 * r1 + r2 * r2 + r3 * r3) - 1),
+                 abs(sqrt(c1 * c1 + c2 * c2 + c3 * c3) - 1)) AS orthogonality_error
+    FROM vec
+),
+-- The reference orientation of a series is its most common one (rounded so that float noise in the
+-- last digits does not split it), among slices that do not call themselves localizers.
+ref AS (
+    SELECT SeriesInstanceUID,
+        mode(list_transform(ImageOrientationPatient, lambda x: round(x, 3)))
+            FILTER (WHERE has_geometry AND NOT is_localizer_type) AS ref_iop
+    FROM norm GROUP BY SeriesInstanceUID
+),
+refv AS (
+    SELECT SeriesInstanceUID,
+        ref_iop[1] AS q1, ref_iop[2] AS q2, ref_iop[3] AS q3,
+        ref_iop[4] AS k1, ref_iop[5] AS k2, ref_iop[6] AS k3
+    FROM ref
+),
+refn AS (
+    SELECT *, q2 * k3 - q3 * k2 AS m1, q3 * k1 - q1 * k3 AS m2, q1 * k2 - q2 * k1 AS m3,
+        sqrt((q2 * k3 - q3 * k2) ** 2 + (q3 * k1 - q1 * k3) ** 2 + (q1 * k2 - q2 * k1) ** 2) AS mlen
+    FROM refv
+),
+angled AS (
+    SELECT n.*, r.*,
+        -- the larger of the normals' angle and the row directions' angle: an in-plane rotation
+        -- keeps the normal but is a different orientation all the same
+        degrees(acos(least(1.0, greatest(
+            abs(n1 * m1 + n2 * m2 + n3 * m3)
+                / nullif(sqrt(n1 * n1 + n2 * n2 + n3 * n3) * mlen, 0),
+            0.0)))) AS normal_angle,
+        degrees(acos(least(1.0, greatest(
+            (r1 * q1 + r2 * q2 + r3 * q3)
+                / nullif(sqrt(r1 * r1 + r2 * r2 + r3 * r3) * sqrt(q1 * q1 + q2 * q2 + q3 * q3), 0),
+            -1.0)))) AS row_angle
+    FROM norm n LEFT JOIN refn r USING (SeriesInstanceUID)
+),
+flagged AS (
+    SELECT *,
+        greatest(normal_angle, row_angle) AS orientation_angle_deg,
+        count(*) FILTER (WHERE has_geometry AND NOT is_localizer_type
+                         AND normal_angle >= {ORTHOGONAL_ANGLE_DEG})
+            OVER (PARTITION BY SeriesInstanceUID) AS n_orthogonal,
+        count(*) FILTER (WHERE has_geometry AND NOT is_localizer_type
+                         AND normal_angle < {ORTHOGONAL_ANGLE_DEG})
+            OVER (PARTITION BY SeriesInstanceUID) AS n_aligned
+    FROM angled
+)
+SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, file_id, path, frame_index,
+    InstanceNumber, Modality, ImagePositionPatient, ImageOrientationPatient, PixelSpacing,
+    SliceThickness, Rows, Columns, RescaleSlope, RescaleIntercept, is_localizer_type, is_mosaic,
+    has_geometry, orthogonality_error, orientation_angle_deg,
+    is_localizer_type OR (has_geometry AND normal_angle >= {ORTHOGONAL_ANGLE_DEG}
+        AND n_orthogonal <= {LOCALIZER_MAX_SLICES} AND n_aligned >= 2 * n_orthogonal)
+        AS is_localizer,
+    has_geometry AND NOT is_localizer_type AND normal_angle <= {STACK_ANGLE_DEG} AS in_stack,
+    (px * m1 + py * m2 + pz * m3) / nullif(mlen, 0) AS slice_position_mm,
+    (px * q1 + py * q2 + pz * q3) AS row_offset_mm,
+    (px * k1 + py * k2 + pz * k3) AS col_offset_mm
+FROM flagged
+"""
+
+
+_POSITIONS_SQL = f"""
+CREATE OR REPLACE TABLE qc_positions AS
+WITH keyed AS (
+    SELECT SeriesInstanceUID, SOPInstanceUID, slice_position_mm, row_offset_mm, col_offset_mm,
+        round(slice_position_mm / {POSITION_RESOLUTION_MM}) AS pos_key
+    FROM qc_slices WHERE in_stack
+),
+grouped AS (
+    SELECT SeriesInstanceUID, pos_key, avg(slice_position_mm) AS slice_position_mm,
+        count(*) AS multiplicity, avg(row_offset_mm) AS row_offset_mm,
+        avg(col_offset_mm) AS col_offset_mm, min(SOPInstanceUID) AS SOPInstanceUID
+    FROM keyed GROUP BY SeriesInstanceUID, pos_key
+)
+SELECT SeriesInstanceUID,
+    row_number() OVER w AS position_index,
+    slice_position_mm, multiplicity,
+    slice_position_mm - lag(slice_position_mm) OVER w AS gap_mm,
+    row_offset_mm, col_offset_mm, SOPInstanceUID
+FROM grouped
+WINDOW w AS (PARTITION BY SeriesInstanceUID ORDER BY slice_position_mm)
+"""
+
+_SERIES_GEOMETRY_SQL = """
+CREATE OR REPLACE TABLE qc_series_geometry AS
+WITH s AS (
+    SELECT SeriesInstanceUID,
+        mode(PatientID) AS PatientID, mode(StudyInstanceUID) AS StudyInstanceUID,
+        mode(Modality) AS Modality,
+        count(*) AS n_slices,
+        count(*) FILTER (WHERE in_stack) AS n_stack_slices,
+        count(*) FILTER (WHERE is_localizer) AS n_localizer_slices,
+        bool_or(is_mosaic) AS is_mosaic,
+        mode(SliceThickness) FILTER (WHERE in_stack) AS SliceThickness,
+        arg_min(ImagePositionPatient, slice_position_mm) FILTER (WHERE in_stack) AS first_ipp,
+        arg_max(ImagePositionPatient, slice_position_mm) FILTER (WHERE in_stack) AS last_ipp,
+        mode(ImageOrientationPatient) FILTER (WHERE in_stack) AS ref_iop
+    FROM qc_slices WHERE has_geometry GROUP BY SeriesInstanceUID
+),
+p0 AS (
+    -- the mode of the gaps rounded to 0.01 mm (so float noise does not split it) picks the bin;
+    -- the modal spacing is then the median of the gaps in that bin, at full precision
+    SELECT SeriesInstanceUID, mode(round(gap_mm, 2)) AS modal_bin
+    FROM qc_positions WHERE gap_mm IS NOT NULL GROUP BY SeriesInstanceUID
+),
+p AS (
+    SELECT q.SeriesInstanceUID, count(*) AS n_positions,
+        mode(q.multiplicity) AS modal_multiplicity,
+        median(q.gap_mm) FILTER (WHERE round(q.gap_mm, 2) = p0.modal_bin) AS modal_spacing_mm,
+        min(q.gap_mm) AS min_gap_mm, max(q.gap_mm) AS max_gap_mm,
+        regr_slope(q.row_offset_mm, q.slice_position_mm) AS a_row,
+        regr_intercept(q.row_offset_mm, q.slice_position_mm) AS b_row,
+        regr_slope(q.col_offset_mm, q.slice_position_mm) AS a_col,
+        regr_intercept(q.col_offset_mm, q.slice_position_mm) AS b_col
+    FROM qc_positions q LEFT JOIN p0 USING (SeriesInstanceUID) GROUP BY q.SeriesInstanceUID
+),
+drift AS (
+    SELECT q.SeriesInstanceUID,
+        max(greatest(abs(q.row_offset_mm - (p.a_row * q.slice_position_mm + p.b_row)),
+                     abs(q.col_offset_mm - (p.a_col * q.slice_position_mm + p.b_col))))
+            AS inplane_drift_mm
+    FROM qc_positions q JOIN p USING (SeriesInstanceUID)
+    WHERE p.n_positions >= 3
+    GROUP BY q.SeriesInstanceUID
+),
+vec AS (
+    SELECT s.*,
+        last_ipp[1] - first_ipp[1] AS d1, last_ipp[2] - first_ipp[2] AS d2,
+        last_ipp[3] - first_ipp[3] AS d3,
+        ref_iop[2] * ref_iop[6] - ref_iop[3] * ref_iop[5] AS m1,
+        ref_iop[3] * ref_iop[4] - ref_iop[1] * ref_iop[6] AS m2,
+        ref_iop[1] * ref_iop[5] - ref_iop[2] * ref_iop[4] AS m3
+    FROM s
+)
+SELECT v.PatientID, v.StudyInstanceUID, v.SeriesInstanceUID, v.Modality, v.n_slices,
+    v.n_stack_slices, v.n_localizer_slices,
+    coalesce(p.n_positions, 0) AS n_positions, p.modal_multiplicity,
+    p.modal_spacing_mm, p.min_gap_mm, p.max_gap_mm, v.is_mosaic,
+    CASE WHEN sqrt(d1 * d1 + d2 * d2 + d3 * d3) > 0 THEN degrees(acos(least(1.0,
+        abs(d1 * m1 + d2 * m2 + d3 * m3)
+            / (sqrt(d1 * d1 + d2 * d2 + d3 * d3) * sqrt(m1 * m1 + m2 * m2 + m3 * m3)))))
+    END AS tilt_deg,
+    degrees(acos(least(1.0, greatest(abs(m1), abs(m2), abs(m3))
+        / nullif(sqrt(m1 * m1 + m2 * m2 + m3 * m3), 0)))) AS obliquity_deg,
+    dr.inplane_drift_mm,
+    v.SliceThickness,
+    p.modal_spacing_mm - v.SliceThickness AS slice_gap_mm
+FROM vec v LEFT JOIN p USING (SeriesInstanceUID) LEFT JOIN drift dr USING (SeriesInstanceUID)
+"""
+
+#: The derived tables, in build order.
+VIEW_NAMES: tuple[str, ...] = ("qc_slices", "qc_positions", "qc_series_geometry")
+
+
+def build(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)build the derived geometry tables from ``instances`` (and ``frames`` when present)."""
+    with_frames = _table_exists(con, "frames")
+    con.execute(_slices_sql(with_frames))
+    con.execute(_POSITIONS_SQL)
+    con.execute(_SERIES_GEOMETRY_SQL)
