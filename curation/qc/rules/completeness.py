@@ -55,16 +55,25 @@ TRUNCATED = register(
         title="truncated file",
         description="A file ends early: inside its header (nothing cataloged) or inside its pixel "
         "data (header cataloged, pixels unusable).",
-        not_checked="Whether the pixel data that is present decodes; files cut exactly at an "
-        "element boundary after the pixel data look complete and are not flagged.",
+        not_checked="Encapsulated (compressed) pixel data cut short: its length is undefined, so "
+        "only the crawler's reading of the file's end could tell (see docs/qc.md); whether the "
+        "pixel data that is present decodes.",
         query=f"""
             SELECT {_FILE_UIDS}, p.reason AS value,
                 CASE WHEN p.cataloged THEN 'the file ends inside its pixel data (header cataloged)'
                      ELSE 'the file ends inside its header: nothing of it was cataloged' END
             FROM ({_PROBLEM_FILES}) p LEFT JOIN instances i ON i.path = p.path
             WHERE p.reason IN ('truncated', 'bad_length')
+            UNION ALL
+            -- native pixel data declares its length: a file shorter than that was cut in it
+            SELECT {_FILE_UIDS}, 'truncated',
+                'the file (' || f.size || ' bytes) is shorter than its pixel data ('
+                    || e.value_length || ' bytes)'
+            FROM elements e JOIN files f USING (file_id) JOIN instances i USING (file_id)
+                JOIN files p USING (file_id)
+            WHERE e.tag = '7FE00010' AND e.seq_path = '' AND f.size < e.value_length
         """,
-        requires=("crawl_errors", "files", "instances"),
+        requires=("crawl_errors", "files", "instances", "elements"),
         detects=("truncated",),
     )
 )

@@ -1,0 +1,120 @@
+"""Precision and recall of the QC rules against the synthetic cohort's ground truth.
+
+For every defect kind some rule ``detects`` (see :attr:`curation.qc.rule.Rule.detects`), the findings of
+those rules are compared with the planted defects on the kind's unit: the series for series-level
+truth, the SOP instance for instance-level truth, the file path for file-level truth.
+
+A finding on a unit without that defect is a false positive. Those that land on a unit carrying
+another planted defect are counted apart as ``collateral`` (a zero-byte file inside a stack does leave
+a missing slice): ``precision`` counts them as false, ``precision_clean`` does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from curation.qc.rule import all_rules
+
+if TYPE_CHECKING:
+    import duckdb
+
+_UNIT = {"series": "SeriesInstanceUID", "instance": "SOPInstanceUID", "file": "path"}
+
+
+@dataclass(frozen=True)
+class KindScore:
+    """Precision and recall of the rules that detect one defect kind."""
+
+    kind: str
+    rules: tuple[str, ...]
+    n_truth: int
+    tp: int
+    fp: int
+    collateral: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def precision_clean(self) -> float:
+        clean_fp = self.fp - self.collateral
+        return self.tp / (self.tp + clean_fp) if self.tp + clean_fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / self.n_truth if self.n_truth else 1.0
+
+
+def score(
+    con: duckdb.DuckDBPyConnection,
+    ground_truth: str | Path | pl.DataFrame,
+    run_id: int,
+    root: str | Path | None = None,
+) -> list[KindScore]:
+    """Score the findings of ``run_id`` against ``ground_truth`` (the parquet file or its frame).
+
+    ``root`` is the folder the truth's relative paths start from (default: the parquet's folder).
+    """
+    if root is None and not isinstance(ground_truth, pl.DataFrame):
+        root = Path(ground_truth).parent
+    truth = (
+        ground_truth if isinstance(ground_truth, pl.DataFrame) else pl.read_parquet(ground_truth)
+    )
+    found = con.sql(
+        "SELECT rule_id, SeriesInstanceUID, SOPInstanceUID, "
+        "CASE WHEN $root <> '' AND starts_with(path, $root) THEN path[length($root) + 1:] "
+        "ELSE path END AS path FROM qc_findings WHERE run_id = $r",
+        params={"r": run_id, "root": "" if root is None else str(Path(root).resolve()) + "/"},
+    ).pl()
+    # every unit that carries any planted defect, for telling collateral from clean false positives
+    defective = {
+        col: set(truth.get_column(col).drop_nulls().to_list()) for col in _UNIT.values()
+    }
+    kinds: dict[str, list[str]] = {}
+    for rule in all_rules().values():
+        for k in rule.detects:
+            kinds.setdefault(k, []).append(rule.id)
+    out = []
+    for kind, rule_ids in sorted(kinds.items()):
+        rows = truth.filter(pl.col("kind") == kind)
+        level = rows.get_column("level")[0] if rows.height else "series"
+        unit = _UNIT[level]
+        want = set(rows.get_column(unit).drop_nulls().to_list())
+        got = set(
+            found.filter(pl.col("rule_id").is_in(rule_ids)).get_column(unit).drop_nulls().to_list()
+        )
+        fp = got - want
+        out.append(
+            KindScore(
+                kind=kind,
+                rules=tuple(rule_ids),
+                n_truth=len(want),
+                tp=len(got & want),
+                fp=len(fp),
+                collateral=len(fp & defective[unit]),
+                fn=len(want - got),
+            )
+        )
+    return out
+
+
+def markdown(scores: list[KindScore]) -> str:
+    """The scores as a Markdown table."""
+    lines = [
+        "| defect kind | rule(s) | planted | TP | FP (collateral) | FN | precision | "
+        "precision w/o collateral | recall |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in scores:
+        lines.append(
+            f"| {s.kind} | {', '.join(f'`{r}`' for r in s.rules)} | {s.n_truth} | {s.tp} | "
+            f"{s.fp} ({s.collateral}) | {s.fn} | {s.precision:.3f} | {s.precision_clean:.3f} | "
+            f"{s.recall:.3f} |"
+        )
+    return "\n".join(lines)
