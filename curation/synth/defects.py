@@ -94,6 +94,7 @@ DEFECTS: dict[str, DefectKind] = {
             "CT acquired with a tilted gantry: ImageOrientationPatient tilted about the left-right "
             "axis, GantryDetectorTilt set, positions stepped along the table (z), not the normal.",
             modalities=("CT",),
+            series_types=("ct_axial",),
         ),
         DefectKind(
             "too_few_slices",
@@ -151,6 +152,7 @@ DEFECTS: dict[str, DefectKind] = {
             "a metal object (dental filling, prosthesis) saturating the scale with dark/bright "
             "streaks radiating from it, in a run of slices.",
             modalities=("CT",),
+            series_types=("ct_axial",),
         ),
         DefectKind(
             "clipping",
@@ -171,6 +173,7 @@ DEFECTS: dict[str, DefectKind] = {
             "RescaleIntercept/RescaleSlope do not match the stored values, so HU are implausible "
             "(air far from -1000).",
             modalities=("CT",),
+            series_types=("ct_axial",),
             min_slices=3,
         ),
         DefectKind(

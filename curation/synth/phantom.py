@@ -160,6 +160,17 @@ def render(
         and xs.shape == (1, shape[1])
         and ys.shape == (shape[0], 1)
     )
+    coarse = None
+    if not separable and len(shape) == 2 and min(shape) >= 32:
+        step = 8
+        full = tuple(np.broadcast_to(a, shape) for a in (xs, ys, zs))
+        pts = np.stack([a[::step, ::step] for a in full])
+        # the farthest a pixel can be from its nearest coarse sample, with some slack
+        margin = float(
+            np.linalg.norm(pts[:, 1, 0] - pts[:, 0, 0])
+            + np.linalg.norm(pts[:, 0, 1] - pts[:, 0, 0])
+        )
+        coarse = (pts[0], pts[1], pts[2], margin, step)
     for ell in PHANTOMS[body_part]:
         cx, cy, cz = ell.center
         ax, ay, az = ell.semi_axes
@@ -175,8 +186,29 @@ def render(
             if cols.size == 0 or rows.size == 0:
                 continue
             c0, c1, r0, r1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-            inside = ((xs[:, c0:c1] - cx) / ax) ** 2 + ((ys[r0:r1] - cy) / ay) ** 2 + dz <= 1.0
-            out[r0:r1, c0:c1][inside] = value
+            # per row, the half-width of the ellipse cut: one broadcast compare per ellipse
+            v = (ys[r0:r1] - cy) / ay
+            half = ax * np.sqrt(np.clip(1.0 - dz - v * v, 0.0, None))
+            inside = np.abs(xs[:, c0:c1] - cx) <= half
+            np.putmask(out[r0:r1, c0:c1], inside, value)
+            continue
+        if coarse is not None:
+            # oblique plane: find the ellipse cut's bounding box on a coarse grid first
+            xc, yc, zc, margin, step = coarse
+            near = ((xc - cx) / (ax + margin)) ** 2 + ((yc - cy) / (ay + margin)) ** 2 + (
+                (zc - cz) / (az + margin)
+            ) ** 2 <= 1.0
+            rows_c = np.flatnonzero(near.any(axis=1))
+            if rows_c.size == 0:
+                continue
+            cols_c = np.flatnonzero(near.any(axis=0))
+            r0, r1 = max(0, (rows_c[0] - 1) * step), (rows_c[-1] + 2) * step
+            c0, c1 = max(0, (cols_c[0] - 1) * step), (cols_c[-1] + 2) * step
+            sub = (slice(r0, r1), slice(c0, c1))
+            inside = ((full[0][sub] - cx) / ax) ** 2 + ((full[1][sub] - cy) / ay) ** 2 + (
+                (full[2][sub] - cz) / az
+            ) ** 2 <= 1.0
+            np.putmask(out[sub], inside, value)
             continue
         dzs = ((zs - cz) / az) ** 2
         if np.ndim(dzs) == 0 and dzs > 1.0:

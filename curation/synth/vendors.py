@@ -13,7 +13,7 @@ finds them whatever block they land in.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,9 @@ class Site:
     #: ``seq`` (00000001 without extension)
     file_style: str
     #: transfer syntax weights per profile: {profile: {modality: ((uid, weight), ...)}}
-    transfer_syntaxes: dict[str, dict[str, tuple[tuple[str, float], ...]]]
+    transfer_syntaxes: dict[
+        str, dict[str, tuple[tuple[str, float], ...]]
+    ]  # see TransferSyntaxWeights
     #: fraction of series this site exports gzip-wrapped (``.dcm.gz``)
     gzip_fraction: float = 0.0
 
@@ -190,11 +192,14 @@ CANON_MR = Scanner(
 
 # The small profile ships in the repository, so most of its files are RLE; bench is what archives
 # hold: mostly uncompressed explicit VR, some implicit VR (one site), a few RLE.
-_TS_DEFAULT = {
+#: transfer syntax weights: {profile: {modality: ((TransferSyntaxUID, weight), ...)}}
+TransferSyntaxWeights = dict[str, dict[str, tuple[tuple[str, float], ...]]]
+
+_TS_DEFAULT: TransferSyntaxWeights = {
     "small": {"CT": ((RLE, 0.96), (EXPLICIT_LE, 0.04)), "MR": ((RLE, 0.9), (EXPLICIT_LE, 0.1))},
     "bench": {"CT": ((EXPLICIT_LE, 0.95), (RLE, 0.05)), "MR": ((EXPLICIT_LE, 1.0),)},
 }
-_TS_IMPLICIT = {
+_TS_IMPLICIT: TransferSyntaxWeights = {
     "small": {"CT": ((RLE, 0.95), (IMPLICIT_LE, 0.05)), "MR": ((RLE, 0.8), (IMPLICIT_LE, 0.2))},
     "bench": {"CT": ((IMPLICIT_LE, 1.0),), "MR": ((IMPLICIT_LE, 1.0),)},
 }
@@ -465,7 +470,3 @@ def mr_private(
         (0x700D, "CANON_MEC_MR3", 0x05, "DS", ["0.240", "0.240", "0.240", "0.240"]),
         (0x700D, "CANON_MEC_MR3", 0x0C, "CS", "Y"),
     ]
-
-
-#: Hook type: a function adding vendor private elements to a dataset.
-PrivateWriter = Callable[[Scanner, dict[str, Any]], list[PrivateElement]]

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import RLELossless
+from pydicom.uid import UID, RLELossless
 
 from curation.synth.defects import DEFECTS, PLANTERS, DefectContext, apply_pixel_defect
 from curation.synth.geometry import (
@@ -430,7 +430,7 @@ def write_series(spec: SeriesSpec, root: Path, profile: Profile) -> SeriesResult
     ts = spec.transfer_syntax
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = base.SOPClassUID
-    meta.TransferSyntaxUID = ts
+    meta.TransferSyntaxUID = UID(ts)
     noise = None
     if (profile.noise_ct_hu if spec.scanner.modality == "CT" else profile.noise_mr) > 0:
         noise = NoiseBank(rng, spec.rows, spec.columns)
@@ -462,10 +462,10 @@ def write_series(spec: SeriesSpec, root: Path, profile: Profile) -> SeriesResult
                 ),
             )
         fm = FileMetaDataset(dict(meta._dict))
-        fm.MediaStorageSOPInstanceUID = s.sop_instance_uid
+        fm.MediaStorageSOPInstanceUID = UID(s.sop_instance_uid)
         ds.file_meta = fm
         if ts == RLE:
-            ds.compress(RLELossless, stored, encoding_plugin="pydicom")
+            ds.compress(RLELossless, stored, encoding_plugin="pydicom", generate_instance_uid=False)
         else:
             ds.PixelData = stored.tobytes()
             ds["PixelData"].VR = "OW"
