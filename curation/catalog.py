@@ -191,15 +191,17 @@ def frames_sql(batch_elements: str, batch_files: str) -> str:
     per_frame = f"{schema.PER_FRAME_FUNCTIONAL_GROUPS:08X}"
     pf, sh, out = [], [], []
     for name, macro, tag, kind in _FRAME_ATTRIBUTES:
-        pf.append(f"max(value) FILTER (WHERE macro = '{macro:08X}' AND tag = {tag}) AS \"{name}\"")
+        pf.append(
+            f"max(value) FILTER (WHERE macro = '{macro:08X}' AND tag_int = {tag}) AS \"{name}\""
+        )
         sh.append(
-            f"max(value) FILTER (WHERE seq_path = '{_shared_path(macro)}' AND tag = {tag}) AS \"{name}\""
+            f"max(value) FILTER (WHERE seq_path = '{_shared_path(macro)}' AND tag_int = {tag}) AS \"{name}\""
         )
         attr = InstanceAttribute(name, tag, kind, "")
         out.append(f'{_typed(attr, f"coalesce(pf.{name}, sh.{name})")} AS "{name}"')
     return rf"""
         WITH fe AS (
-            SELECT file_id, tag, value,
+            SELECT file_id, tag_int, value,
                 CAST(regexp_extract(seq_path, '^{per_frame}\[(\d+)\]', 1) AS INTEGER) AS frame_index,
                 regexp_extract(seq_path, '^{per_frame}\[\d+\]/([0-9A-F]{{8}})\[0\]$', 1) AS macro
             FROM {batch_elements}
@@ -218,29 +220,10 @@ def frames_sql(batch_elements: str, batch_files: str) -> str:
     """
 
 
-def elements_sql(batch_elements: str, batch_files: str) -> str:
-    """SELECT that names one batch's staged element rows (tag text, keyword, private tag)."""
-    return f"""
-        SELECT e.file_id, f.SOPInstanceUID, e.tag_text AS tag, e.seq_path, e.private_creator,
-               e.private_element, e.vr, coalesce(pub.keyword, prv.keyword) AS keyword,
-               e.value, e.value_length, e.n_items
-        FROM (
-            SELECT *, printf('%08X', tag) AS tag_text,
-                CASE WHEN private_creator IS NOT NULL
-                     THEN printf('%04Xxx%02X', tag >> 16, tag & 255) END AS private_element,
-                CASE WHEN (tag >> 24) IN (80, 96) AND (tag >> 16) & 1 = 0
-                     THEN printf('%02Xxx%04X', tag >> 24, tag & 65535)
-                     ELSE printf('%08X', tag) END AS public_key
-            FROM {batch_elements}
-        ) e
-        JOIN {batch_files} f USING (file_id)
-        LEFT JOIN (SELECT tag, keyword FROM dicom_dictionary WHERE private_creator IS NULL) pub
-            ON e.private_creator IS NULL AND pub.tag = e.public_key
-        LEFT JOIN (SELECT tag, private_creator, keyword FROM dicom_dictionary
-                   WHERE private_creator IS NOT NULL) prv
-            ON prv.private_creator = e.private_creator AND prv.tag = e.private_element
-        WHERE f.status = 'ok'
-    """
+def elements_sql(batch_elements: str) -> str:
+    """SELECT of one batch's staged element rows (see :mod:`curation.elements`) as ``elements``."""
+    cols = ", ".join(f'"{c}"' for c in schema.ELEMENTS.column_names)
+    return f"SELECT {cols} FROM {batch_elements}"
 
 
 # -- aggregates ---------------------------------------------------------------------------------

@@ -66,10 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"curation {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    # The same options after the subcommand (`curation crawl ... -q`); SUPPRESS keeps the values
+    # given before it when they are not repeated.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="only warnings and errors",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in _available().items():
         mod = importlib.import_module(f"curation.cli.{module}")
-        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
+        p = sub.add_parser(
+            name, help=help_, description=(mod.__doc__ or help_).strip(), parents=[common]
+        )
         p.formatter_class = argparse.RawDescriptionHelpFormatter
         mod.add_arguments(p)
         p.set_defaults(_module=mod)
