@@ -7,6 +7,7 @@ arrays: no per-row Python, and DuckDB ingests dictionary arrays without a join.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
@@ -50,7 +51,7 @@ def private_name(creator: str, tag: int) -> str | None:
         return None
 
 
-def _dictionary(indices: np.ndarray, values: list[str | None]) -> pa.DictionaryArray:
+def _dictionary(indices: np.ndarray, values: Sequence[str | None]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(
         pa.array(indices, pa.int32()), pa.array(values, pa.string())
     )
@@ -83,7 +84,8 @@ def to_table(
         masked = tags[rows] & np.uint32(0xFFFF00FF)
         key = creator_idx[rows].astype(np.int64) << 32 | masked.astype(np.int64)
         unique_keys, key_index = np.unique(key, return_inverse=True)
-        names, elements = [], []
+        names: list[str | None] = []
+        elements: list[str | None] = []
         for k in unique_keys.tolist():
             creator, t = creator_names[k >> 32], k & 0xFFFFFFFF
             names.append(private_name(creator, t))
