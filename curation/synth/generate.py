@@ -91,8 +91,9 @@ def generate_cohort(
         ``small`` (256x256 CT, 128x128 MR, short stacks, mostly RLE: a few MB) or ``bench``
         (512x512 CT with full coverage, mostly uncompressed: about 500 files per patient).
     defect_rate
-        Fraction of eligible series that get a defect. Every defect kind is planted at least
-        a few times regardless (see :class:`~curation.synth.plan.Profile`).
+        Fraction of eligible series that get a defect. Unless it is 0 (a clean cohort, junk
+        files aside), every defect kind is planted at least a few times regardless (see
+        :class:`~curation.synth.plan.Profile`); clean series always stay the majority.
     workers
         Processes writing series in parallel (the bytes do not depend on it).
     progress

@@ -505,6 +505,8 @@ def _assign_defects(
     target = round(defect_rate * len(eligible))
     # the quota of every kind wins over the rate, but clean series stay the majority
     n_defective = min(max(target, profile.min_per_kind * len(plantable)), int(0.5 * len(eligible)))
+    if defect_rate == 0:
+        n_defective = 0
     queue: list[DefectKind] = []
     n_compatible = {k.code: sum(_compatible(k, series[i]) for i in eligible) for k in plantable}
     while len(queue) < n_defective:
