@@ -78,5 +78,8 @@ def run_demo(out: str | Path = "demo_out", *, workers: int | None = None) -> Dem
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     db = out / "catalog.duckdb"
-    summary = crawl(find_sample_data(), db, workers=workers)
+    sample = find_sample_data()
+    # The DICOM folders only: the synthetic cohort's truth tables and report texts sit beside them.
+    roots = [p for p in (sample / "real", sample / "synthetic" / "dicom") if p.is_dir()] or [sample]
+    summary = crawl(roots, db, workers=workers)
     return DemoResult(out=out, db=db, crawl=summary, overview=overview(db))

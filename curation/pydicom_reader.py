@@ -185,6 +185,7 @@ def read_with_pydicom(path: str, out: ElementColumns | None = None) -> tuple[Hea
             media_storage_sop_class=str(ds.file_meta.get("MediaStorageSOPClassUID", "")) or None,
             pixel_data_offset=None,
             pixel_data_length=None,
+            encapsulated_offset=None,
             caveats=caveats,
         ),
         gzipped,

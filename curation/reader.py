@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from typing import BinaryIO
 
 from pydicom.charset import decode_bytes, python_encoding
 from pydicom.datadict import dictionary_VR, private_dictionary_VR
@@ -122,6 +123,8 @@ class Header:
     media_storage_sop_class: str | None
     pixel_data_offset: int | None  # offset of the pixel data value, when it has a defined length
     pixel_data_length: int | None
+    #: Offset of encapsulated (compressed) pixel data, whose length is undefined; else None.
+    encapsulated_offset: int | None
     caveats: list[tuple[str, str]]  # (reason, message) of problems that did not stop the read
 
 
@@ -619,6 +622,9 @@ def _read_dataset(buf: bytes, complete: bool, out: ElementColumns, start: int, k
         media_storage_sop_class=media_class,
         pixel_data_offset=walker.pixel_offset,
         pixel_data_length=walker.pixel_length,
+        encapsulated_offset=walker.stop_offset
+        if walker.stop_offset is not None and walker.pixel_length is None
+        else None,
         caveats=meta.caveats + walker.caveats,
     )
 
@@ -654,10 +660,54 @@ def read_header(path: str, out: ElementColumns | None = None) -> tuple[Header, b
         complete = len(data) < INITIAL_READ
         while True:
             try:
-                return read_header_bytes(data, complete, out), False
+                header = read_header_bytes(data, complete, out)
+                if header.encapsulated_offset is not None:
+                    _check_fragments(f, header)
+                return header, False
             except _NeedMore as more:
                 # Read what the walk asked for plus a margin, so a long header costs few passes.
                 want = max(more.end + INITIAL_READ, 2 * len(data)) - len(data)
                 extra = f.read(want)
                 complete = len(extra) < want
                 data += extra
+
+
+_SEQ_DELIM_BYTES = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _check_fragments(f: BinaryIO, header: Header) -> None:
+    """Note a caveat when encapsulated pixel data is cut short by the end of the file.
+
+    Encapsulated pixel data ends with a sequence delimiter, usually the file's last 8 bytes: one
+    small read confirms it. Otherwise the fragment items are walked by their 8-byte headers (a few
+    reads per frame) to find whether one runs past the end.
+    """
+    size = f.seek(0, 2)
+    f.seek(size - 8)
+    if f.read(8) == _SEQ_DELIM_BYTES:
+        return
+    pos = header.encapsulated_offset
+    assert pos is not None
+    while True:
+        f.seek(pos)
+        item = f.read(8)
+        if len(item) < 8:
+            header.caveats.append(
+                (
+                    "truncated",
+                    f"encapsulated pixel data ends at byte {size} without its delimiter; header cataloged",
+                )
+            )
+            return
+        group, elem, length = _IMPLICIT_HEADER.unpack(item)
+        if (group, elem) == (0xFFFE, 0xE0DD):
+            return  # delimiter found; something else follows it
+        if (group, elem) != (0xFFFE, 0xE000) or pos + 8 + length > size:
+            header.caveats.append(
+                (
+                    "truncated",
+                    f"pixel data fragment at byte {pos} runs past the end of the file ({size} bytes); header cataloged",
+                )
+            )
+            return
+        pos += 8 + length

@@ -62,6 +62,8 @@ def messy_tree(tmp_path: Path) -> Path:
     (root / "zero.dcm").write_bytes(b"")
     (root / "truncated.dcm").write_bytes(data[:600])  # ends inside the header
     (root / "short_pixels.dcm").write_bytes(_with_new_uid(data)[:-5000])  # header whole, pixels cut
+    jpeg = _with_new_uid(_test_file("JPEG2000.dcm").read_bytes())
+    (root / "short_jpeg.dcm").write_bytes(jpeg[:-100])  # encapsulated pixel data cut
     (root / "junk.dcm").write_bytes(b"this is not a DICOM file\n" * 20)
     (root / "notes.txt").write_text("a sidecar, never DICOM")
     (root / "bad.gz").write_bytes(b"\x1f\x8b" + b"garbage")
@@ -110,6 +112,7 @@ def test_bad_input_lands_in_crawl_errors_and_the_crawl_goes_on(
     assert reasons["truncated.dcm"] == ("truncated", False)
     assert reasons["short_pixels.dcm"] == ("truncated", True)  # header cataloged, pixels missing
     assert status["short_pixels.dcm"] == "ok"
+    assert reasons["short_jpeg.dcm"] == ("truncated", True)
     assert reasons["junk.dcm"] == ("not_dicom", False)
     assert reasons["bad.gz"] == ("bad_gzip", False)
     # Undecodable text is read with replacement characters and reported; the header is kept.
