@@ -52,7 +52,7 @@ _PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "U
 # One dict lookup per element tells the walker how to read a value.
 _PLAIN, _CHARSET_TEXT, _BINARY, _OTHER = 0, 1, 2, 3
 _VR_KIND = {
-    **{v: _OTHER for v in _VR_STR.values()},
+    **dict.fromkeys(_VR_STR.values(), _OTHER),
     **dict.fromkeys(_PLAIN_VRS, _PLAIN),
     **dict.fromkeys(_CHARSET_VRS, _CHARSET_TEXT),
     **dict.fromkeys(_BINARY_VRS, _BINARY),
