@@ -13,8 +13,12 @@ from curation.demo import run_demo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``curation demo``."""
-    parser.add_argument("--out", default="demo_out", help="folder for the outputs (default: demo_out)")
-    parser.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
+    parser.add_argument(
+        "--out", default="demo_out", help="folder for the outputs (default: demo_out)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="reader processes (default: all cores)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

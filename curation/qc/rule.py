@@ -44,7 +44,9 @@ FINDING_COLUMNS: tuple[str, ...] = (
 ParamValue: TypeAlias = float | int | str | bool | list[str] | list[float]
 QueryFn: TypeAlias = Callable[["duckdb.DuckDBPyConnection", Mapping[str, Any]], "pl.DataFrame"]
 
-_ID = re.compile(r"^(instance|series|study|cohort)\.[a-z][a-z0-9_]*$")
+_ID = re.compile(r"^(instance|series|study|cohort|pixel)\.[a-z][a-z0-9_]*$")
+#: Id families that are not a level: pixel rules (issue 5) are series-level checks named ``pixel.*``.
+_FAMILIES = ("pixel.",)
 
 
 class Level(str, Enum):
@@ -160,7 +162,7 @@ class Rule:
         object.__setattr__(self, "severity", Severity(self.severity))
         if not _ID.match(self.id):
             raise ValueError(f"rule id {self.id!r} is not '<level>.<snake_case_name>'")
-        if not self.id.startswith(self.level.value + "."):
+        if not self.id.startswith((self.level.value + ".", *_FAMILIES)):
             raise ValueError(
                 f"rule id {self.id!r} does not start with its level {self.level.value!r}"
             )
