@@ -22,10 +22,15 @@ SLICEINCREMENT = SHARED_DICOM / "dicom2nifti" / "tests" / "data" / "failing" / "
 
 
 def _rule(**kw: object) -> Rule:
-    base: dict[str, object] = dict(
-        id="series.example", level="series", severity="warning", title="t",
-        description="d", not_checked="n", query="SELECT 1",
-    )
+    base: dict[str, object] = {
+        "id": "series.example",
+        "level": "series",
+        "severity": "warning",
+        "title": "t",
+        "description": "d",
+        "not_checked": "n",
+        "query": "SELECT 1",
+    }
     base.update(kw)
     return Rule(**base)  # type: ignore[arg-type]
 
@@ -64,8 +69,18 @@ def test_qc_tables_are_registered_and_documented() -> None:
     for name in ("qc_findings", "qc_runs", "qc_rule_runs", "qc_slices", "qc_series_geometry"):
         t = tables[name]
         assert all(len(c.description) >= 8 for c in t.columns), name
-    need = {"run_id", "rule_id", "severity", "level", "PatientID", "StudyInstanceUID",
-            "SeriesInstanceUID", "SOPInstanceUID", "value", "message"}
+    need = {
+        "run_id",
+        "rule_id",
+        "severity",
+        "level",
+        "PatientID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "value",
+        "message",
+    }
     assert need <= set(tables["qc_findings"].column_names)
 
 
@@ -83,7 +98,9 @@ def test_suite_yaml_and_toml(tmp_path: Path) -> None:
     assert sel.severity.value == "warning" and sel.params["spacing_tolerance_mm"] == 0.2
     assert len(s.sha256) == 64
     t = tmp_path / "s.toml"
-    t.write_text('name = "t"\ninclude = ["instance.*"]\n[rules."instance.zero_byte"]\nseverity = "info"\n')
+    t.write_text(
+        'name = "t"\ninclude = ["instance.*"]\n[rules."instance.zero_byte"]\nseverity = "info"\n'
+    )
     assert {r.rule.id for r in load(t).rules} == {
         i for i in all_rules() if i.startswith("instance.")
     }
@@ -135,7 +152,8 @@ def test_run_records_provenance_and_isolates_a_broken_rule(db: Path) -> None:
     con = duckdb.connect(str(db))
     name, params, version, started, finished, n = con.sql(
         "SELECT suite_name, parameters, curation_version, started_at, finished_at, n_findings "
-        "FROM qc_runs WHERE run_id = $r", params={"r": result.run_id}
+        "FROM qc_runs WHERE run_id = $r",
+        params={"r": result.run_id},
     ).fetchall()[0]
     assert name == "default" and version and started <= finished and n == result.n_findings
     assert json.loads(params)["series.missing_slices"]["params"]["spacing_tolerance_mm"] == 0.01

@@ -48,16 +48,12 @@ def con(ct_catalog: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]
     c.close()
 
 
-def findings(
-    con: duckdb.DuckDBPyConnection, rule_id: str, **params: Any
-) -> list[dict[str, Any]]:
+def findings(con: duckdb.DuckDBPyConnection, rule_id: str, **params: Any) -> list[dict[str, Any]]:
     """Run one rule (with ``params``) and return its findings as dicts."""
     suite = from_mapping({"include": [rule_id], "rules": {rule_id: {"params": params}}})
     result = run(con, suite)
     assert not result.errors, result.errors
-    return con.sql(
-        f"SELECT * FROM qc_findings WHERE run_id = {result.run_id}"
-    ).pl().to_dicts()
+    return con.sql(f"SELECT * FROM qc_findings WHERE run_id = {result.run_id}").pl().to_dicts()
 
 
 def series_uid(con: duckdb.DuckDBPyConnection) -> str:
@@ -82,7 +78,9 @@ def test_clean_real_series_passes_every_completeness_and_geometry_rule(
 
 
 def test_missing_slices(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"DELETE FROM instances WHERE {by_instance_number(con, 'InstanceNumber IN (10, 11)')}")
+    con.execute(
+        f"DELETE FROM instances WHERE {by_instance_number(con, 'InstanceNumber IN (10, 11)')}"
+    )
     (f,) = findings(con, "series.missing_slices")
     assert f["SeriesInstanceUID"] == series_uid(con)
     assert f["value"] == "2"

@@ -25,7 +25,8 @@ from pathlib import Path
 from curation.errors import CatalogError, InputError
 from curation.qc import junit
 from curation.qc.rule import Rule, all_rules
-from curation.qc.runner import FAIL_ON, run as run_suite, to_json
+from curation.qc.runner import FAIL_ON, to_json
+from curation.qc.runner import run as run_suite
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,11 +90,13 @@ def run(args: argparse.Namespace) -> int:
     con = catalog.connect(args.db)
     try:
         result = run_suite(con, args.suite)
-        print(f"qc run {result.run_id} of suite {result.suite.name} on {args.db}: "
-              f"{result.n_findings} finding(s) in {result.seconds:.2f} s")
-        for r in result.rule_runs:
-            status = r.error if r.status != "ok" else f"{r.n_findings}"
-            print(f"  {r.rule_id:36s} {r.severity:8s} {status}")
+        print(
+            f"qc run {result.run_id} of suite {result.suite.name} on {args.db}: "
+            f"{result.n_findings} finding(s) in {result.seconds:.2f} s"
+        )
+        for rr in result.rule_runs:
+            status = rr.error if rr.status != "ok" else f"{rr.n_findings}"
+            print(f"  {rr.rule_id:36s} {rr.severity:8s} {status}")
         print("  by severity: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
         if args.json:
             Path(args.json).write_text(json.dumps(to_json(result, con), indent=1, default=str))
@@ -102,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         con.close()
     if result.errors:
-        print(f"curation qc: {len(result.errors)} rule(s) could not run on this catalog",
-              file=sys.stderr)
+        print(
+            f"curation qc: {len(result.errors)} rule(s) could not run on this catalog",
+            file=sys.stderr,
+        )
         return 4
     return 1 if result.failed(args.fail_on) else 0

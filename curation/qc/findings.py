@@ -94,9 +94,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def latest_run_id(con: duckdb.DuckDBPyConnection) -> int | None:
     """The id of the most recent finished run, or None when QC never ran."""
-    rows = con.sql(
-        "SELECT max(run_id) FROM qc_runs WHERE finished_at IS NOT NULL"
-    ).fetchall()
+    rows = con.sql("SELECT max(run_id) FROM qc_runs WHERE finished_at IS NOT NULL").fetchall()
     return None if rows[0][0] is None else int(rows[0][0])
 
 

@@ -34,7 +34,8 @@ def write(
     """Write the JUnit XML of ``result`` to ``path``; returns the path."""
     threshold = None if fail_on == "never" else Severity(fail_on).rank
     failing = [
-        r for r in result.rule_runs
+        r
+        for r in result.rule_runs
         if r.n_findings and threshold is not None and Severity(r.severity).rank >= threshold
     ]
     suite = ET.Element(
@@ -46,8 +47,12 @@ def write(
         time=f"{result.seconds:.3f}",
     )
     props = ET.SubElement(suite, "properties")
-    for k, v in (("run_id", result.run_id), ("suite", result.suite.name),
-                 ("suite_sha256", result.suite.sha256), ("fail_on", fail_on)):
+    for k, v in (
+        ("run_id", result.run_id),
+        ("suite", result.suite.name),
+        ("suite_sha256", result.suite.sha256),
+        ("fail_on", fail_on),
+    ):
         ET.SubElement(props, "property", name=k, value=str(v))
     for r in result.rule_runs:
         case = ET.SubElement(

@@ -73,9 +73,7 @@ def score(
         params={"r": run_id, "root": "" if root is None else str(Path(root).resolve()) + "/"},
     ).pl()
     # every unit that carries any planted defect, for telling collateral from clean false positives
-    defective = {
-        col: set(truth.get_column(col).drop_nulls().to_list()) for col in _UNIT.values()
-    }
+    defective = {col: set(truth.get_column(col).drop_nulls().to_list()) for col in _UNIT.values()}
     kinds: dict[str, list[str]] = {}
     for rule in all_rules().values():
         for k in rule.detects:

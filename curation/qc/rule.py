@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ _ID = re.compile(r"^(instance|series|study|cohort|pixel)\.[a-z][a-z0-9_]*$")
 _FAMILIES = ("pixel.",)
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """What one finding is about."""
 
     INSTANCE = "instance"
@@ -58,7 +58,7 @@ class Level(str, Enum):
     COHORT = "cohort"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How bad a violation is; ordered, so ``--fail-on warning`` also fails on errors."""
 
     INFO = "info"

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from curation import __version__
 from curation.errors import CatalogError
-from curation.qc.findings import ensure_tables, findings
 from curation.qc import views
+from curation.qc.findings import ensure_tables, findings
 from curation.qc.rule import FINDING_COLUMNS, Severity
 from curation.qc.suite import SelectedRule, Suite, load
 
@@ -76,9 +76,7 @@ class RunResult:
         if str(getattr(fail_on, "value", fail_on)) == "never":
             return False
         threshold = Severity(fail_on).rank
-        return any(
-            r.n_findings and Severity(r.severity).rank >= threshold for r in self.rule_runs
-        )
+        return any(r.n_findings and Severity(r.severity).rank >= threshold for r in self.rule_runs)
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -220,9 +218,7 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
                 "s": seconds,
             },
         )
-    result = RunResult(
-        run_id, suite, tuple(outcomes), views_seconds, time.perf_counter() - t_start
-    )
+    result = RunResult(run_id, suite, tuple(outcomes), views_seconds, time.perf_counter() - t_start)
     con.execute(
         "UPDATE qc_runs SET finished_at = $t, n_findings = $n, n_rule_errors = $e WHERE run_id = $r",
         {"t": datetime.now(), "n": result.n_findings, "e": len(result.errors), "r": run_id},
@@ -235,8 +231,12 @@ def to_json(result: RunResult, con: duckdb.DuckDBPyConnection) -> dict[str, Any]
     rows = findings(con, result.run_id).drop("run_id").to_dicts()
     return {
         "run_id": result.run_id,
-        "suite": {"name": result.suite.name, "path": result.suite.path,
-                  "sha256": result.suite.sha256, "rules": result.suite.provenance()},
+        "suite": {
+            "name": result.suite.name,
+            "path": result.suite.path,
+            "sha256": result.suite.sha256,
+            "rules": result.suite.provenance(),
+        },
         "curation_version": __version__,
         "counts": result.counts,
         "rules": [r.__dict__ for r in result.rule_runs],

@@ -88,7 +88,9 @@ def from_mapping(data: dict[str, Any], where: str = "<suite>") -> Suite:
         raise InputError(f"{where}: 'rules' must map rule ids to overrides")
     for pattern in [*include, *exclude]:
         if not any(fnmatch.fnmatchcase(r, str(pattern)) for r in rules):
-            raise InputError(f"{where}: pattern {pattern!r} matches no rule (see curation qc --list)")
+            raise InputError(
+                f"{where}: pattern {pattern!r} matches no rule (see curation qc --list)"
+            )
     chosen = [
         r
         for rid, r in sorted(rules.items())

@@ -16,8 +16,10 @@ enhanced multi-frame objects alike (whose slices are the rows of ``frames``):
     one row per series with image slices: counts, modal slice spacing, modal multiplicity, tilt and
     in-plane drift.
 
-The tables are rewritten by every run (they are derived state, kept so that a notebook can drill from
-a finding to the slices behind it) and registered in :mod:`curation.schema` with their columns.
+They are TEMP tables of the connection that ran QC (derived state: kept in memory, never written to
+the catalog file, which also keeps a run fast); a notebook that wants to drill from a finding to
+its slices calls :func:`build` on its own connection. Their columns are registered in
+:mod:`curation.schema` like every other table.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ QC_SLICES = register(
     Table(
         "qc_slices",
         "image slice: a single-frame instance or one frame of a multi-frame instance",
-        "Per-slice geometry derived by the last QC run (curation.qc.views).",
+        "Per-slice geometry; a TEMP table built by curation.qc.views.build(con) (and by every QC run).",
         (
             *_UIDS,
             _c("SOPInstanceUID", "VARCHAR", "The instance"),
@@ -114,7 +116,7 @@ QC_POSITIONS = register(
     Table(
         "qc_positions",
         "distinct slice position of a series' stack",
-        "Slice positions of each series' main stack, sorted along the normal (curation.qc.views).",
+        "Slice positions of each series' main stack, sorted along the normal; TEMP table (views.build).",
         (
             _c("SeriesInstanceUID", "VARCHAR", "The series"),
             _c("position_index", "BIGINT", "1-based rank of the position along the normal"),
@@ -136,7 +138,7 @@ QC_SERIES_GEOMETRY = register(
     Table(
         "qc_series_geometry",
         "series with image slices",
-        "Stack geometry of each series, derived by the last QC run (curation.qc.views).",
+        "Stack geometry of each series; a TEMP table built by curation.qc.views.build(con).",
         (
             *_UIDS,
             _c("Modality", "VARCHAR", "Modality (most common)"),
@@ -221,7 +223,7 @@ def _raw_slices_sql(with_frames: bool) -> str:
 
 def _slices_sql(with_frames: bool) -> str:
     return f"""
-CREATE OR REPLACE TABLE qc_slices AS
+CREATE OR REPLACE TEMP TABLE qc_slices AS
 WITH raw AS ({_raw_slices_sql(with_frames)}),
 vec AS (
     SELECT *,
@@ -300,7 +302,7 @@ FROM flagged
 
 
 _POSITIONS_SQL = f"""
-CREATE OR REPLACE TABLE qc_positions AS
+CREATE OR REPLACE TEMP TABLE qc_positions AS
 WITH keyed AS (
     SELECT SeriesInstanceUID, SOPInstanceUID, slice_position_mm, row_offset_mm, col_offset_mm,
         round(slice_position_mm / {POSITION_RESOLUTION_MM}) AS pos_key
@@ -322,7 +324,7 @@ WINDOW w AS (PARTITION BY SeriesInstanceUID ORDER BY slice_position_mm)
 """
 
 _SERIES_GEOMETRY_SQL = """
-CREATE OR REPLACE TABLE qc_series_geometry AS
+CREATE OR REPLACE TEMP TABLE qc_series_geometry AS
 WITH s AS (
     SELECT SeriesInstanceUID,
         mode(PatientID) AS PatientID, mode(StudyInstanceUID) AS StudyInstanceUID,

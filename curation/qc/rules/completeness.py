@@ -6,11 +6,13 @@ Slice-level rules read the derived tables of :mod:`curation.qc.views` (``qc_posi
 
 from __future__ import annotations
 
-from curation.qc.rule import Param, Rule, register
+from curation.qc.rule import Level, Param, Rule, Severity, register
 
 # Shared SELECT heads: every rule returns the columns of curation.qc.rule.FINDING_COLUMNS.
 _NO_UIDS = "NULL::VARCHAR AS PatientID, NULL::VARCHAR AS StudyInstanceUID, "
-_SERIES_UIDS = "g.PatientID, g.StudyInstanceUID, g.SeriesInstanceUID, NULL::VARCHAR AS SOPInstanceUID"
+_SERIES_UIDS = (
+    "g.PatientID, g.StudyInstanceUID, g.SeriesInstanceUID, NULL::VARCHAR AS SOPInstanceUID"
+)
 
 # A file's problem is known from crawl_errors (files that failed or were read with a caveat) and
 # from files.status (the crawler may record a skipped non-DICOM file there only).
@@ -30,8 +32,8 @@ _FILE_UIDS = """
 ZERO_BYTE = register(
     Rule(
         id="instance.zero_byte",
-        level="instance",
-        severity="error",
+        level=Level.INSTANCE,
+        severity=Severity.ERROR,
         title="empty file",
         description="A file of the archive is empty (0 bytes): an interrupted copy or transfer. "
         "The slice or object it should hold is missing.",
@@ -50,8 +52,8 @@ ZERO_BYTE = register(
 TRUNCATED = register(
     Rule(
         id="instance.truncated",
-        level="instance",
-        severity="error",
+        level=Level.INSTANCE,
+        severity=Severity.ERROR,
         title="truncated file",
         description="A file ends early: inside its header (nothing cataloged) or inside its pixel "
         "data (header cataloged, pixels unusable).",
@@ -72,6 +74,7 @@ TRUNCATED = register(
             FROM elements e JOIN files f USING (file_id) JOIN instances i USING (file_id)
                 JOIN files p USING (file_id)
             WHERE e.tag = '7FE00010' AND e.seq_path = '' AND f.size < e.value_length
+                AND NOT coalesce(f.gzip, false)  -- a .gz file's size is not its DICOM length
         """,
         requires=("crawl_errors", "files", "instances", "elements"),
         detects=("truncated",),
@@ -81,8 +84,8 @@ TRUNCATED = register(
 NOT_DICOM = register(
     Rule(
         id="instance.not_dicom",
-        level="instance",
-        severity="warning",
+        level=Level.INSTANCE,
+        severity=Severity.WARNING,
         title="non-DICOM file",
         description="A file among the DICOM files is not DICOM (a thumbnail, a log, Thumbs.db). "
         "Harmless for training, but a sign that the export was not a clean DICOM export.",
@@ -100,8 +103,8 @@ NOT_DICOM = register(
 UNREADABLE = register(
     Rule(
         id="instance.unreadable",
-        level="instance",
-        severity="error",
+        level=Level.INSTANCE,
+        severity=Severity.ERROR,
         title="unreadable file",
         description="A DICOM file could not be read for another reason (impossible lengths, "
         "invalid VRs, undecodable values, permissions): its instance is missing from the catalog, "
@@ -121,8 +124,8 @@ UNREADABLE = register(
 DUPLICATE_SOP = register(
     Rule(
         id="instance.duplicate_sop",
-        level="instance",
-        severity="warning",
+        level=Level.INSTANCE,
+        severity=Severity.WARNING,
         title="instance in several files",
         description="The same SOPInstanceUID is stored in more than one file: a copy of the "
         "series, or two different images that reuse a UID (then one silently hides the other).",
@@ -141,8 +144,8 @@ DUPLICATE_SOP = register(
 INSTANCE_NUMBER_DUPLICATES = register(
     Rule(
         id="series.instance_number_duplicates",
-        level="series",
-        severity="warning",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
         title="instance numbers repeat",
         description="Two different instances of a series carry the same InstanceNumber, so an "
         "ordering by instance number is ambiguous.",
@@ -170,8 +173,8 @@ INSTANCE_NUMBER_DUPLICATES = register(
 INSTANCE_NUMBER_GAPS = register(
     Rule(
         id="series.instance_number_gaps",
-        level="series",
-        severity="warning",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
         title="instance numbers skip",
         description="The sorted instance numbers of a series skip values: an instance was lost, "
         "or the numbering was changed. Gaps before the first number are not gaps.",
@@ -216,8 +219,8 @@ INSTANCE_NUMBER_GAPS = register(
 MISSING_SLICES = register(
     Rule(
         id="series.missing_slices",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="slices missing",
         description="Along the slice normal, a gap between adjacent positions is a whole multiple "
         "(>= 2) of the series' own modal spacing while its neighbouring gaps are regular: the "
@@ -268,7 +271,12 @@ MISSING_SLICES = register(
                 "fraction",
                 "a gap within this fraction of the modal spacing (or spacing_tolerance_mm) is regular",
             ),
-            Param("spacing_tolerance_mm", 0.01, "mm", "a gap within this many mm of the mode is regular"),
+            Param(
+                "spacing_tolerance_mm",
+                0.01,
+                "mm",
+                "a gap within this many mm of the mode is regular",
+            ),
         ),
         requires=("qc_positions", "qc_series_geometry"),
         detects=("missing_slices",),

@@ -9,7 +9,7 @@ localizers, and slices at another orientation, are left out of the stack (and re
 
 from __future__ import annotations
 
-from curation.qc.rule import Param, Rule, register
+from curation.qc.rule import Level, Param, Rule, Severity, register
 
 _G = "g.PatientID, g.StudyInstanceUID, g.SeriesInstanceUID, NULL::VARCHAR, NULL::VARCHAR"
 _VOLUME_MODALITIES = Param(
@@ -32,8 +32,8 @@ _TOLERANCES = (
 NONUNIFORM_SPACING = register(
     Rule(
         id="series.nonuniform_spacing",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="non-uniform slice spacing",
         description="Gaps between adjacent slice positions differ from the series' modal spacing "
         "by more than the tolerance (max of spacing_tolerance_fraction x mode and "
@@ -75,8 +75,8 @@ NONUNIFORM_SPACING = register(
 DUPLICATE_POSITIONS = register(
     Rule(
         id="series.duplicate_positions",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="slices at the same position",
         description="More slices sit at one position than the series' modal multiplicity (1 for "
         "a single volume, the number of volumes for fMRI/DWI): a slice is duplicated, under a new "
@@ -101,8 +101,8 @@ DUPLICATE_POSITIONS = register(
 MIXED_ORIENTATION = register(
     Rule(
         id="series.mixed_orientation",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="mixed orientation",
         description="Slices of a series are at an orientation more than max_angle_deg away from "
         "the series' reference (most common) orientation, normal or in-plane rotation: a second "
@@ -126,8 +126,8 @@ MIXED_ORIENTATION = register(
 NONORTHOGONAL = register(
     Rule(
         id="series.nonorthogonal_cosines",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="invalid direction cosines",
         description="ImageOrientationPatient is not a pair of orthogonal unit vectors "
         "(|row·col| or | |v| - 1 | above max_error): the image plane is undefined.",
@@ -148,8 +148,8 @@ NONORTHOGONAL = register(
 INPLANE_DRIFT = register(
     Rule(
         id="series.inplane_drift",
-        level="series",
-        severity="warning",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
         title="in-plane drift",
         description="Slice positions wander in-plane: a position lies more than max_drift_mm from "
         "the straight axis fitted through the stack (a table shift between slices, a restack of "
@@ -169,8 +169,8 @@ INPLANE_DRIFT = register(
 EMBEDDED_LOCALIZER = register(
     Rule(
         id="instance.embedded_localizer",
-        level="instance",
-        severity="error",
+        level=Level.INSTANCE,
+        severity=Severity.ERROR,
         title="localizer inside a series",
         description="A localizer (LOCALIZER in ImageType, or one of at most 3 slices orthogonal to "
         "a stack at least twice its size) is stored in the same series as the volume's slices; "
@@ -192,8 +192,8 @@ EMBEDDED_LOCALIZER = register(
 MIXED_PIXEL_SPACING = register(
     Rule(
         id="series.mixed_pixel_spacing",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="mixed pixel spacing",
         description="Stack slices with the same matrix have different PixelSpacing (beyond "
         "tolerance_mm): the field of view changes within the series.",
@@ -224,8 +224,8 @@ MIXED_PIXEL_SPACING = register(
 MIXED_MATRIX = register(
     Rule(
         id="series.mixed_matrix",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="mixed matrix",
         description="Stack slices have different Rows x Columns: they cannot be stacked into one "
         "array.",
@@ -246,8 +246,8 @@ MIXED_MATRIX = register(
 GANTRY_TILT = register(
     Rule(
         id="series.gantry_tilt",
-        level="series",
-        severity="warning",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
         title="gantry tilt",
         description="The stack's axis (first to last position) is more than max_tilt_deg off the "
         "slice normal: the volume is sheared (CT with a tilted gantry). A converter must resample "
@@ -268,8 +268,8 @@ GANTRY_TILT = register(
 OBLIQUITY = register(
     Rule(
         id="series.obliquity",
-        level="series",
-        severity="info",
+        level=Level.SERIES,
+        severity=Severity.INFO,
         title="oblique slices",
         description="The slice normal is more than max_obliquity_deg away from every patient "
         "axis (an oblique, e.g. AC-PC aligned, acquisition). Fine for most models, but worth "
@@ -288,8 +288,8 @@ OBLIQUITY = register(
 TOO_FEW_SLICES = register(
     Rule(
         id="series.too_few_slices",
-        level="series",
-        severity="warning",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
         title="too few slices",
         description="A series of a volume modality has fewer than min_slices distinct slice "
         "positions: an interrupted transfer, or not a volume at all (the same position repeated).",
@@ -315,8 +315,8 @@ TOO_FEW_SLICES = register(
 THICKNESS_VS_SPACING = register(
     Rule(
         id="series.thickness_vs_spacing",
-        level="series",
-        severity="info",
+        level=Level.SERIES,
+        severity=Severity.INFO,
         title="slice gap or overlap",
         description="The modal spacing between positions differs from SliceThickness by more than "
         "tolerance_fraction of the thickness: gaps between slices (MR with a slice gap) or "
@@ -339,8 +339,8 @@ THICKNESS_VS_SPACING = register(
 RESCALE_VARIES = register(
     Rule(
         id="series.rescale_varies",
-        level="series",
-        severity="warning",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
         title="rescale varies within series",
         description="RescaleSlope or RescaleIntercept differ between slices of a series, so stored "
         "values mean different things slice to slice; a loader that reads the first header only "
@@ -367,8 +367,8 @@ RESCALE_VARIES = register(
 FRAME_COUNT = register(
     Rule(
         id="instance.frame_count_mismatch",
-        level="instance",
-        severity="error",
+        level=Level.INSTANCE,
+        severity=Severity.ERROR,
         title="frame count vs functional groups",
         description="An enhanced multi-frame object whose NumberOfFrames differs from the number "
         "of items of its Per-frame Functional Groups Sequence (5200,9230): per-frame geometry "

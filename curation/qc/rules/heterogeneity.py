@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from curation.qc.rule import Param, Rule, register
+from curation.qc.rule import Level, Param, Rule, Severity, register
 
 if TYPE_CHECKING:
     import duckdb
@@ -49,7 +49,7 @@ def _long_sql(attributes: str) -> str:
         for name, expr in {**_CATEGORICAL, **_NUMERIC}.items()
     ]
     return f"""
-        SELECT * FROM ({' UNION ALL '.join(parts)})
+        SELECT * FROM ({" UNION ALL ".join(parts)})
         WHERE val IS NOT NULL AND Modality IS NOT NULL AND list_contains({attributes}, attribute)
     """
 
@@ -57,8 +57,8 @@ def _long_sql(attributes: str) -> str:
 RARE_CATEGORY = register(
     Rule(
         id="series.rare_value",
-        level="series",
-        severity="info",
+        level=Level.SERIES,
+        severity=Severity.INFO,
         title="rare acquisition value",
         description="Within its modality, the series has a value (manufacturer, model, software, "
         "kernel, contrast, transfer syntax, rounded thickness, spacing, kVp, field strength, TR, TE) "
@@ -67,7 +67,7 @@ RARE_CATEGORY = register(
         not_checked="Modalities with fewer than min_series series (nothing is rare in a handful); "
         "whether the value is wrong (a rare value can be right).",
         query=f"""
-            WITH long AS ({_long_sql('$attributes')}),
+            WITH long AS ({_long_sql("$attributes")}),
             counted AS (
                 SELECT *, count(*) OVER (PARTITION BY Modality, attribute, val) AS n_val,
                     count(*) OVER (PARTITION BY Modality, attribute) AS n_all
@@ -85,8 +85,16 @@ RARE_CATEGORY = register(
             Param("min_series", 100, "count", "modalities with fewer series are not checked"),
             Param(
                 "attributes",
-                ["Manufacturer", "ManufacturerModelName", "ConvolutionKernel", "ContrastBolusAgent",
-                 "SliceThickness", "PixelSpacing", "KVP", "MagneticFieldStrength"],
+                [
+                    "Manufacturer",
+                    "ManufacturerModelName",
+                    "ConvolutionKernel",
+                    "ContrastBolusAgent",
+                    "SliceThickness",
+                    "PixelSpacing",
+                    "KVP",
+                    "MagneticFieldStrength",
+                ],
                 "",
                 f"attributes compared, among {', '.join([*_CATEGORICAL, *_NUMERIC])}",
             ),
@@ -114,40 +122,57 @@ def _outliers(con: duckdb.DuckDBPyConnection, params: Mapping[str, Any]) -> pl.D
     ).pl()
     long = (
         series.select(
-            "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+            "PatientID",
+            "StudyInstanceUID",
+            "SeriesInstanceUID",
+            "Modality",
             *[cols[a].cast(pl.Float64).alias(a) for a in chosen],
         )
         .unpivot(
             index=["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality"],
-            on=chosen, variable_name="attribute", value_name="x",
+            on=chosen,
+            variable_name="attribute",
+            value_name="x",
         )
         .filter(pl.col("x") > 0)
         .with_columns(lx=pl.col("x").log())
     )
     group = ["Modality", "attribute"]
-    stats = long.with_columns(
-        med=pl.col("lx").median().over(group),
-        n=pl.len().over(group),
-    ).with_columns(
-        # MAD floored at log(1 + min_relative_deviation) so that a cohort where nearly everyone has
-        # the same value does not call a 2 % difference an outlier
-        mad=pl.max_horizontal(
-            (pl.col("lx") - pl.col("med")).abs().median().over(group) * 1.4826,
-            pl.lit(float(params["min_relative_deviation"])).log1p(),
+    stats = (
+        long.with_columns(
+            med=pl.col("lx").median().over(group),
+            n=pl.len().over(group),
         )
-    ).with_columns(z=(pl.col("lx") - pl.col("med")).abs() / pl.col("mad"))
+        .with_columns(
+            # MAD floored at log(1 + min_relative_deviation) so that a cohort where nearly everyone has
+            # the same value does not call a 2 % difference an outlier
+            mad=pl.max_horizontal(
+                (pl.col("lx") - pl.col("med")).abs().median().over(group) * 1.4826,
+                pl.lit(float(params["min_relative_deviation"])).log1p(),
+            )
+        )
+        .with_columns(z=(pl.col("lx") - pl.col("med")).abs() / pl.col("mad"))
+    )
     out = stats.filter(
         (pl.col("n") >= int(params["min_series"])) & (pl.col("z") > float(params["max_z"]))
     )
     return out.select(
-        "PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+        "PatientID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
         pl.lit(None, pl.String).alias("SOPInstanceUID"),
         pl.lit(None, pl.String).alias("path"),
         (pl.col("attribute") + "=" + pl.col("x").round(4).cast(pl.String)).alias("value"),
         (
-            pl.col("attribute") + " " + pl.col("x").round(4).cast(pl.String) + " is "
-            + pl.col("z").round(1).cast(pl.String) + " robust SDs from the " + pl.col("Modality")
-            + " median " + pl.col("med").exp().round(4).cast(pl.String)
+            pl.col("attribute")
+            + " "
+            + pl.col("x").round(4).cast(pl.String)
+            + " is "
+            + pl.col("z").round(1).cast(pl.String)
+            + " robust SDs from the "
+            + pl.col("Modality")
+            + " median "
+            + pl.col("med").exp().round(4).cast(pl.String)
         ).alias("message"),
     )
 
@@ -155,8 +180,8 @@ def _outliers(con: duckdb.DuckDBPyConnection, params: Mapping[str, Any]) -> pl.D
 OUTLIER_VALUE = register(
     Rule(
         id="series.outlier_value",
-        level="series",
-        severity="info",
+        level=Level.SERIES,
+        severity=Severity.INFO,
         title="outlying acquisition value",
         description="Within its modality, a numeric acquisition value (slice thickness, pixel "
         "spacing, kVp, TR, TE) is more than max_z robust standard deviations (1.4826 x MAD, of log "
@@ -188,8 +213,8 @@ OUTLIER_VALUE = register(
 SITE_SHORTCUT = register(
     Rule(
         id="cohort.site_shortcut",
-        level="cohort",
-        severity="warning",
+        level=Level.COHORT,
+        severity=Severity.WARNING,
         title="site-specific acquisition value",
         description="One site's series of a modality share a value (at least min_dominance of "
         "them) that at most max_elsewhere of the other sites' series have: e.g. a site that "
@@ -199,7 +224,7 @@ SITE_SHORTCUT = register(
         not_checked="Correlation with labels (the cohort step knows them); sites or remaining "
         "cohorts with fewer than min_series series of the modality.",
         query=f"""
-            WITH long AS ({_long_sql('$attributes')}),
+            WITH long AS ({_long_sql("$attributes")}),
             per_site AS (
                 SELECT Modality, attribute, site, val, count(*) AS n,
                     sum(count(*)) OVER (PARTITION BY Modality, attribute, site) AS n_site,
@@ -224,9 +249,17 @@ SITE_SHORTCUT = register(
             Param("min_series", 10, "count", "fewest series on either side"),
             Param(
                 "attributes",
-                ["Manufacturer", "ManufacturerModelName", "ConvolutionKernel", "ContrastBolusAgent",
-                 "TransferSyntaxUID", "SliceThickness", "PixelSpacing", "KVP",
-                 "MagneticFieldStrength"],
+                [
+                    "Manufacturer",
+                    "ManufacturerModelName",
+                    "ConvolutionKernel",
+                    "ContrastBolusAgent",
+                    "TransferSyntaxUID",
+                    "SliceThickness",
+                    "PixelSpacing",
+                    "KVP",
+                    "MagneticFieldStrength",
+                ],
                 "",
                 f"attributes compared, among {', '.join([*_CATEGORICAL, *_NUMERIC])}",
             ),
@@ -263,8 +296,8 @@ def _locations_values() -> str:
 PARAMETER_LOCATIONS_RULE = register(
     Rule(
         id="cohort.parameter_locations",
-        level="cohort",
-        severity="warning",
+        level=Level.COHORT,
+        severity=Severity.WARNING,
         title="one parameter, several tags",
         description="The cohort stores one acquisition parameter (b-value, gradient direction, "
         "slice timing) in different places: the public tag for some series, a vendor's private "

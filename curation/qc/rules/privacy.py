@@ -12,7 +12,7 @@ identifier.
 
 from __future__ import annotations
 
-from curation.qc.rule import Param, Rule, register
+from curation.qc.rule import Level, Param, Rule, Severity, register
 
 #: Elements whose job is to hold identifiers: de-identification handles them by name, so an
 #: identifier found there is expected, not a leak.
@@ -54,68 +54,110 @@ _TEXT_VRS = ("LO", "LT", "SH", "ST", "UT", "UC")
 PHI_IN_HEADER = register(
     Rule(
         id="series.phi_in_header",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="identifier in a free-text element",
         description="A free-text element (description, comment, protocol name, any LO/LT/SH/ST/"
-        "UT/UC) or a private element of the series holds the patient's ID, a word of the patient's "
-        "name, the birth date (YYYYMMDD, YYYY-MM-DD, DD.MM.YYYY, MM/DD/YYYY), a labelled "
+        "UT/UC) or a private element of the series holds a patient ID, a word of a patient's "
+        "name (of any patient in the catalog), a birth date (YYYYMMDD, YYYY-MM-DD, DD.MM.YYYY, MM/DD/YYYY), a labelled "
         "identifier (MRN, DOB, SSN) or a street address. One finding per series and element.",
         not_checked="Identifiers of other people (staff names are in PN elements, handled by "
         "de-identification); name words shorter than min_name_length or listed in "
         "ignore_words; IDs shorter than min_id_length; text in the pixels (see "
         "series.burned_in_annotation, series.secondary_capture).",
         query="""
-            WITH ident AS (
-                SELECT file_id, PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID,
-                    upper(PatientID) AS pid,
-                    list_filter(
-                        string_split_regex(upper(coalesce(PatientName, '')), '[^A-Z0-9]+'),
-                        lambda t: length(t) >= $min_name_length AND NOT list_contains($ignore_words, t)
-                    ) AS name_words,
-                    [strftime(PatientBirthDate, '%Y%m%d'), strftime(PatientBirthDate, '%Y-%m-%d'),
-                     strftime(PatientBirthDate, '%d.%m.%Y'), strftime(PatientBirthDate, '%m/%d/%Y')]
-                        AS dob
+            -- Archives repeat the same few texts on millions of slices: match each distinct text
+            -- once against the cohort's identifiers, then go back to the elements that hold it.
+            WITH distinct_text AS MATERIALIZED (
+                SELECT value, upper(value) AS v
+                FROM (SELECT DISTINCT value FROM elements
+                      WHERE vr IN ('LO', 'LT', 'SH', 'ST', 'UT', 'UC') OR private_creator IS NOT NULL)
+                WHERE length(value) >= 3
+            ),
+            text_tokens AS (
+                SELECT value, v, unnest(string_split_regex(v, '[^A-Z0-9]+')) AS token
+                FROM distinct_text
+            ),
+            people AS (
+                SELECT DISTINCT upper(PatientID) AS pid, upper(PatientName) AS pname,
+                    PatientBirthDate AS dob
                 FROM instances
-            ), text AS (
-                SELECT e.file_id, coalesce(e.keyword, e.private_creator || ' ' || e.private_element,
-                                           e.tag) AS element,
-                    upper(e.value) AS v
+            ),
+            vocabulary AS (
+                -- an ID is looked up by its longest token, then confirmed as a whole substring
+                SELECT DISTINCT 'a patient ID' AS what, pid AS needle,
+                    list_reduce(string_split_regex(pid, '[^A-Z0-9]+'),
+                                lambda a, b: CASE WHEN length(b) > length(a) THEN b ELSE a END)
+                        AS token
+                FROM people
+                WHERE length(pid) >= $min_id_length AND NOT list_contains($ignore_words, pid)
+                UNION ALL
+                SELECT DISTINCT 'a word of a patient name', w, w
+                FROM (SELECT unnest(string_split_regex(coalesce(pname, ''), '[^A-Z0-9]+')) AS w
+                      FROM people)
+                WHERE length(w) >= $min_name_length AND NOT list_contains($ignore_words, w)
+                UNION ALL
+                SELECT DISTINCT 'a birth date', d,
+                    -- YYYYMMDD is a token of its own; the separated forms are found by their year
+                    CASE WHEN contains(d, '-') OR contains(d, '.') OR contains(d, '/')
+                         THEN strftime(dob, '%Y') ELSE d END
+                FROM (SELECT dob, unnest([strftime(dob, '%Y%m%d'), strftime(dob, '%Y-%m-%d'),
+                                          strftime(dob, '%d.%m.%Y'), strftime(dob, '%m/%d/%Y')]) AS d
+                      FROM people WHERE dob IS NOT NULL)
+            ),
+            leaks AS (
+                SELECT t.value, min(x.what) AS what
+                FROM text_tokens t JOIN vocabulary x ON t.token = x.token
+                WHERE contains(t.v, x.needle)
+                GROUP BY ALL
+                UNION ALL
+                SELECT value,
+                    CASE WHEN regexp_matches(v, '(^|[^A-Z])(MRN|DOB|SSN|D\\.O\\.B\\.)($|[^A-Z])')
+                         THEN 'a labelled identifier (MRN/DOB/SSN)'
+                         ELSE 'a street address' END
+                FROM distinct_text
+                WHERE regexp_matches(v, '(^|[^A-Z])(MRN|DOB|SSN|D\\.O\\.B\\.)($|[^A-Z])')
+                    OR regexp_matches(v, '\\d+\\s+[A-Z]+\\s+(STREET|ST\\.|ROAD|RD\\.|AVENUE|AVE\\.|STRASSE|STRAßE|LANE|DRIVE)')
+            ),
+            hits AS (
+                SELECT i.PatientID, i.StudyInstanceUID, i.SeriesInstanceUID, l.what,
+                    coalesce(e.keyword, e.private_creator || ' ' || e.private_element, e.tag)
+                        AS element
                 FROM elements e
-                WHERE e.value IS NOT NULL AND length(e.value) >= 3
-                    AND (e.vr IN ('LO', 'LT', 'SH', 'ST', 'UT', 'UC')
-                         OR (e.private_creator IS NOT NULL AND e.vr NOT IN ('OB', 'OW', 'UN', 'SQ')))
-                    AND coalesce(e.keyword, '') NOT IN (SELECT unnest($skip_keywords))
-            ), hits AS (
-                SELECT i.PatientID, i.StudyInstanceUID, i.SeriesInstanceUID, t.element,
-                    CASE
-                        WHEN length(i.pid) >= $min_id_length AND NOT list_contains($ignore_words, i.pid)
-                            AND contains(t.v, i.pid) THEN 'the patient ID'
-                        -- whole words only: split the text, intersect with the name's words
-                        WHEN list_has_any(string_split_regex(t.v, '[^A-Z0-9]+'), i.name_words)
-                            THEN 'a word of the patient name'
-                        WHEN len(list_filter(i.dob, lambda d: contains(t.v, d))) > 0
-                            THEN 'the birth date'
-                        WHEN regexp_matches(t.v, '(^|[^A-Z])(MRN|DOB|SSN|D\\.O\\.B\\.)($|[^A-Z])')
-                            THEN 'a labelled identifier (MRN/DOB/SSN)'
-                        WHEN regexp_matches(t.v, '\\d+\\s+[A-Z]+\\s+(STREET|ST\\.|ROAD|RD\\.|AVENUE|AVE\\.|STRASSE|STRAßE|LANE|DRIVE)')
-                            THEN 'a street address'
-                    END AS what
-                FROM text t JOIN ident i USING (file_id)
+                JOIN (SELECT value, min(what) AS what FROM leaks GROUP BY value) l
+                    ON e.value = l.value
+                JOIN instances i ON i.file_id = e.file_id
+                WHERE (e.vr IN ('LO', 'LT', 'SH', 'ST', 'UT', 'UC')
+                       OR (e.private_creator IS NOT NULL AND e.vr NOT IN ('OB', 'OW', 'UN', 'SQ')))
+                    AND NOT list_contains($skip_keywords, coalesce(e.keyword, ''))
             )
-            SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, NULL::VARCHAR, NULL::VARCHAR,
-                element AS value,
-                element || ' holds ' || what || ' in ' || count(*) || ' instance(s)' AS message
-            FROM hits WHERE what IS NOT NULL
-            GROUP BY PatientID, StudyInstanceUID, SeriesInstanceUID, element, what
+            SELECT any_value(PatientID), any_value(StudyInstanceUID), SeriesInstanceUID,
+                NULL::VARCHAR, NULL::VARCHAR, element AS value,
+                element || ' holds ' || min(what) || ' in ' || count(*) || ' instance(s)'
+            FROM hits GROUP BY SeriesInstanceUID, element
         """,
         params=(
             Param("min_name_length", 3, "characters", "shorter name words are not searched"),
             Param("min_id_length", 4, "characters", "shorter patient IDs are not searched"),
             Param(
                 "ignore_words",
-                ["ANONYMOUS", "ANON", "PHANTOM", "TEST", "REMOVED", "DICOM", "PATIENT", "NONE",
-                 "UNKNOWN", "HEAD", "BRAIN", "CHEST", "QA", "MRI", "CT"],
+                [
+                    "ANONYMOUS",
+                    "ANON",
+                    "PHANTOM",
+                    "TEST",
+                    "REMOVED",
+                    "DICOM",
+                    "PATIENT",
+                    "NONE",
+                    "UNKNOWN",
+                    "HEAD",
+                    "BRAIN",
+                    "CHEST",
+                    "QA",
+                    "MRI",
+                    "CT",
+                ],
                 "",
                 "name words and IDs that are placeholders, not identifiers (upper case)",
             ),
@@ -135,8 +177,8 @@ PHI_IN_HEADER = register(
 BURNED_IN_ANNOTATION = register(
     Rule(
         id="series.burned_in_annotation",
-        level="series",
-        severity="error",
+        level=Level.SERIES,
+        severity=Severity.ERROR,
         title="BurnedInAnnotation YES",
         description="Instances declare BurnedInAnnotation (0028,0301) = YES: their pixels show "
         "text that identifies the patient, by the device's own account.",
@@ -165,8 +207,8 @@ SECONDARY_CAPTURE_CLASSES = [
 SECONDARY_CAPTURE = register(
     Rule(
         id="series.secondary_capture",
-        level="series",
-        severity="warning",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
         title="secondary capture or screen save",
         description="A series of secondary captures (SOP class 1.2.840.10008.5.1.4.1.1.7.x) or "
         "screen saves (SCREEN SAVE in ImageType), not declared free of burned-in text "
