@@ -1,0 +1,233 @@
+"""The QC report: one self-contained HTML file that shows the catalog, the findings and the cohort.
+
+- :mod:`curation.report.figures` — one function per figure, each a set-based query → plotly Figure
+- :mod:`curation.report.sections` — the sections, each present only when its tables exist
+- :mod:`curation.report.thumbnails` — middle slices of flagged series as embedded PNGs
+- :mod:`curation.report.pseudonyms` — keyed-hash pseudonyms (HMAC-SHA256) computed in SQL
+- :mod:`curation.report.html` — assembling the file (plotly.js embedded once, images as data URIs)
+
+Patients and series appear in the report only as pseudonyms; aggregates carry no identifier at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from curation import __version__, catalog
+from curation.errors import CatalogError, InputError
+from curation.report import pseudonyms
+from curation.report.html import render
+from curation.report.sections import (
+    Section,
+    cohort_section,
+    findings_section,
+    heterogeneity_section,
+    overview_section,
+    pixel_metrics_section,
+    tables,
+    thumbnails_section,
+)
+
+__all__ = ["ReportResult", "Section", "build_report", "build_sections", "export_png"]
+
+log = logging.getLogger("curation.report")
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`build_report` wrote."""
+
+    path: Path
+    sections: tuple[str, ...]
+    n_figures: int
+    n_thumbnails: int
+    pngs: tuple[Path, ...] = ()
+
+    def __str__(self) -> str:
+        return (
+            f"report {self.path}: {len(self.sections)} sections ({', '.join(self.sections)}), "
+            f"{self.n_figures} figures, {self.n_thumbnails} thumbnails"
+        )
+
+
+def build_sections(
+    con: duckdb.DuckDBPyConnection, cohort: str | Path | None = None, *, thumbnails: int = 12
+) -> list[Section]:
+    """Every section the catalog (and cohort folder) has the data for, in report order.
+
+    ``con`` must carry the ``pseudonym`` macro (:func:`curation.report.pseudonyms.install`).
+    """
+    built = [
+        overview_section(con),
+        heterogeneity_section(con),
+        findings_section(con),
+        pixel_metrics_section(con),
+        cohort_section(con, Path(cohort)) if cohort is not None else None,
+        thumbnails_section(con, thumbnails) if thumbnails > 0 else None,
+    ]
+    return [s for s in built if s is not None]
+
+
+def catalog_state(con: duckdb.DuckDBPyConnection) -> str:
+    """SHA-256 over every cataloged file's id, size, mtime and status: changes when the data does."""
+    rows = con.sql(
+        """SELECT sha256(coalesce(string_agg(
+               file_id || ':' || size || ':' || mtime_ns || ':' || status, ',' ORDER BY file_id), ''))
+           FROM files"""
+    ).fetchall()
+    return str(rows[0][0])
+
+
+def _provenance(
+    con: duckdb.DuckDBPyConnection, db: str, cohort: str | Path | None
+) -> list[tuple[str, str]]:
+    have = tables(con)
+    out = [("curation version", __version__), ("catalog", db)]
+    if "files" in have:
+        out.append(("catalog state (sha256 of files)", catalog_state(con)))
+    if "crawls" in have:
+        last = con.sql(
+            "SELECT max(crawl_id), max(finished_at)::VARCHAR, count(*) FROM crawls"
+        ).fetchall()[0]
+        out.append(("crawls", f"{last[2]} (latest: {last[0]}, finished {last[1]})"))
+    if "qc_runs" in have:
+        runs = con.sql(
+            """SELECT string_agg(run_id || ' ' || suite_name || ' sha256:' || left(coalesce(suite_sha256, ''), 12),
+                                 '; ' ORDER BY run_id)
+               FROM qc_runs WHERE run_id IN (
+                   SELECT max(run_id) FROM qc_runs WHERE finished_at IS NOT NULL GROUP BY suite_name)"""
+        ).fetchall()[0][0]
+        out.append(("QC runs shown", runs or "none"))
+    out.append(("cohort", str(cohort) if cohort is not None else "none given"))
+    source = "CURATION_PSEUDONYM_KEY" if os.environ.get(pseudonyms.KEY_ENV) else "catalog settings"
+    out.append(("pseudonym key", f"HMAC-SHA256, key from {source}"))
+    return out
+
+
+def _open(db: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open read-only; the first report of a catalog opens it once writable to store its key."""
+    if not Path(db).exists():
+        raise CatalogError(f"{db}: no catalog here (run `curation crawl` first)")
+    con = catalog.connect(db, read_only=True)
+    if pseudonyms.key_is_available(con):
+        return con
+    con.close()
+    writable = catalog.connect(db)
+    try:
+        pseudonyms.pseudonym_key(writable)
+    finally:
+        writable.close()
+    return catalog.connect(db, read_only=True)
+
+
+def build_report(
+    db: str | Path | duckdb.DuckDBPyConnection,
+    out: str | Path,
+    cohort: str | Path | None = None,
+    *,
+    thumbnails: int = 12,
+    png_dir: str | Path | None = None,
+    title: str = "Curation QC report",
+) -> ReportResult:
+    """Write the self-contained HTML report of catalog ``db`` to ``out``.
+
+    Parameters
+    ----------
+    db
+        The catalog: a DuckDB file path (opened read-only) or an open connection (left open; it
+        must be writable the first time, when the catalog's pseudonym key is created).
+    out
+        The HTML file to write (its folder is created).
+    cohort
+        A cohort folder written by ``curation cohort`` (manifest, attrition, provenance); optional.
+    thumbnails
+        How many flagged series to show as middle-slice thumbnails (0: none, no pixels read).
+    png_dir
+        Also write every figure as a PNG into this folder (needs kaleido and a Chromium).
+    title
+        The report's title.
+
+    Returns
+    -------
+    ReportResult
+        The path written and what it holds.
+
+    Raises
+    ------
+    CatalogError
+        The catalog cannot be opened or holds no crawl (no ``instances`` table).
+    InputError
+        ``cohort`` is not a folder, or PNG export was asked for without kaleido.
+    """
+    if cohort is not None and not Path(cohort).is_dir():
+        raise InputError(f"{cohort}: no cohort folder here (run `curation cohort` first)")
+    own = isinstance(db, str | Path)
+    con = _open(db) if isinstance(db, str | Path) else db
+    name = str(db) if own else "(connection)"
+    try:
+        if "instances" not in tables(con):
+            raise CatalogError(f"{name}: the catalog has no table 'instances'; crawl first")
+        pseudonyms.install(con)
+        sections = build_sections(con, cohort, thumbnails=thumbnails)
+        provenance = _provenance(con, name, cohort)
+    finally:
+        if own:
+            con.close()
+    subtitle = f"catalog {Path(name).name if own else name}" + (
+        f", cohort {Path(cohort).name}" if cohort is not None else ""
+    )
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        render(sections, title=title, subtitle=subtitle, provenance=provenance), encoding="utf-8"
+    )
+    figs = [f for s in sections for f in s.figures]
+    n_thumbs = sum(
+        b.count("<img")
+        for s in sections
+        if s.id == "thumbnails"
+        for b in s.blocks
+        if isinstance(b, str)
+    )
+    pngs = tuple(export_png(sections, png_dir)) if png_dir is not None else ()
+    result = ReportResult(path, tuple(s.id for s in sections), len(figs), n_thumbs, pngs)
+    log.info("%s", result)
+    return result
+
+
+def export_png(sections: Sequence[Section], folder: str | Path) -> list[Path]:
+    """Write every figure of ``sections`` as ``<section>-<n>.png`` into ``folder`` with kaleido.
+
+    kaleido drives a Chromium (``chromium`` on PATH, or ``BROWSER_PATH``); one browser serves all
+    figures.
+    """
+    try:
+        import kaleido
+    except ImportError as exc:
+        raise InputError(
+            "PNG export needs kaleido (pip install 'kaleido>=1,<2') and a Chromium"
+        ) from exc
+    import plotly.io as pio
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    figs, paths = [], []
+    for s in sections:
+        for i, fig in enumerate(s.figures, 1):
+            figs.append(fig)
+            paths.append(out / f"{s.id}-{i}.png")
+    if not figs:
+        return []
+    # One browser for the whole batch; without it kaleido starts Chromium once per image.
+    kaleido.start_sync_server(silence_warnings=True)
+    try:
+        pio.write_images(figs, paths, format="png", width=1000, height=450)
+    finally:
+        kaleido.stop_sync_server(silence_warnings=True)
+    return paths

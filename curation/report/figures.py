@@ -1,0 +1,306 @@
+"""The report's figures: one function per figure, each a set-based query over a DuckDB connection.
+
+Every function takes an open catalog connection and returns a :class:`plotly.graph_objects.Figure`, or
+None when the catalog holds nothing to draw (no CT kernels in an MR-only archive, no findings). The
+caller decides whether a figure's tables exist (see :mod:`curation.report.sections`); the functions
+only aggregate, so the data that reaches the browser is counts and per-series values, never a patient
+identifier. The site is ``InstitutionName`` (``(no site)`` where absent), the vendor ``Manufacturer``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import plotly.graph_objects as go
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+#: Site of a row of series/studies/instances.
+SITE = "coalesce(InstitutionName, '(no site)')"
+#: Vendor of a row of series/instances.
+VENDOR = "coalesce(Manufacturer, '(no vendor)')"
+#: Severities from worst to mildest, with the colours they keep in every figure.
+SEVERITY_COLORS = {"error": "#c0392b", "warning": "#e67e22", "info": "#2980b9"}
+
+_HEIGHT = 420
+
+
+def _layout(fig: go.Figure, title: str, **kwargs: object) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01},
+        template="plotly_white",
+        height=_HEIGHT,
+        margin={"l": 60, "r": 20, "t": 60, "b": 60},
+        legend={"orientation": "v"},
+        **kwargs,
+    )
+    return fig
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    return con.sql(sql).pl()
+
+
+def _stacked_bars(
+    frame: pl.DataFrame, x: str, color: str, y: str, *, horizontal: bool = False
+) -> go.Figure:
+    """Bars of ``y`` per ``x``, one trace per value of ``color``, stacked."""
+    fig = go.Figure()
+    for key in frame[color].unique(maintain_order=True).to_list():
+        part = frame.filter(frame[color] == key)
+        xs, ys = part[x].to_list(), part[y].to_list()
+        fig.add_trace(
+            go.Bar(
+                x=ys if horizontal else xs,
+                y=xs if horizontal else ys,
+                name=str(key),
+                orientation="h" if horizontal else "v",
+                marker_color=SEVERITY_COLORS.get(str(key)),
+            )
+        )
+    fig.update_layout(barmode="stack")
+    return fig
+
+
+# -- catalog overview ---------------------------------------------------------------------------
+
+
+def series_by_modality_vendor(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """Series per vendor, stacked by modality (``series``)."""
+    frame = _frame(
+        con,
+        f"""SELECT {VENDOR} AS vendor, coalesce(Modality, '?') AS modality, count(*) AS n
+            FROM series GROUP BY ALL ORDER BY modality, n DESC""",
+    )
+    if frame.is_empty():
+        return None
+    fig = _stacked_bars(frame, "vendor", "modality", "n")
+    return _layout(fig, "Series per vendor and modality", yaxis_title="series")
+
+
+def series_by_site(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """Series per site, stacked by modality (``series``)."""
+    frame = _frame(
+        con,
+        f"""SELECT {SITE} AS site, coalesce(Modality, '?') AS modality, count(*) AS n
+            FROM series GROUP BY ALL ORDER BY modality, site DESC""",
+    )
+    if frame.is_empty():
+        return None
+    fig = _stacked_bars(frame, "site", "modality", "n", horizontal=True)
+    return _layout(fig, "Series per site and modality", xaxis_title="series")
+
+
+def studies_over_time(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """Studies per month of StudyDate, stacked by site (``studies``)."""
+    frame = _frame(
+        con,
+        f"""SELECT strftime(date_trunc('month', StudyDate), '%Y-%m') AS month, {SITE} AS site,
+                   count(*) AS n
+            FROM studies WHERE StudyDate IS NOT NULL GROUP BY ALL ORDER BY site, month""",
+    )
+    if frame.is_empty():
+        return None
+    fig = _stacked_bars(frame, "month", "site", "n")
+    fig.update_xaxes(type="category", categoryorder="category ascending")
+    return _layout(fig, "Studies per month (StudyDate), by site", yaxis_title="studies")
+
+
+# -- heterogeneity ------------------------------------------------------------------------------
+
+
+def _per_series_value(con: duckdb.DuckDBPyConnection, value_sql: str, where: str) -> pl.DataFrame:
+    """One value per series (the series' own, else the median over its instances), with site/vendor."""
+    return _frame(
+        con,
+        f"""WITH per_series AS (
+                SELECT SeriesInstanceUID, median({value_sql}) AS v
+                FROM instances WHERE {where} GROUP BY SeriesInstanceUID
+            )
+            SELECT {SITE} AS site, {VENDOR} AS vendor, p.v AS v
+            FROM per_series p JOIN series s USING (SeriesInstanceUID)
+            WHERE p.v IS NOT NULL ORDER BY vendor, site""",
+    )
+
+
+def _boxes(frame: pl.DataFrame, title: str, unit: str) -> go.Figure | None:
+    if frame.is_empty():
+        return None
+    fig = go.Figure()
+    for vendor in frame["vendor"].unique(maintain_order=True).to_list():
+        part = frame.filter(frame["vendor"] == vendor)
+        fig.add_trace(
+            go.Box(
+                x=part["site"].to_list(),
+                y=part["v"].to_list(),
+                name=str(vendor),
+                boxpoints="outliers",
+            )
+        )
+    fig.update_layout(boxmode="group")
+    return _layout(fig, title, yaxis_title=unit)
+
+
+def slice_thickness(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """Slice thickness per series by site and vendor (``instances`` joined to ``series``)."""
+    frame = _per_series_value(con, "SliceThickness", "SliceThickness > 0")
+    return _boxes(frame, "Slice thickness per series, by site and vendor", "SliceThickness (mm)")
+
+
+def pixel_spacing(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """In-plane pixel spacing (column spacing) per series by site and vendor."""
+    frame = _per_series_value(con, "PixelSpacing[2]", "PixelSpacing[2] > 0")
+    return _boxes(frame, "Pixel spacing per series, by site and vendor", "PixelSpacing (mm)")
+
+
+def _heatmap(frame: pl.DataFrame, x: str, y: str, z: str, title: str) -> go.Figure | None:
+    if frame.is_empty():
+        return None
+    wide = frame.pivot(on=x, index=y, values=z, aggregate_function="sum").fill_null(0)
+    cols = [c for c in wide.columns if c != y]
+    fig = go.Figure(
+        go.Heatmap(
+            z=wide.select(cols).to_numpy().tolist(),
+            x=cols,
+            y=wide[y].to_list(),
+            colorscale="Blues",
+            hovertemplate=f"{x}: %{{x}}<br>{y}: %{{y}}<br>series: %{{z}}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
+    return _layout(fig, title)
+
+
+def ct_kernels(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """CT series per convolution kernel and site (``series``)."""
+    frame = _frame(
+        con,
+        f"""SELECT ConvolutionKernel AS kernel, {SITE} || ' / ' || {VENDOR} AS site_vendor,
+                   count(*) AS n
+            FROM series WHERE Modality = 'CT' AND ConvolutionKernel IS NOT NULL
+            GROUP BY ALL ORDER BY kernel, site_vendor""",
+    )
+    return _heatmap(frame, "kernel", "site_vendor", "n", "CT series per kernel, by site and vendor")
+
+
+def mr_field_strength(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """MR series per magnetic field strength and site (``series``)."""
+    frame = _frame(
+        con,
+        f"""SELECT printf('%.1f T', MagneticFieldStrength) AS field, {SITE} || ' / ' || {VENDOR}
+                   AS site_vendor, count(*) AS n
+            FROM series WHERE Modality = 'MR' AND MagneticFieldStrength > 0
+            GROUP BY ALL ORDER BY field, site_vendor""",
+    )
+    return _heatmap(
+        frame, "field", "site_vendor", "n", "MR series per field strength, by site and vendor"
+    )
+
+
+# -- QC findings --------------------------------------------------------------------------------
+
+#: The findings of the latest finished run of every suite (QC suites and expectation suites), each
+#: with the site of the series, study or instance it concerns.
+FINDINGS_SQL = """
+    WITH latest AS (
+        SELECT suite_name, max(run_id) AS run_id FROM qc_runs
+        WHERE finished_at IS NOT NULL GROUP BY suite_name
+    ), instance_site AS (
+        SELECT SOPInstanceUID, any_value(InstitutionName) AS InstitutionName
+        FROM instances GROUP BY SOPInstanceUID
+    )
+    SELECT f.run_id, l.suite_name, f.rule_id, f.severity, f.level, f.PatientID,
+        f.StudyInstanceUID, f.SeriesInstanceUID, f.SOPInstanceUID,
+        coalesce(s.InstitutionName, st.InstitutionName, i.InstitutionName,
+                 CASE WHEN f.level = 'cohort' THEN '(cohort)' ELSE '(no site)' END) AS site
+    FROM qc_findings f JOIN latest l USING (run_id)
+    LEFT JOIN series s ON s.SeriesInstanceUID = f.SeriesInstanceUID
+    LEFT JOIN studies st ON st.StudyInstanceUID = f.StudyInstanceUID
+    LEFT JOIN instance_site i ON i.SOPInstanceUID = f.SOPInstanceUID
+"""
+
+
+def findings_by_rule(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """Findings per rule, coloured by severity (latest run of each suite)."""
+    frame = _frame(
+        con,
+        f"""SELECT rule_id, severity, count(*) AS n FROM ({FINDINGS_SQL})
+            GROUP BY rule_id, severity
+            ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, n""",
+    )
+    if frame.is_empty():
+        return None
+    fig = _stacked_bars(frame, "rule_id", "severity", "n", horizontal=True)
+    _layout(fig, "QC findings per rule and severity", xaxis_title="findings")
+    fig.update_layout(height=max(_HEIGHT, 120 + 22 * frame["rule_id"].n_unique()))
+    return fig
+
+
+def findings_by_site(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
+    """Findings per site, stacked by severity (latest run of each suite)."""
+    frame = _frame(
+        con,
+        f"""SELECT site, severity, count(*) AS n FROM ({FINDINGS_SQL})
+            GROUP BY site, severity
+            ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, site DESC""",
+    )
+    if frame.is_empty():
+        return None
+    fig = _stacked_bars(frame, "site", "severity", "n", horizontal=True)
+    return _layout(fig, "QC findings per site and severity", xaxis_title="findings")
+
+
+# -- pixel metrics ------------------------------------------------------------------------------
+
+
+def pixel_metric(
+    con: duckdb.DuckDBPyConnection, metric: str, table: str = "pixel_metrics"
+) -> go.Figure | None:
+    """Distribution of one numeric column of ``pixel_metrics`` per site (series-level join).
+
+    Rows are joined to ``series`` on ``SeriesInstanceUID`` for their site when the table has that
+    column; otherwise the distribution is drawn for the whole catalog.
+    """
+    cols = {r[0] for r in con.sql(f"DESCRIBE {table}").fetchall()}
+    if "SeriesInstanceUID" in cols:
+        sql = f"""SELECT coalesce(s.InstitutionName, '(no site)') AS site,
+                         coalesce(s.Manufacturer, '(no vendor)') AS vendor, m."{metric}" AS v
+                  FROM {table} m LEFT JOIN series s USING (SeriesInstanceUID)
+                  WHERE m."{metric}" IS NOT NULL ORDER BY vendor, site"""
+    else:
+        sql = f"""SELECT 'all' AS site, 'all' AS vendor, "{metric}" AS v FROM {table}
+                  WHERE "{metric}" IS NOT NULL"""
+    return _boxes(_frame(con, sql), f"{metric} by site and vendor", metric)
+
+
+# -- cohort -------------------------------------------------------------------------------------
+
+
+def attrition_funnel(
+    con: duckdb.DuckDBPyConnection, relation: str, step: str, count: str
+) -> go.Figure | None:
+    """The cohort's attrition funnel: what remains after each inclusion step, in file order."""
+    frame = _frame(con, f'SELECT "{step}" AS step, "{count}" AS n FROM {relation}')
+    if frame.is_empty():
+        return None
+    fig = go.Figure(go.Funnel(y=[str(s) for s in frame["step"].to_list()], x=frame["n"].to_list()))
+    return _layout(fig, "Cohort attrition: what remains after each step")
+
+
+def split_balance(
+    con: duckdb.DuckDBPyConnection, relation: str, by: str, split: str = "split"
+) -> go.Figure | None:
+    """Manifest rows per split, stacked by ``by`` (site, vendor or label)."""
+    frame = _frame(
+        con,
+        f"""SELECT CAST("{split}" AS VARCHAR) AS split, coalesce(CAST("{by}" AS VARCHAR), '(none)')
+                   AS grp, count(*) AS n
+            FROM {relation} GROUP BY ALL ORDER BY grp, split""",
+    )
+    if frame.is_empty():
+        return None
+    fig = _stacked_bars(frame, "split", "grp", "n")
+    return _layout(fig, f"Split balance: manifest rows per split, by {by}", yaxis_title="rows")

@@ -1,0 +1,308 @@
+"""The report's sections, each built only when the tables (or cohort files) it reads exist.
+
+A crawl-only catalog gets the overview and heterogeneity sections; QC adds findings and thumbnails;
+pixel metrics add their distributions; a cohort folder adds attrition and split balance. Each
+``*_section`` function returns a :class:`Section` or None, never raises for a missing step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import plotly.graph_objects as go
+
+from curation.report import figures
+from curation.report.html import esc, table
+from curation.report.thumbnails import flagged_series
+
+if TYPE_CHECKING:
+    import duckdb
+
+log = logging.getLogger("curation.report")
+
+#: Columns of ``pixel_metrics`` that are identifiers or bookkeeping, not metrics.
+_NOT_METRICS = {"file_id", "frame_index", "crawl_id", "run_id", "InstanceNumber", "n_frames"}
+_NUMERIC = ("DOUBLE", "FLOAT", "REAL", "INTEGER", "BIGINT", "SMALLINT", "HUGEINT", "DECIMAL")
+#: At most this many pixel metrics are drawn (the rest are named).
+MAX_PIXEL_METRICS = 8
+#: Worst series listed in the findings section.
+WORST_SERIES = 15
+
+
+@dataclass
+class Section:
+    """One section of the report: a title, a sentence saying what it shows, and its blocks.
+
+    A block is a plotly figure or an HTML fragment (already escaped).
+    """
+
+    id: str
+    title: str
+    intro: str
+    blocks: list[go.Figure | str] = field(default_factory=list)
+
+    @property
+    def figures(self) -> list[go.Figure]:
+        """The section's plotly figures."""
+        return [b for b in self.blocks if isinstance(b, go.Figure)]
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the tables and views of the catalog."""
+    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
+def _add(section: Section, *figs: go.Figure | None) -> None:
+    section.blocks.extend(f for f in figs if f is not None)
+
+
+def overview_section(con: duckdb.DuckDBPyConnection) -> Section | None:
+    """Catalog overview: counts, modality, vendor, site, dates, crawl problems."""
+    if not {"instances", "series", "studies", "patients", "files"} <= tables(con):
+        return None
+    s = Section(
+        "overview",
+        "Catalog overview",
+        "What the archive holds: patients, studies, series and files; modality, vendor, site "
+        "(InstitutionName) and study dates.",
+    )
+    counts = con.sql(
+        """SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM studies),
+                  (SELECT count(*) FROM series), (SELECT count(*) FROM instances),
+                  (SELECT count(*) FROM files),
+                  (SELECT count(*) FROM files WHERE status = 'error'),
+                  (SELECT count(DISTINCT coalesce(InstitutionName, '')) FROM series),
+                  (SELECT count(DISTINCT Manufacturer) FROM series),
+                  (SELECT min(StudyDate) || ' to ' || max(StudyDate) FROM studies)"""
+    ).fetchall()[0]
+    labels = [
+        "patients",
+        "studies",
+        "series",
+        "instances",
+        "files seen",
+        "unreadable files",
+        "sites",
+        "vendors",
+        "study dates",
+    ]
+    s.blocks.append(table(["", "count"], zip(labels, counts, strict=True)))
+    _add(
+        s,
+        figures.series_by_modality_vendor(con),
+        figures.series_by_site(con),
+        figures.studies_over_time(con),
+    )
+    if "crawl_errors" in tables(con):
+        problems = con.sql(
+            """SELECT reason, count(*) AS files, count(*) FILTER (WHERE cataloged) AS still_cataloged
+               FROM crawl_errors GROUP BY reason ORDER BY files DESC, reason"""
+        ).fetchall()
+        if problems:
+            s.blocks.append("<h3>Files with problems (crawl_errors)</h3>")
+            s.blocks.append(table(["reason", "files", "header still cataloged"], problems))
+    return s
+
+
+def heterogeneity_section(con: duckdb.DuckDBPyConnection) -> Section | None:
+    """Heterogeneity of acquisition across sites and vendors."""
+    if not {"instances", "series"} <= tables(con):
+        return None
+    s = Section(
+        "heterogeneity",
+        "Heterogeneity across sites and vendors",
+        "How acquisition differs between sites and vendors: slice thickness and pixel spacing per "
+        "series (one point per series), CT reconstruction kernels and MR field strengths. A model "
+        "trained on this data sees these differences; so should its authors.",
+    )
+    _add(
+        s,
+        figures.slice_thickness(con),
+        figures.pixel_spacing(con),
+        figures.ct_kernels(con),
+        figures.mr_field_strength(con),
+    )
+    return s
+
+
+def findings_section(con: duckdb.DuckDBPyConnection) -> Section | None:
+    """QC findings by rule, severity and site, with the worst series listed (pseudonyms)."""
+    if not {"qc_findings", "qc_runs", "series", "studies", "instances"} <= tables(con):
+        return None
+    s = Section(
+        "findings",
+        "QC findings",
+        "Findings of the latest run of every suite (QC rules and expectation suites): per rule and "
+        "severity, per site, and the series with the most serious findings. `curation qc --explain "
+        "RULE` says what a rule checks and what it does not.",
+    )
+    runs = con.sql(
+        """SELECT run_id, suite_name, curation_version,
+                  strftime(finished_at, '%Y-%m-%d %H:%M:%S'), n_rules, n_findings
+           FROM qc_runs WHERE run_id IN (
+               SELECT max(run_id) FROM qc_runs WHERE finished_at IS NOT NULL GROUP BY suite_name)
+           ORDER BY run_id"""
+    ).fetchall()
+    if not runs:
+        s.blocks.append('<p class="missing">No finished QC run in this catalog.</p>')
+        return s
+    s.blocks.append(table(["run", "suite", "version", "finished", "rules", "findings"], runs))
+    _add(s, figures.findings_by_rule(con), figures.findings_by_site(con))
+    worst = con.sql(
+        f"""WITH f AS ({figures.FINDINGS_SQL})
+            SELECT pseudonym(f.SeriesInstanceUID, 'S-'), pseudonym(any_value(f.PatientID), 'P-'),
+                any_value(f.site), any_value(s.Modality), any_value(s.Manufacturer),
+                count(*) FILTER (WHERE severity = 'error') AS n_error,
+                count(*) FILTER (WHERE severity = 'warning') AS n_warning,
+                count(*) FILTER (WHERE severity = 'info') AS n_info,
+                string_agg(DISTINCT rule_id, ', ' ORDER BY rule_id)
+            FROM f LEFT JOIN series s USING (SeriesInstanceUID)
+            WHERE f.SeriesInstanceUID IS NOT NULL
+            GROUP BY f.SeriesInstanceUID
+            ORDER BY n_error DESC, n_warning DESC, n_info DESC, f.SeriesInstanceUID
+            LIMIT {WORST_SERIES}"""
+    ).fetchall()
+    if worst:
+        s.blocks.append(f"<h3>The {len(worst)} series with the most serious findings</h3>")
+        s.blocks.append(
+            table(
+                [
+                    "series",
+                    "patient",
+                    "site",
+                    "modality",
+                    "vendor",
+                    "errors",
+                    "warnings",
+                    "info",
+                    "rules",
+                ],
+                worst,
+            )
+        )
+    return s
+
+
+def pixel_metrics_section(con: duckdb.DuckDBPyConnection) -> Section | None:
+    """Distributions of the pixel metrics per site and vendor, where the pixel step has run."""
+    if "pixel_metrics" not in tables(con):
+        return None
+    described = con.sql("DESCRIBE pixel_metrics").fetchall()
+    metrics = [
+        name
+        for name, sql_type, *_ in described
+        if str(sql_type).upper().startswith(_NUMERIC) and name not in _NOT_METRICS
+    ]
+    s = Section(
+        "pixels",
+        "Pixel metrics",
+        "Distributions of the metrics computed from pixels (pixel_metrics), per site and vendor.",
+    )
+    _add(s, *(figures.pixel_metric(con, m) for m in metrics[:MAX_PIXEL_METRICS]))
+    if len(metrics) > MAX_PIXEL_METRICS:
+        rest = ", ".join(metrics[MAX_PIXEL_METRICS:])
+        s.blocks.append(f'<p class="missing">Not drawn: {esc(rest)}.</p>')
+    if not s.blocks:
+        s.blocks.append('<p class="missing">pixel_metrics holds no numeric metric values.</p>')
+    return s
+
+
+def _first(folder: Path, *patterns: str) -> Path | None:
+    for pattern in patterns:
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def _reader(path: Path) -> str:
+    quoted = str(path).replace("'", "''")
+    return f"read_parquet('{quoted}')" if path.suffix == ".parquet" else f"read_csv('{quoted}')"
+
+
+def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | None:
+    """Attrition funnel and split balance of a cohort folder written by ``curation cohort``.
+
+    Reads ``manifest.parquet`` (a ``split`` column; site/vendor/label columns where present),
+    ``attrition.parquet`` or ``attrition.csv`` (a step name and the rows remaining after it) and a
+    ``*provenance*.json`` sidecar. Only aggregates are shown, never a manifest row.
+    """
+    if not cohort.is_dir():
+        return None
+    s = Section(
+        "cohort",
+        "Cohort",
+        f"The cohort in {cohort.name}/: what each inclusion step removed, and how the splits "
+        "balance across sites, vendors and labels.",
+    )
+    attrition = _first(cohort, "attrition.parquet", "attrition.csv", "*attrition*.parquet")
+    if attrition is not None:
+        cols = con.sql(f"DESCRIBE SELECT * FROM {_reader(attrition)}").fetchall()
+        text = [c[0] for c in cols if str(c[1]).upper() == "VARCHAR"]
+        nums = [c[0] for c in cols if str(c[1]).upper() in ("BIGINT", "INTEGER", "UBIGINT")]
+        preferred = [
+            c for c in ("n_remaining", "remaining", "n_after", "n_series", "n") if c in nums
+        ]
+        if text and nums:
+            count = (preferred or nums)[0]
+            _add(s, figures.attrition_funnel(con, _reader(attrition), text[0], count))
+    manifest = _first(cohort, "manifest.parquet", "*manifest*.parquet")
+    if manifest is not None:
+        names = {c[0] for c in con.sql(f"DESCRIBE SELECT * FROM {_reader(manifest)}").fetchall()}
+        if "split" in names:
+            for by in ("site", "InstitutionName", "Manufacturer", "label"):
+                if by in names:
+                    _add(s, figures.split_balance(con, _reader(manifest), by))
+    provenance = _first(cohort, "*provenance*.json")
+    if provenance is not None:
+        try:
+            data = json.loads(provenance.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable provenance sidecar: %s", provenance, exc)
+        else:
+            if isinstance(data, dict):
+                flat = [
+                    (k, v if isinstance(v, str | int | float) else json.dumps(v, default=str)[:300])
+                    for k, v in data.items()
+                ]
+                s.blocks.append("<h3>Cohort provenance</h3>")
+                s.blocks.append(table(["", ""], flat))
+    if not s.blocks:
+        s.blocks.append(
+            f'<p class="missing">{esc(cohort)} holds no manifest or attrition table.</p>'
+        )
+    return s
+
+
+def thumbnails_section(con: duckdb.DuckDBPyConnection, limit: int = 12) -> Section | None:
+    """Middle slices of the worst flagged series, embedded as images."""
+    if not {"qc_findings", "qc_runs", "series", "instances"} <= tables(con):
+        return None
+    thumbs = flagged_series(con, limit)
+    if not thumbs:
+        return None
+    s = Section(
+        "thumbnails",
+        "Flagged series: middle slices",
+        "The middle slice of each of the worst flagged series, windowed to its 1st-99th "
+        "percentile. Series that may show identifying text in their pixels (burned-in "
+        "annotation, secondary captures, privacy findings) are never drawn.",
+    )
+    items = []
+    for t in thumbs:
+        img = (
+            f'<img alt="middle slice of {esc(t.series_pseudonym)}" src="{t.data_uri}">'
+            if t.data_uri
+            else f'<p class="missing">{esc(t.problem)}</p>'
+        )
+        items.append(
+            f"<figure>{img}<figcaption><b>{esc(t.series_pseudonym)}</b> "
+            f"{esc(t.modality)}, {esc(t.site)}<br>patient {esc(t.patient_pseudonym)}<br>"
+            f"{esc(t.rules)}</figcaption></figure>"
+        )
+    s.blocks.append(f'<div class="thumbs">{"".join(items)}</div>')
+    return s

@@ -1,0 +1,236 @@
+"""The report in a real browser: headless Chromium opens it, offline, and every figure renders.
+
+Chromium is driven through the DevTools protocol over a pipe (``--remote-debugging-pipe``: messages
+are NUL-terminated JSON on file descriptors 3 and 4), so no websocket client or Playwright is needed.
+The test skips, saying why, where no Chromium is installed (``.ci/run`` installs Debian's).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import io
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium; .ci/run does)"
+)
+
+
+class Chromium:
+    """A headless Chromium and one page, spoken to over the DevTools pipe."""
+
+    def __init__(self, profile: Path) -> None:
+        assert CHROMIUM is not None
+        cmd_r, cmd_w = os.pipe()  # we write commands, chromium reads fd 3
+        ev_r, ev_w = os.pipe()  # chromium writes fd 4, we read
+
+        def _fds() -> None:  # in the child before exec: our pipe ends become fds 3 and 4
+            high_r = fcntl.fcntl(cmd_r, fcntl.F_DUPFD, 10)
+            high_w = fcntl.fcntl(ev_w, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
+
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
+            preexec_fn=_fds,
+            # close_fds would close 3 and 4 after preexec_fn; Python's other descriptors are
+            # non-inheritable (PEP 446), so nothing else leaks into the browser.
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(cmd_r)
+        os.close(ev_w)
+        self._out = os.fdopen(cmd_w, "wb")
+        self._in = os.fdopen(ev_r, "rb")
+        self._next_id = 0
+        self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.events: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+
+    def _read(self) -> None:
+        buf = b""
+        while chunk := self._in.read1(65536):
+            buf += chunk
+            *messages, buf = buf.split(b"\0")
+            for m in messages:
+                self._messages.put(json.loads(m))
+
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, *, page: bool = False
+    ) -> dict[str, Any]:
+        """Send a command and wait for its answer, keeping the events that arrive meanwhile."""
+        self._next_id += 1
+        msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if page:
+            msg["sessionId"] = self.session
+        self._out.write(json.dumps(msg).encode() + b"\0")
+        self._out.flush()
+        deadline = time.monotonic() + 60
+        while True:
+            reply = self._messages.get(timeout=max(0.1, deadline - time.monotonic()))
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return dict(reply.get("result", {}))
+            self.events.append(reply)
+
+    def wait_event(self, method: str, timeout: float = 60) -> dict[str, Any]:
+        """Wait for an event (already received ones count)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for e in self.events:
+                if e.get("method") == method:
+                    return e
+            self.events.append(self._messages.get(timeout=max(0.1, deadline - time.monotonic())))
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        result = self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, page=True
+        )
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # the browser may already be gone
+            self.send("Browser.close")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def open_in_chromium(html: Path, profile: Path) -> dict[str, Any]:
+    """Open ``html`` headless; return JS errors, outside requests, plot counts and a screenshot."""
+    browser = Chromium(profile)
+    try:
+        for domain in ("Runtime", "Log", "Page", "Network"):
+            browser.send(f"{domain}.enable", page=True)
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1280, "height": 2400, "deviceScaleFactor": 1, "mobile": False},
+            page=True,
+        )
+        browser.send("Page.navigate", {"url": html.resolve().as_uri()}, page=True)
+        browser.wait_event("Page.loadEventFired")
+        # plotly draws asynchronously after load: wait until every plot has its SVG, or time out.
+        count_js = """[document.querySelectorAll('.js-plotly-plot').length,
+            [...document.querySelectorAll('.js-plotly-plot')]
+                .filter(d => d.querySelector('.main-svg') && d.querySelector('.plot-container'))
+                .length,
+            document.querySelectorAll('div[id^="fig-"]').length,
+            document.querySelectorAll('img').length,
+            [...document.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0)
+                .length]"""
+        deadline = time.monotonic() + 30
+        counts = browser.evaluate(count_js)
+        while counts[1] < counts[2] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            counts = browser.evaluate(count_js)
+        shot = browser.send("Page.captureScreenshot", {"format": "png"}, page=True)["data"]
+        browser.send("Runtime.evaluate", {"expression": "1"}, page=True)  # flush pending events
+        events = browser.events
+    finally:
+        browser.close()
+    errors = [
+        e["params"]["exceptionDetails"].get("text", "")
+        + str(e["params"]["exceptionDetails"].get("exception", {}).get("description", ""))
+        for e in events
+        if e.get("method") == "Runtime.exceptionThrown"
+    ]
+    errors += [
+        " ".join(str(a.get("value", a.get("description", ""))) for a in e["params"]["args"])
+        for e in events
+        if e.get("method") == "Runtime.consoleAPICalled"
+        and e["params"]["type"] in ("error", "assert")
+    ]
+    errors += [
+        e["params"]["entry"]["text"]
+        for e in events
+        if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
+    ]
+    requests = [
+        e["params"]["request"]["url"]
+        for e in events
+        if e.get("method") == "Network.requestWillBeSent"
+    ]
+    return {
+        "errors": errors,
+        "outside_requests": [u for u in requests if not u.startswith(("file:", "data:"))],
+        "plots": counts[0],
+        "rendered": counts[1],
+        "figure_divs": counts[2],
+        "images": counts[3],
+        "images_loaded": counts[4],
+        "screenshot": base64.b64decode(shot),
+    }
+
+
+def distinct_colors(png: bytes) -> int:
+    """Number of distinct colours in a PNG screenshot."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    return len(img.getcolors(maxcolors=1 << 24) or [])
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(report_html: Path, tmp_path: Path) -> None:
+    seen = open_in_chromium(report_html, tmp_path / "profile")
+    assert seen["errors"] == []
+    assert seen["outside_requests"] == [], "the report must work offline"
+    assert seen["figure_divs"] >= 8
+    assert seen["plots"] == seen["figure_divs"], "every figure div became a plotly plot"
+    assert seen["rendered"] == seen["plots"], "every plot drew its SVG"
+    assert seen["images"] >= 1 and seen["images_loaded"] == seen["images"]
+    assert distinct_colors(seen["screenshot"]) > 50, "the screenshot is (nearly) blank"
+    (tmp_path / "report.png").write_bytes(seen["screenshot"])
+
+
+@needs_chromium
+def test_browser_check_catches_a_broken_page(tmp_path: Path) -> None:
+    """The harness itself: a JS error, an unrendered plot div and a blank page are all seen."""
+    page = tmp_path / "broken.html"
+    page.write_text(
+        "<html><body><div id='fig-x-1' class='js-plotly-plot'></div>"
+        "<script>undefinedFunction()</script></body></html>"
+    )
+    seen = open_in_chromium(page, tmp_path / "profile")
+    assert any("undefinedFunction" in e for e in seen["errors"])
+    assert seen["rendered"] < seen["plots"]
+    assert distinct_colors(seen["screenshot"]) <= 2
