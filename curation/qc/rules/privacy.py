@@ -58,8 +58,8 @@ PHI_IN_HEADER = register(
         severity=Severity.ERROR,
         title="identifier in a free-text element",
         description="A free-text element (description, comment, protocol name, any LO/LT/SH/ST/"
-        "UT/UC) or a private element of the series holds a patient ID, a word of a patient's "
-        "name (of any patient in the catalog), a birth date (YYYYMMDD, YYYY-MM-DD, DD.MM.YYYY, MM/DD/YYYY), a labelled "
+        "UT/UC) or a private element of the series holds its patient's ID, a word of its "
+        "patient's name, the birth date (YYYYMMDD, YYYY-MM-DD, DD.MM.YYYY, MM/DD/YYYY), a labelled "
         "identifier (MRN, DOB, SSN) or a street address. One finding per series and element.",
         not_checked="Identifiers of other people (staff names are in PN elements, handled by "
         "de-identification); name words shorter than min_name_length or listed in "
@@ -85,19 +85,19 @@ PHI_IN_HEADER = register(
             ),
             vocabulary AS (
                 -- an ID is looked up by its longest token, then confirmed as a whole substring
-                SELECT DISTINCT 'a patient ID' AS what, pid AS needle,
+                SELECT DISTINCT 'the patient ID' AS what, pid AS needle,
                     list_reduce(string_split_regex(pid, '[^A-Z0-9]+'),
                                 lambda a, b: CASE WHEN length(b) > length(a) THEN b ELSE a END)
                         AS token
                 FROM people
                 WHERE length(pid) >= $min_id_length AND NOT list_contains($ignore_words, pid)
                 UNION ALL
-                SELECT DISTINCT 'a word of a patient name', w, w
+                SELECT DISTINCT 'a word of the patient name', w, w
                 FROM (SELECT unnest(string_split_regex(coalesce(pname, ''), '[^A-Z0-9]+')) AS w
                       FROM people)
                 WHERE length(w) >= $min_name_length AND NOT list_contains($ignore_words, w)
                 UNION ALL
-                SELECT DISTINCT 'a birth date', d,
+                SELECT DISTINCT 'the birth date', d,
                     -- YYYYMMDD is a token of its own; the separated forms are found by their year
                     CASE WHEN contains(d, '-') OR contains(d, '.') OR contains(d, '/')
                          THEN strftime(dob, '%Y') ELSE d END
@@ -106,30 +106,42 @@ PHI_IN_HEADER = register(
                       FROM people WHERE dob IS NOT NULL)
             ),
             leaks AS (
-                SELECT t.value, min(x.what) AS what
+                SELECT DISTINCT t.value, x.what, x.needle
                 FROM text_tokens t JOIN vocabulary x ON t.token = x.token
                 WHERE contains(t.v, x.needle)
-                GROUP BY ALL
                 UNION ALL
                 SELECT value,
                     CASE WHEN regexp_matches(v, '(^|[^A-Z])(MRN|DOB|SSN|D\\.O\\.B\\.)($|[^A-Z])')
                          THEN 'a labelled identifier (MRN/DOB/SSN)'
-                         ELSE 'a street address' END
+                         ELSE 'a street address' END,
+                    NULL
                 FROM distinct_text
                 WHERE regexp_matches(v, '(^|[^A-Z])(MRN|DOB|SSN|D\\.O\\.B\\.)($|[^A-Z])')
                     OR regexp_matches(v, '\\d+\\s+[A-Z]+\\s+(STREET|ST\\.|ROAD|RD\\.|AVENUE|AVE\\.|STRASSE|STRAßE|LANE|DRIVE)')
             ),
             hits AS (
                 SELECT i.PatientID, i.StudyInstanceUID, i.SeriesInstanceUID, l.what,
-                    coalesce(e.keyword, e.private_creator || ' ' || e.private_element, e.tag)
-                        AS element
+                    CASE WHEN e.private_creator IS NOT NULL
+                         THEN e.private_creator || ' ' || e.private_element
+                         ELSE coalesce(e.keyword, e.tag) END AS element
                 FROM elements e
-                JOIN (SELECT value, min(what) AS what FROM leaks GROUP BY value) l
-                    ON e.value = l.value
+                JOIN leaks l ON e.value = l.value
                 JOIN instances i ON i.file_id = e.file_id
                 WHERE (e.vr IN ('LO', 'LT', 'SH', 'ST', 'UT', 'UC')
                        OR (e.private_creator IS NOT NULL AND e.vr NOT IN ('OB', 'OW', 'UN', 'SQ')))
                     AND NOT list_contains($skip_keywords, coalesce(e.keyword, ''))
+                    -- the identifier found must be this instance's patient's own
+                    AND CASE l.what
+                        WHEN 'the patient ID' THEN l.needle = upper(i.PatientID)
+                        WHEN 'a word of the patient name' THEN list_contains(
+                            string_split_regex(upper(coalesce(i.PatientName, '')), '[^A-Z0-9]+'),
+                            l.needle)
+                        WHEN 'the birth date' THEN list_contains(
+                            [strftime(i.PatientBirthDate, '%Y%m%d'),
+                             strftime(i.PatientBirthDate, '%Y-%m-%d'),
+                             strftime(i.PatientBirthDate, '%d.%m.%Y'),
+                             strftime(i.PatientBirthDate, '%m/%d/%Y')], l.needle)
+                        ELSE true END
             )
             SELECT any_value(PatientID), any_value(StudyInstanceUID), SeriesInstanceUID,
                 NULL::VARCHAR, NULL::VARCHAR, element AS value,
