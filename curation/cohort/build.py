@@ -1,0 +1,275 @@
+"""Building a cohort: criteria -> attrition -> patient-level split -> manifest, all in the catalog.
+
+:func:`build_cohort` is the library entry point; ``curation cohort`` is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from curation import __version__
+from curation.cohort import attrition as attr
+from curation.cohort import pseudonym, split
+from curation.cohort.manifest import MANIFEST_ATTRIBUTES, write
+from curation.cohort.spec import CohortSpec, load
+from curation.cohort.tables import COHORT_ATTRITION, COHORT_MEMBERS, ensure_tables, table_exists
+from curation.errors import CatalogError
+
+log = logging.getLogger("curation.cohort")
+
+
+@dataclass
+class CohortResult:
+    """What a build produced: ids, tables as polars frames, where files went, timings."""
+
+    cohort_id: int
+    spec: CohortSpec
+    attrition: pl.DataFrame
+    manifest: pl.DataFrame
+    provenance: dict[str, Any]
+    paths: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def split_counts(self) -> pl.DataFrame:
+        """Patients, studies and series per split."""
+        return (
+            self.manifest.group_by("split")
+            .agg(
+                pl.col("patient_key").n_unique().alias("n_patients"),
+                pl.col("study_key").n_unique().alias("n_studies"),
+                pl.len().alias("n_series"),
+            )
+            .sort("split")
+        )
+
+
+def catalog_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """An order-independent fingerprint of the cataloged files (id, size, mtime) and their count."""
+    n, x = con.sql(
+        "SELECT count(*), bit_xor(hash(file_id, size, mtime_ns)) FROM files WHERE status = 'ok'"
+    ).fetchall()[0]
+    return f"files={n};xor={x or 0:016x};duckdb={duckdb.__version__}"
+
+
+def _qc_provenance(con: duckdb.DuckDBPyConnection, run_id: int | None) -> dict[str, Any] | None:
+    if run_id is None:
+        return None
+    row = con.execute(
+        "SELECT suite_name, suite_path, suite_sha256, curation_version FROM qc_runs WHERE run_id = $r",
+        {"r": run_id},
+    ).fetchall()[0]
+    return {
+        "run_id": run_id,
+        "suite_name": row[0],
+        "suite_path": row[1],
+        "suite_sha256": row[2],
+        "curation_version": row[3],
+    }
+
+
+def build_cohort(
+    db: str | Path | duckdb.DuckDBPyConnection,
+    spec: CohortSpec | str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    key_file: str | Path | None = None,
+    key: bytes | None = None,
+) -> CohortResult:
+    """Build the cohort ``spec`` from the catalog ``db`` and, with ``out_dir``, write it there.
+
+    Parameters
+    ----------
+    db
+        Catalog path or open connection (left open). ``harmonized_series`` is built if missing.
+    spec
+        A :class:`CohortSpec` or the path of a YAML spec.
+    out_dir
+        Where to write manifest.parquet/.csv, datalist.json, attrition.csv, provenance.json.
+        None builds in the catalog only.
+    key_file, key
+        The pseudonym key (see :mod:`curation.cohort.pseudonym`); ``key`` bytes win over the file.
+
+    Raises
+    ------
+    InputError
+        The spec is invalid or names what the catalog does not have.
+    CatalogError
+        The catalog lacks the crawl's tables, or QC findings / labels a criterion needs.
+    """
+    if not isinstance(db, duckdb.DuckDBPyConnection):
+        from curation import catalog
+
+        con = catalog.connect(db)
+        try:
+            return build_cohort(con, spec, out_dir, key_file=key_file, key=key)
+        finally:
+            con.close()
+    con = db
+    loaded = spec if isinstance(spec, CohortSpec) else load(spec)
+    out = Path(out_dir) if out_dir is not None else None
+    if key is None:
+        key, _ = pseudonym.resolve_key(key_file, out)
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if not table_exists(con, "series"):
+        raise CatalogError("the catalog has no series table: run `curation crawl` first")
+    if not table_exists(con, "harmonized_series"):
+        from curation import harmonize
+
+        harmonize.build(con)
+        t["harmonize"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    compiled = attr.compile_spec(con, loaded)
+    attr.evaluate(con, loaded, compiled)
+    attrition = con.sql(attr.attrition_sql(loaded)).pl()
+    attrition = attrition.with_columns(
+        (pl.col("n_series").shift(1) - pl.col("n_series")).fill_null(0).alias("n_series_dropped"),
+        (pl.col("n_patients").shift(1) - pl.col("n_patients"))
+        .fill_null(0)
+        .alias("n_patients_dropped"),
+    )
+    t["criteria"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _cohort_in AS SELECT * FROM _cohort_eval WHERE dropped_at IS NULL"
+    )
+    split.assign(con, loaded.split, set(compiled.columns), table_exists(con, "labels"))
+    pseudonym.install(con, key)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _cohort_members AS
+        SELECT m.SeriesInstanceUID, m.StudyInstanceUID, m.PatientID, s.split,
+            pseudonym(m.PatientID) AS patient_key, pseudonym(m.StudyInstanceUID) AS study_key,
+            pseudonym(m.SeriesInstanceUID) AS series_key
+        FROM _cohort_in m JOIN _cohort_split s USING (PatientID) WHERE s.split IS NOT NULL"""
+    )
+    split.check_leakage(con, "_cohort_members")
+    t["split"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    attrs = [c for c in MANIFEST_ATTRIBUTES if c in compiled.columns]
+    label_sel, label_join, params = "", "", {}
+    if loaded.labels and table_exists(con, "labels"):
+        for i, name in enumerate(loaded.labels):
+            params[f"l{i}"] = name
+            label_sel += f', coalesce(l{i}s.value, l{i}t.value) AS "label_{name}"'
+            label_join += (
+                f" LEFT JOIN labels l{i}s ON l{i}s.label = $l{i} AND l{i}s.SeriesInstanceUID = m.SeriesInstanceUID"
+                f" LEFT JOIN labels l{i}t ON l{i}t.label = $l{i} AND l{i}t.SeriesInstanceUID IS NULL"
+                f" AND l{i}t.StudyInstanceUID = m.StudyInstanceUID"
+            )
+    manifest = con.sql(
+        f"""SELECT m.patient_key, m.study_key, m.series_key, m.split,
+            {", ".join(f'h."{c}"' for c in attrs)}{label_sel}, f.dicom_files
+        FROM _cohort_members m
+        JOIN harmonized_series h USING (SeriesInstanceUID)
+        JOIN (SELECT SeriesInstanceUID, list(path ORDER BY InstanceNumber, path) AS dicom_files
+              FROM instances WHERE SeriesInstanceUID IN (SELECT SeriesInstanceUID FROM _cohort_members)
+              GROUP BY 1) f USING (SeriesInstanceUID)
+        {label_join}
+        ORDER BY m.split, m.patient_key, m.study_key, h.SeriesNumber, m.series_key""",
+        params=params,
+    ).pl()
+    n_leaky = con.sql(
+        """SELECT count(*) FROM _cohort_members m JOIN instances i USING (SeriesInstanceUID)
+        WHERE contains(i.path, m.PatientID)"""
+    ).fetchall()[0][0]
+    if n_leaky:
+        log.warning(
+            "%d file path(s) in the manifest contain their PatientID (the archive's folder names "
+            "carry it); export volumes to give the training job pseudonymous paths",
+            n_leaky,
+        )
+    t["manifest"] = time.perf_counter() - t1
+    cohort_id = _record(con, loaded, attrition, compiled.qc_run_id, key, out)
+    counts = con.sql(
+        "SELECT count(DISTINCT PatientID), count(DISTINCT StudyInstanceUID), count(*) FROM _cohort_members"
+    ).fetchall()[0]
+    provenance = {
+        "cohort_id": cohort_id,
+        "name": loaded.name,
+        "curation_version": __version__,
+        "created_at": datetime.now().isoformat(timespec="seconds"),
+        "spec": loaded.to_dict(),
+        "spec_sha256": loaded.sha256,
+        "qc_run": _qc_provenance(con, compiled.qc_run_id),
+        "catalog_fingerprint": catalog_fingerprint(con),
+        "pseudonym": {
+            "algorithm": "HMAC-SHA256",
+            "hex_digits": pseudonym.N_HEX,
+            "key_fingerprint": pseudonym.fingerprint(key),
+        },
+        "counts": {"patients": counts[0], "studies": counts[1], "series": counts[2]},
+    }
+    paths = write(out, manifest, attrition, provenance) if out is not None else {}
+    if out is not None:
+        con.execute(
+            "UPDATE cohort_runs SET out_dir = $o WHERE cohort_id = $c",
+            {"o": str(out), "c": cohort_id},
+        )
+    return CohortResult(cohort_id, loaded, attrition, manifest, provenance, paths, t)
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    spec: CohortSpec,
+    attrition: pl.DataFrame,
+    qc_run_id: int | None,
+    key: bytes,
+    out: Path | None,
+) -> int:
+    """Write the build's rows to cohort_runs, cohort_attrition, cohort_exclusions, cohort_members."""
+    ensure_tables(con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        cid = int(
+            con.sql("SELECT coalesce(max(cohort_id), 0) + 1 FROM cohort_runs").fetchall()[0][0]
+        )
+        counts = con.sql(
+            "SELECT count(DISTINCT PatientID), count(DISTINCT StudyInstanceUID), count(*) FROM _cohort_members"
+        ).fetchall()[0]
+        con.execute(
+            """INSERT INTO cohort_runs VALUES ($c, $n, $spec, $sha, $v, now()::TIMESTAMP, $q, $fp, $kf,
+            $np, $ns, $nse, $o)""",
+            {
+                "c": cid,
+                "n": spec.name,
+                "spec": json.dumps(spec.to_dict()),
+                "sha": spec.sha256,
+                "v": __version__,
+                "q": qc_run_id,
+                "fp": catalog_fingerprint(con),
+                "kf": pseudonym.fingerprint(key),
+                "np": counts[0],
+                "ns": counts[1],
+                "nse": counts[2],
+                "o": str(out) if out else None,
+            },
+        )
+        con.register("_cohort_attr", attrition.with_columns(pl.lit(cid).alias("cohort_id")))
+        cols = ", ".join(f'"{c}"' for c in COHORT_ATTRITION.column_names)
+        con.execute(f"INSERT INTO cohort_attrition ({cols}) SELECT {cols} FROM _cohort_attr")
+        con.unregister("_cohort_attr")
+        con.execute(
+            """INSERT INTO cohort_exclusions
+            SELECT $c, e.SeriesInstanceUID, e.StudyInstanceUID, e.PatientID, e.dropped_at, a.criterion
+            FROM _cohort_eval e JOIN cohort_attrition a ON a.cohort_id = $c AND a.step = e.dropped_at""",
+            {"c": cid},
+        )
+        cols = ", ".join(f'"{c}"' for c in COHORT_MEMBERS.column_names if c != "cohort_id")
+        con.execute(
+            f"INSERT INTO cohort_members SELECT $c, {cols} FROM _cohort_members", {"c": cid}
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return cid

@@ -1,0 +1,93 @@
+"""Writing a cohort: ``manifest.parquet`` (+ ``manifest.csv``, MONAI ``datalist.json``), the attrition
+table and a provenance sidecar, so that a training run can say which data it saw.
+
+The manifest holds pseudonyms (keyed hashes), never PatientID or PatientName. File paths point at
+the source DICOM files (and the NIfTI volumes when exported); where an archive's folder names carry
+identifiers, the paths carry them too: :func:`write` warns when it finds a PatientID inside a path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+log = logging.getLogger("curation.cohort")
+
+#: harmonized_series columns copied into the manifest (those present).
+MANIFEST_ATTRIBUTES: tuple[str, ...] = (
+    "Modality",
+    "vendor",
+    "ManufacturerModelName",
+    "InstitutionName",
+    "series_type",
+    "contrast_phase",
+    "kernel_class",
+    "body_part",
+    "field_strength_t",
+    "echo_time_ms",
+    "repetition_time_ms",
+    "inversion_time_ms",
+    "flip_angle_deg",
+    "slice_thickness_mm",
+    "pixel_spacing_mm",
+    "phase_encoding_direction",
+    "total_readout_time_s",
+    "b_values_s_mm2",
+    "n_instances",
+)
+
+#: MONAI datalist section of each split name.
+DATALIST_SECTIONS: dict[str, str] = {"train": "training", "val": "validation", "test": "test"}
+
+
+def _csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
+    """Nested columns as ';'-joined text, so that the CSV has one value per cell."""
+    out = []
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Array):
+            out.append(pl.col(name).arr.eval(pl.element().cast(pl.String)).arr.join(";"))
+        elif isinstance(dtype, pl.List):
+            out.append(pl.col(name).list.eval(pl.element().cast(pl.String)).list.join(";"))
+        else:
+            out.append(pl.col(name))
+    return frame.select(out)
+
+
+def write(
+    out_dir: Path,
+    manifest: pl.DataFrame,
+    attrition: pl.DataFrame,
+    provenance: dict[str, Any],
+) -> dict[str, Path]:
+    """Write the manifest files, attrition and provenance into ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "manifest": out_dir / "manifest.parquet",
+        "csv": out_dir / "manifest.csv",
+        "datalist": out_dir / "datalist.json",
+        "attrition": out_dir / "attrition.csv",
+        "provenance": out_dir / "provenance.json",
+    }
+    manifest.write_parquet(paths["manifest"])
+    _csv_ready(manifest).write_csv(paths["csv"])
+    attrition.write_csv(paths["attrition"])
+    image_col = "image" if "image" in manifest.columns else "dicom_files"
+    datalist: dict[str, list[dict[str, Any]]] = {}
+    label_cols = [c for c in manifest.columns if c.startswith("label_")]
+    for split in manifest["split"].unique(maintain_order=True).to_list():
+        rows = manifest.filter(pl.col("split") == split).select(
+            "series_key", "patient_key", image_col, *label_cols
+        )
+        section = DATALIST_SECTIONS.get(split, split)
+        datalist[section] = [
+            {"image": r[image_col], "series_key": r["series_key"], "patient_key": r["patient_key"]}
+            | {c[6:]: r[c] for c in label_cols}
+            for r in rows.to_dicts()
+        ]
+    paths["datalist"].write_text(json.dumps(datalist, indent=1))
+    paths["provenance"].write_text(json.dumps(provenance, indent=1, default=str))
+    return paths
