@@ -66,7 +66,9 @@ def assign(
         {"seed": str(split.seed)},
     )
     if split.ratios is not None:
-        whens, cum, p = [], 0.0, {}
+        whens: list[str] = []
+        cum = 0.0
+        p: dict[str, object] = {}
         names = list(split.ratios)
         for i, name in enumerate(names[:-1]):
             cum += split.ratios[name]
@@ -81,10 +83,12 @@ def assign(
     else:
         assert split.counts is not None
         # Counts: take patients in order of their stratum fraction, so every split samples every stratum.
-        whens, cum, p = [], 0, {}
+        whens = []
+        count = 0
+        p = {}
         for i, (name, n) in enumerate(split.counts.items()):
-            cum += n
-            p[f"c{i}"], p[f"n{i}"] = cum, name
+            count += n
+            p[f"c{i}"], p[f"n{i}"] = count, name
             whens.append(f"WHEN r <= $c{i} THEN $n{i}")
         rest = "'train'" if "train" not in split.counts else "NULL"
         con.execute(
