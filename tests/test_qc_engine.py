@@ -212,3 +212,10 @@ def test_param_coercion() -> None:
     assert p.coerce(4.0, "r") == 4
     with pytest.raises(ValueError):
         p.coerce(True, "r")
+
+
+def test_docs_page_lists_every_rule_as_declared() -> None:
+    from curation.qc import docs
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "qc.md").read_text()
+    assert docs.update(page) == page, "regenerate: python -m curation.qc.docs docs/qc.md"
