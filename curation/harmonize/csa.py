@@ -27,8 +27,14 @@ _CSA_IMAGE = (0x0029, 0x0010)
 
 
 def _read_one(path: str) -> dict[str, Any]:
+    import warnings
+
     import pydicom
-    from nibabel.nicom import csareader
+
+    with warnings.catch_warnings():
+        # nibabel warns about its DICOM *readers*; only its CSA parser is used here.
+        warnings.simplefilter("ignore", UserWarning)
+        from nibabel.nicom import csareader
 
     out: dict[str, Any] = dict.fromkeys(ITEMS.values())
     try:

@@ -458,3 +458,15 @@ def field_sql(field: Field) -> str:
     if public and expr:
         return f"coalesce({expr}, {public[0]})"
     return expr or public[0]
+
+
+def render_markdown() -> str:
+    """Every harmonized field with its unit and, per vendor, where it comes from (for docs/harmonize.md)."""
+    out = ["| field | unit | vendor | source |", "|---|---|---|---|"]
+    for f in FIELDS:
+        for i, s in enumerate(f.sources):
+            name = f"`{f.name}`" if i == 0 else ""
+            unit = f.unit if i == 0 else ""
+            vendor = "any (public)" if s.vendor == "*" else s.vendor
+            out.append(f"| {name} | {unit} | {vendor} | {s.where} |")
+    return "\n".join(out)
