@@ -57,7 +57,7 @@ def _geometry(img: Any, positions: np.ndarray, iop: np.ndarray, pixel_spacing: n
 
 def export_one(task: dict[str, Any]) -> dict[str, Any]:
     """Read, check, reorient, resample, normalize and write one series (runs in a worker)."""
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # noqa: N813 (the name every SimpleITK user knows)
 
     opts = VolumeOptions(**task["options"])
     out: dict[str, Any] = {
