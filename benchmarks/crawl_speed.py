@@ -63,7 +63,7 @@ def flush():
                     "SELECT file_id, path, SOPInstanceUID, Modality, TRY_CAST(InstanceNumber AS BIGINT) FROM di_raw")
     elements, instances = [], []
 for n, path in enumerate(files):
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     sop = str(ds.get("SOPInstanceUID", ""))
     fid = n
     for elem in ds.iterall():
@@ -96,11 +96,44 @@ def cohort(n_files: int) -> Path:
     out = WORK / f"bench-{n_files}"
     marker = out / ".complete"
     if not marker.exists():
-        # The bench profile writes ~110 files per patient (CT and MR studies).
-        patients = max(1, round(n_files / 110))
+        # The bench profile writes ~375 files per patient (a CT and an MR study).
+        patients = max(1, round(n_files / 375))
         print(f"generating ~{n_files} files ({patients} patients) into {out} ...", file=sys.stderr)
         generate_cohort(out, patients=patients, seed=7, profile="bench")
         marker.write_text("ok")
+    return out
+
+
+def replicate(tree: Path, copies: int) -> Path:
+    """A tree of ``copies`` sparse replicas of every file of ``tree`` (cached), for scale tests.
+
+    Each replica keeps the original's header bytes, its size and its last bytes (so the checks the
+    crawler makes on pixel data still see a complete file), with the pixel payload as a hole: a
+    100,000-file archive then costs little disk. The crawler never reads pixel data, so it does the
+    same work as on the originals. Replicas keep their SOP Instance UIDs: a catalog keeps them as
+    distinct files (one instance row per file), as it does for copies in a real archive.
+    """
+    out = WORK / f"{tree.name}-x{copies}"
+    marker = out / ".complete"
+    if marker.exists():
+        return out
+    from curation import discover
+
+    listing = discover.walk([str(tree)])
+    for k in range(copies):
+        for path, size in zip(listing.paths, listing.sizes, strict=True):
+            dst = out / f"r{k}" / Path(path).relative_to(tree)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as src, open(dst, "wb") as f:
+                head = src.read(64 * 1024)
+                f.write(head)
+                if size > len(head):
+                    src.seek(max(len(head), size - 64))
+                    tail = src.read()
+                    f.truncate(size - len(tail))
+                    f.seek(size - len(tail))
+                    f.write(tail)
+    marker.write_text("ok")
     return out
 
 
@@ -115,9 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-files", type=int, default=1500, help="files timed for the slow baseline"
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="crawl this many sparse replicas of the cohort instead (same headers, pixel payload "
+        "as a hole): a cheap 100,000-file archive for the RSS target",
+    )
     args = parser.parse_args(argv)
 
     tree = args.tree or cohort(args.files)
+    if args.replicas:
+        tree = replicate(tree, args.replicas)
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -135,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = [
                 r[0]
                 for r in con.sql(
-                    "SELECT path FROM files WHERE status = 'ok' ORDER BY path"
+                    "SELECT path FROM files WHERE status = 'ok' AND NOT gzip ORDER BY path"
                 ).fetchall()
             ]
         sample = ok[:: max(1, len(ok) // args.baseline_files)][: args.baseline_files]

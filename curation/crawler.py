@@ -10,6 +10,7 @@ and ``patients`` are rebuilt once at the end.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import logging
@@ -356,6 +357,17 @@ def _chunks(items: list[tuple[str, int, int]], n: int) -> Iterator[list[tuple[st
         yield items[i : i + n]
 
 
+def _yield_to_writer() -> None:
+    """Readers run at a lower priority than the process that writes the catalog.
+
+    The writer is the stage every file passes through; when readers take all cores it starves and
+    the whole crawl slows down (measured on 2 cores: 2 readers at equal priority were 2x slower than
+    1). At a lower priority the readers use what the writer leaves.
+    """
+    with contextlib.suppress(OSError):
+        os.nice(5)
+
+
 def _results(items: list[tuple[str, int, int]], crawl_id: int, workers: int) -> Iterator[Batch]:
     """Read batches, in this process (1 worker) or in a pool with a bounded number in flight."""
     if workers <= 1:
@@ -365,7 +377,9 @@ def _results(items: list[tuple[str, int, int]], crawl_id: int, workers: int) -> 
     # forkserver: children never inherit the parent's open DuckDB connection or its threads.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["curation.crawler"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_yield_to_writer
+    ) as pool:
         pending: set[Future[Batch]] = set()
         order: list[Future[Batch]] = []
         chunks = _chunks(items, TASK_FILES)

@@ -46,9 +46,10 @@ def public_keyword(tag: int) -> str | None:
 def private_name(creator: str, tag: int) -> str | None:
     """pydicom's private dictionary name of ``tag`` under ``creator``, else None."""
     try:
-        return get_private_entry(tag, creator)[2] or None
+        name = get_private_entry(tag, creator)[2]
     except KeyError:
         return None
+    return None if name in ("", "Unknown") else name  # pydicom names some entries 'Unknown'
 
 
 def _dictionary(indices: np.ndarray, values: Sequence[str | None]) -> pa.DictionaryArray:
