@@ -420,7 +420,9 @@ def crawl(
     db
         The catalog DuckDB file; created if missing.
     workers
-        Reader processes; default: all cores. ``1`` reads in this process.
+        Reader processes; default: all cores. ``1`` reads in this process. Reader processes are
+        started with the ``forkserver`` method: a script that calls ``crawl`` with several workers
+        must guard its top level with ``if __name__ == "__main__":``, as with any multiprocessing.
     progress
         Show a progress bar; default: only when stderr is a terminal.
     commit_every
