@@ -23,6 +23,9 @@ from typing import Any
 
 import pytest
 
+# The report fixtures (a crawled sample catalog after QC, a cohort folder, the report) are shared.
+from tests.test_report import cohort_dir, crawled, full_catalog, report, report_html  # noqa: F401
+
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
 )
@@ -134,7 +137,7 @@ class Chromium:
             self.proc.wait()
 
 
-def open_in_chromium(html: Path, profile: Path) -> dict[str, Any]:
+def open_in_chromium(html: Path, profile: Path, render_timeout: float = 30) -> dict[str, Any]:
     """Open ``html`` headless; return JS errors, outside requests, plot counts and a screenshot."""
     browser = Chromium(profile)
     try:
@@ -156,7 +159,7 @@ def open_in_chromium(html: Path, profile: Path) -> dict[str, Any]:
             document.querySelectorAll('img').length,
             [...document.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0)
                 .length]"""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + render_timeout
         counts = browser.evaluate(count_js)
         while counts[1] < counts[2] and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -210,7 +213,7 @@ def distinct_colors(png: bytes) -> int:
 
 @needs_chromium
 @pytest.mark.slow
-def test_report_renders_in_headless_chromium(report_html: Path, tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(report_html: Path, tmp_path: Path) -> None:  # noqa: F811
     seen = open_in_chromium(report_html, tmp_path / "profile")
     assert seen["errors"] == []
     assert seen["outside_requests"] == [], "the report must work offline"
@@ -230,7 +233,7 @@ def test_browser_check_catches_a_broken_page(tmp_path: Path) -> None:
         "<html><body><div id='fig-x-1' class='js-plotly-plot'></div>"
         "<script>undefinedFunction()</script></body></html>"
     )
-    seen = open_in_chromium(page, tmp_path / "profile")
+    seen = open_in_chromium(page, tmp_path / "profile", render_timeout=1)
     assert any("undefinedFunction" in e for e in seen["errors"])
     assert seen["rendered"] < seen["plots"]
     assert distinct_colors(seen["screenshot"]) <= 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,10 +225,13 @@ def export_png(sections: Sequence[Section], folder: str | Path) -> list[Path]:
             paths.append(out / f"{s.id}-{i}.png")
     if not figs:
         return []
-    # One browser for the whole batch; without it kaleido starts Chromium once per image.
+    # One browser for the whole batch (kaleido otherwise starts Chromium per call, ~2 s each).
     kaleido.start_sync_server(silence_warnings=True)
     try:
-        pio.write_images(figs, paths, format="png", width=1000, height=450)
+        with warnings.catch_warnings():
+            # plotly passes its kaleido options even when a server already holds them.
+            warnings.filterwarnings("ignore", "The kopts argument is ignored", UserWarning)
+            pio.write_images(figs, paths, format="png", width=1000, height=450)
     finally:
         kaleido.stop_sync_server(silence_warnings=True)
     return paths

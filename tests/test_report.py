@@ -1,0 +1,221 @@
+"""The HTML report on a real crawled catalog of sample_data: sections, self-containment, pseudonyms."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from curation import crawl
+from curation.cli.main import main
+from curation.demo import find_sample_data
+from curation.report import ReportResult, build_report, pseudonyms
+from curation.report.thumbnails import flagged_series
+
+PLOTLY_JS_BANNER = re.compile(r"\* plotly\.js v\d")
+_INLINE_PLOTLY = re.compile(r"<script type=\"text/javascript\">.*?</script>", re.S)
+
+
+@pytest.fixture(scope="module")
+def crawled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A crawl-only catalog of sample_data (real subset and synthetic cohort)."""
+    sample = find_sample_data()
+    db = tmp_path_factory.mktemp("crawled") / "catalog.duckdb"
+    crawl([sample / "real", sample / "synthetic" / "dicom"], db, workers=2, progress=False)
+    return db
+
+
+@pytest.fixture(scope="module")
+def full_catalog(crawled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The crawled catalog after QC, with a small stand-in ``pixel_metrics`` table."""
+    import curation.qc as qc
+
+    db = tmp_path_factory.mktemp("full") / "catalog.duckdb"
+    shutil.copy(crawled, db)
+    qc.run(db)
+    con = duckdb.connect(str(db))
+    con.execute(
+        """CREATE TABLE pixel_metrics AS
+           SELECT SeriesInstanceUID, 0.5 * n_instances AS snr, coalesce(SliceThickness, 1) * 3.0
+                  AS noise_sd, n_instances AS n_frames
+           FROM series"""
+    )
+    con.close()
+    return db
+
+
+@pytest.fixture(scope="module")
+def cohort_dir(full_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cohort folder in the documented layout: manifest, attrition table, provenance."""
+    out = tmp_path_factory.mktemp("cohort")
+    con = duckdb.connect(str(full_catalog), read_only=True)
+    con.execute(
+        f"""COPY (SELECT SeriesInstanceUID, InstitutionName AS site, Manufacturer,
+                         ['train', 'train', 'train', 'val', 'test'][1 + (hash(SeriesInstanceUID) % 5)::BIGINT]
+                         AS split
+                  FROM series WHERE Modality = 'CT') TO '{out / "manifest.parquet"}'"""
+    )
+    con.execute(
+        f"""COPY (SELECT * FROM (VALUES ('crawled series', 193), ('CT only', 69),
+                  ('no error findings', 60)) t(step, n_remaining))
+            TO '{out / "attrition.parquet"}'"""
+    )
+    con.close()
+    (out / "manifest.provenance.json").write_text('{"curation_version": "0.1.0", "criteria": {}}')
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(
+    full_catalog: Path, cohort_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ReportResult:
+    """The full report: catalog after QC, pixel metrics, cohort."""
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    return build_report(full_catalog, out, cohort_dir)
+
+
+@pytest.fixture(scope="module")
+def report_html(report: ReportResult) -> Path:
+    return report.path
+
+
+def _data_part(html: str) -> str:
+    """The report without the inlined plotly.js library (which holds no data)."""
+    return _INLINE_PLOTLY.sub("", html, count=1)
+
+
+def test_crawl_only_catalog_gets_overview_and_heterogeneity(crawled: Path, tmp_path: Path) -> None:
+    result = build_report(crawled, tmp_path / "r.html")
+    assert result.sections == ("overview", "heterogeneity")
+    assert result.n_figures >= 5
+    html = result.path.read_text()
+    assert len(PLOTLY_JS_BANNER.findall(html)) == 1, "plotly.js embedded exactly once"
+    assert html.count('class="plotly-graph-div"') == result.n_figures
+    assert "<script src" not in html and "<link" not in html, "nothing loaded from elsewhere"
+    assert "Catalog overview" in html and "QC findings" not in html
+
+
+def test_full_report_has_every_section(report: ReportResult) -> None:
+    assert report.sections == (
+        "overview",
+        "heterogeneity",
+        "findings",
+        "pixels",
+        "cohort",
+        "thumbnails",
+    )
+    html = report.path.read_text()
+    assert html.count('class="plotly-graph-div"') == report.n_figures
+    assert len(PLOTLY_JS_BANNER.findall(html)) == 1
+    assert report.n_thumbnails >= 1
+    assert html.count('src="data:image/png;base64,') == report.n_thumbnails
+    for text in ("Cohort attrition", "Split balance", "snr by site", "QC findings per rule"):
+        assert text in html
+    assert "series.missing_slices" in html  # a rule the synthetic cohort trips
+
+
+def test_report_holds_no_patient_identifiers(full_catalog: Path, report: ReportResult) -> None:
+    con = duckdb.connect(str(full_catalog), read_only=True)
+    values = {
+        v
+        for (pid, name) in con.sql(
+            "SELECT DISTINCT PatientID, PatientName FROM instances"
+        ).fetchall()
+        for v in (pid, name)
+        if v and v.strip()
+    }
+    key = pseudonyms.pseudonym_key(con)
+    flagged = con.sql(
+        "SELECT DISTINCT PatientID FROM qc_findings WHERE SeriesInstanceUID IS NOT NULL"
+    ).fetchall()
+    con.close()
+    assert len(values) > 40
+    html = _data_part(report.path.read_text())
+    # Whole tokens: a real-subset PatientID "dicom" is also part of the rule id instance.not_dicom.
+    leaked = sorted(
+        v for v in values if re.search(rf"(?<![\w^]){re.escape(v.strip())}(?![\w^])", html)
+    )
+    assert leaked == []
+    # Not vacuous: flagged patients are in the report, under their pseudonyms.
+    shown = [p for (p,) in flagged if p and pseudonyms.pseudonym(p, key) in html]
+    assert shown
+
+
+def test_pseudonym_sql_is_hmac_sha256() -> None:
+    con = duckdb.connect()
+    values = ["5176139", "GARCIA^MARK^A", "Ünïcödé^名前", "", "x" * 200]
+    for key in (b"short key", b"k" * 100):  # keys longer than a block are hashed first
+        pseudonyms.install(con, key)
+        got = con.execute(
+            "SELECT v, pseudonym(v, 'P-') FROM unnest($vals) t(v)", {"vals": values}
+        ).fetchall()
+        assert dict(got) == {v: pseudonyms.pseudonym(v, key) for v in values}
+    assert con.sql("SELECT pseudonym(NULL, 'P-')").fetchall() == [(None,)]
+
+
+def test_pseudonym_key_is_stored_once_and_env_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(pseudonyms.KEY_ENV, raising=False)
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    assert not pseudonyms.key_is_available(con)
+    first = pseudonyms.pseudonym_key(con)
+    assert pseudonyms.key_is_available(con)
+    assert pseudonyms.pseudonym_key(con) == first and len(first) == 64
+    assert con.sql("SELECT count(*) FROM settings").fetchall() == [(1,)]
+    monkeypatch.setenv(pseudonyms.KEY_ENV, "team-key")
+    assert pseudonyms.pseudonym_key(con) == b"team-key"
+
+
+def test_thumbnails_never_show_privacy_flagged_series(full_catalog: Path) -> None:
+    con = duckdb.connect(str(full_catalog), read_only=True)
+    pseudonyms.install(con)
+    privacy = {
+        s
+        for (s,) in con.sql(
+            """SELECT DISTINCT pseudonym(SeriesInstanceUID, 'S-') FROM qc_findings
+               WHERE rule_id LIKE '%burned%' OR rule_id LIKE '%phi%'"""
+        ).fetchall()
+    }
+    thumbs = flagged_series(con, limit=1000)  # every flagged series is a candidate
+    con.close()
+    assert privacy, "the synthetic cohort plants privacy findings"
+    assert thumbs and all(t.data_uri or t.problem for t in thumbs)
+    assert not privacy & {t.series_pseudonym for t in thumbs}
+
+
+def test_empty_cohort_folder_says_so(crawled: Path, tmp_path: Path) -> None:
+    (tmp_path / "cohort").mkdir()
+    result = build_report(crawled, tmp_path / "r.html", tmp_path / "cohort", thumbnails=0)
+    assert "cohort" in result.sections
+    assert "holds no manifest or attrition table" in result.path.read_text()
+
+
+def test_cli_report_and_its_exit_codes(full_catalog: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "r.html"
+    assert main(["report", "--db", str(full_catalog), "--out", str(out), "--thumbnails", "0"]) == 0
+    assert out.stat().st_size > 1_000_000
+    assert main(["report", "--db", str(tmp_path / "none.duckdb"), "--out", str(out)]) == 4
+    bad_cohort = ["--cohort", str(tmp_path / "nope")]
+    assert main(["report", "--db", str(full_catalog), "--out", str(out), *bad_cohort]) == 3
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="no chromium on PATH for kaleido")
+def test_png_export(full_catalog: Path, tmp_path: Path) -> None:
+    pytest.importorskip("kaleido", reason="kaleido (PNG export) is not installed")
+    from PIL import Image
+
+    result = build_report(full_catalog, tmp_path / "r.html", thumbnails=0, png_dir=tmp_path / "png")
+    assert len(result.pngs) == result.n_figures
+    for png in result.pngs:
+        img = Image.open(png).convert("RGB")
+        assert img.size == (1000, 450)
+        assert len(img.getcolors(maxcolors=1 << 20) or []) > 10, f"{png.name} is blank"
