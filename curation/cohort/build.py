@@ -189,6 +189,7 @@ def build_cohort(
             n_leaky,
         )
     t["manifest"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
     cohort_id = _record(con, loaded, attrition, compiled.qc_run_id, key, out)
     counts = con.sql(
         "SELECT count(DISTINCT PatientID), count(DISTINCT StudyInstanceUID), count(*) FROM _cohort_members"
@@ -209,7 +210,10 @@ def build_cohort(
         },
         "counts": {"patients": counts[0], "studies": counts[1], "series": counts[2]},
     }
+    t["record"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
     paths = write(out, manifest, attrition, provenance) if out is not None else {}
+    t["write"] = time.perf_counter() - t1
     if out is not None:
         con.execute(
             "UPDATE cohort_runs SET out_dir = $o WHERE cohort_id = $c",

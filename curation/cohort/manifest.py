@@ -76,18 +76,18 @@ def write(
     _csv_ready(manifest).write_csv(paths["csv"])
     attrition.write_csv(paths["attrition"])
     image_col = "image" if "image" in manifest.columns else "dicom_files"
-    datalist: dict[str, list[dict[str, Any]]] = {}
     label_cols = [c for c in manifest.columns if c.startswith("label_")]
+    # Rows are rendered by polars (row-oriented JSON), sections joined here.
+    sections = []
     for split in manifest["split"].unique(maintain_order=True).to_list():
         rows = manifest.filter(pl.col("split") == split).select(
-            "series_key", "patient_key", image_col, *label_cols
+            pl.col(image_col).alias("image"),
+            "series_key",
+            "patient_key",
+            *(pl.col(c).alias(c[6:]) for c in label_cols),
         )
-        section = DATALIST_SECTIONS.get(split, split)
-        datalist[section] = [
-            {"image": r[image_col], "series_key": r["series_key"], "patient_key": r["patient_key"]}
-            | {c[6:]: r[c] for c in label_cols}
-            for r in rows.to_dicts()
-        ]
-    paths["datalist"].write_text(json.dumps(datalist, indent=1))
+        name = DATALIST_SECTIONS.get(split, split)
+        sections.append(f"{json.dumps(name)}: {rows.write_json()}")
+    paths["datalist"].write_text("{" + ",\n".join(sections) + "}\n")
     paths["provenance"].write_text(json.dumps(provenance, indent=1, default=str))
     return paths
