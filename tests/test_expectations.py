@@ -133,25 +133,32 @@ def test_warning_severity_fails_only_when_asked(catalog: Path) -> None:
 
 
 def _manifest(db: Path, out: Path, split: str = "split") -> Path:
-    con = duckdb.connect(str(db), read_only=True)
-    con.execute(
-        f"""COPY (SELECT SeriesInstanceUID, ['train', 'val', 'test'][1 + (hash(SeriesInstanceUID) % 3)::BIGINT]
-                  AS {split} FROM series) TO '{out / "manifest.parquet"}'"""
+    """A manifest in the cohort's layout (pseudonym keys, split, files), written by curation.cohort."""
+    from curation.cohort import build_cohort, parse
+
+    spec = parse(
+        {
+            "name": "all_ct",
+            "include": [{"field": "Modality", "op": "=", "value": "CT"}],
+            "split": {"ratios": {"train": 0.6, "val": 0.2, "test": 0.2}, "seed": 0},
+        }
     )
-    con.close()
+    build_cohort(db, spec, out, key=b"expectations-test-key-0123")
+    if split != "split":
+        path = out / "manifest.parquet"
+        duckdb.sql(
+            f"COPY (SELECT * RENAME (split AS {split}) FROM '{path}') TO '{path}.tmp' (FORMAT parquet)"
+        )
+        Path(f"{path}.tmp").replace(path)
     return out
 
 
 def test_manifest_suite(catalog: Path, tmp_path: Path) -> None:
-    good = tmp_path / "good"
-    good.mkdir()
-    _manifest(catalog, good)
+    good = _manifest(catalog, tmp_path / "good")
     assert (
         main(["validate", "--db", str(catalog), "--suite", "manifest", "--cohort", str(good)]) == 0
     )
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    _manifest(catalog, bad, split="fold")
+    bad = _manifest(catalog, tmp_path / "bad", split="fold")
     assert (
         main(["validate", "--db", str(catalog), "--suite", "manifest", "--cohort", str(bad)]) == 1
     )

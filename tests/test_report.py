@@ -15,6 +15,7 @@ from curation.demo import find_sample_data
 from curation.report import ReportResult, build_report, pseudonyms
 from curation.report.thumbnails import flagged_series
 
+COHORT_KEY = b"report-test-key-0123456789"
 PLOTLY_JS_BANNER = re.compile(r"\* plotly\.js v\d")
 _INLINE_PLOTLY = re.compile(r"<script type=\"text/javascript\">.*?</script>", re.S)
 
@@ -30,17 +31,19 @@ def crawled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def full_catalog(crawled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The crawled catalog after QC, with a small stand-in ``pixel_metrics`` table."""
+    """The crawled catalog after QC and report labels, with a small stand-in ``pixel_metrics``."""
     import curation.qc as qc
+    from curation.cohort import load_labels, synthetic_report_labels
 
     db = tmp_path_factory.mktemp("full") / "catalog.duckdb"
     shutil.copy(crawled, db)
     qc.run(db)
     con = duckdb.connect(str(db))
+    load_labels(con, synthetic_report_labels(find_sample_data() / "synthetic" / "reports.parquet"))
     con.execute(
         """CREATE TABLE pixel_metrics AS
-           SELECT SeriesInstanceUID, 0.5 * n_instances AS snr, coalesce(SliceThickness, 1) * 3.0
-                  AS noise_sd, n_instances AS n_frames
+           SELECT SeriesInstanceUID, (0.5 * n_instances)::DOUBLE AS snr,
+                  (coalesce(SliceThickness, 1) * 3)::DOUBLE AS noise_sd, 1.0::DOUBLE AS seconds
            FROM series"""
     )
     con.close()
@@ -49,22 +52,13 @@ def full_catalog(crawled: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="module")
 def cohort_dir(full_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cohort folder in the documented layout: manifest, attrition table, provenance."""
-    out = tmp_path_factory.mktemp("cohort")
-    con = duckdb.connect(str(full_catalog), read_only=True)
-    con.execute(
-        f"""COPY (SELECT SeriesInstanceUID, InstitutionName AS site, Manufacturer,
-                         ['train', 'train', 'train', 'val', 'test'][1 + (hash(SeriesInstanceUID) % 5)::BIGINT]
-                         AS split
-                  FROM series WHERE Modality = 'CT') TO '{out / "manifest.parquet"}'"""
-    )
-    con.execute(
-        f"""COPY (SELECT * FROM (VALUES ('crawled series', 193), ('CT only', 69),
-                  ('no error findings', 60)) t(step, n_remaining))
-            TO '{out / "attrition.parquet"}'"""
-    )
-    con.close()
-    (out / "manifest.provenance.json").write_text('{"curation_version": "0.1.0", "criteria": {}}')
+    """A cohort built by curation.cohort from its shipped CT chest example, key file beside it."""
+    import curation.cohort as cohort
+
+    out = tmp_path_factory.mktemp("cohort") / "ct_chest"
+    spec = Path(cohort.__file__).parent / "examples" / "ct_chest.yaml"
+    cohort.build_cohort(full_catalog, spec, out, key=COHORT_KEY)
+    (out / "pseudonym.key").write_bytes(COHORT_KEY + b"\n")  # as build_cohort generates it
     return out
 
 
@@ -112,12 +106,19 @@ def test_full_report_has_every_section(report: ReportResult) -> None:
     assert len(PLOTLY_JS_BANNER.findall(html)) == 1
     assert report.n_thumbnails >= 1
     assert html.count('src="data:image/png;base64,') == report.n_thumbnails
-    for text in ("Cohort attrition", "Split balance", "snr by site", "QC findings per rule"):
+    for text in (
+        "Cohort attrition",
+        "Split balance",
+        "Pixel metrics per series",
+        "QC findings per rule",
+    ):
         assert text in html
     assert "series.missing_slices" in html  # a rule the synthetic cohort trips
 
 
-def test_report_holds_no_patient_identifiers(full_catalog: Path, report: ReportResult) -> None:
+def test_report_holds_no_patient_identifiers(
+    full_catalog: Path, cohort_dir: Path, report: ReportResult
+) -> None:
     con = duckdb.connect(str(full_catalog), read_only=True)
     values = {
         v
@@ -127,7 +128,8 @@ def test_report_holds_no_patient_identifiers(full_catalog: Path, report: ReportR
         for v in (pid, name)
         if v and v.strip()
     }
-    key = pseudonyms.pseudonym_key(con)
+    key, source = pseudonyms.pseudonym_key(con, cohort_dir)
+    assert key == COHORT_KEY and source.endswith("pseudonym.key")
     flagged = con.sql(
         "SELECT DISTINCT PatientID FROM qc_findings WHERE SeriesInstanceUID IS NOT NULL"
     ).fetchall()
@@ -144,16 +146,24 @@ def test_report_holds_no_patient_identifiers(full_catalog: Path, report: ReportR
     assert shown
 
 
-def test_pseudonym_sql_is_hmac_sha256() -> None:
+def test_pseudonyms_are_the_cohort_hmac_sha256() -> None:
     con = duckdb.connect()
     values = ["5176139", "GARCIA^MARK^A", "Ünïcödé^名前", "", "x" * 200]
-    for key in (b"short key", b"k" * 100):  # keys longer than a block are hashed first
+    for key in (b"a key of 16 bytes", b"k" * 100):  # keys longer than a block are hashed first
         pseudonyms.install(con, key)
-        got = con.execute(
-            "SELECT v, pseudonym(v, 'P-') FROM unnest($vals) t(v)", {"vals": values}
-        ).fetchall()
-        assert dict(got) == {v: pseudonyms.pseudonym(v, key) for v in values}
-    assert con.sql("SELECT pseudonym(NULL, 'P-')").fetchall() == [(None,)]
+        got = con.execute("SELECT v, pseudonym(v) FROM unnest($vals) t(v)", {"vals": values})
+        assert dict(got.fetchall()) == {v: pseudonyms.pseudonym(v, key, "") for v in values}
+    assert con.sql("SELECT 'P-' || pseudonym(NULL)").fetchall() == [(None,)]
+
+
+def test_report_pseudonyms_match_the_manifest(full_catalog: Path, cohort_dir: Path) -> None:
+    manifest = duckdb.sql(f"SELECT patient_key FROM '{cohort_dir / 'manifest.parquet'}'")
+    keys = {k for (k,) in manifest.fetchall()}
+    con = duckdb.connect(str(full_catalog), read_only=True)
+    key, _ = pseudonyms.pseudonym_key(con, cohort_dir)
+    ids = [p for (p,) in con.sql("SELECT DISTINCT PatientID FROM instances").fetchall() if p]
+    con.close()
+    assert keys and keys <= {pseudonyms.pseudonym(p, key, "") for p in ids}
 
 
 def test_pseudonym_key_is_stored_once_and_env_overrides(
@@ -162,21 +172,21 @@ def test_pseudonym_key_is_stored_once_and_env_overrides(
     monkeypatch.delenv(pseudonyms.KEY_ENV, raising=False)
     con = duckdb.connect(str(tmp_path / "c.duckdb"))
     assert not pseudonyms.key_is_available(con)
-    first = pseudonyms.pseudonym_key(con)
-    assert pseudonyms.key_is_available(con)
-    assert pseudonyms.pseudonym_key(con) == first and len(first) == 64
+    first, source = pseudonyms.pseudonym_key(con)
+    assert source == "catalog settings" and pseudonyms.key_is_available(con)
+    assert pseudonyms.pseudonym_key(con)[0] == first and len(first) == 64
     assert con.sql("SELECT count(*) FROM settings").fetchall() == [(1,)]
-    monkeypatch.setenv(pseudonyms.KEY_ENV, "team-key")
-    assert pseudonyms.pseudonym_key(con) == b"team-key"
+    monkeypatch.setenv(pseudonyms.KEY_ENV, "a team key, shared")
+    assert pseudonyms.pseudonym_key(con) == (b"a team key, shared", "env")
 
 
 def test_thumbnails_never_show_privacy_flagged_series(full_catalog: Path) -> None:
     con = duckdb.connect(str(full_catalog), read_only=True)
-    pseudonyms.install(con)
+    pseudonyms.install(con, pseudonyms.pseudonym_key(con)[0])
     privacy = {
         s
         for (s,) in con.sql(
-            """SELECT DISTINCT pseudonym(SeriesInstanceUID, 'S-') FROM qc_findings
+            """SELECT DISTINCT 'S-' || pseudonym(SeriesInstanceUID) FROM qc_findings
                WHERE rule_id LIKE '%burned%' OR rule_id LIKE '%phi%'"""
         ).fetchall()
     }

@@ -12,7 +12,6 @@ Patients and series appear in the report only as pseudonyms; aggregates carry no
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +85,7 @@ def catalog_state(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _provenance(
-    con: duckdb.DuckDBPyConnection, db: str, cohort: str | Path | None
+    con: duckdb.DuckDBPyConnection, db: str, cohort: str | Path | None, key_source: str
 ) -> list[tuple[str, str]]:
     have = tables(con)
     out = [("curation version", __version__), ("catalog", db)]
@@ -106,22 +105,21 @@ def _provenance(
         ).fetchall()[0][0]
         out.append(("QC runs shown", runs or "none"))
     out.append(("cohort", str(cohort) if cohort is not None else "none given"))
-    source = "CURATION_PSEUDONYM_KEY" if os.environ.get(pseudonyms.KEY_ENV) else "catalog settings"
-    out.append(("pseudonym key", f"HMAC-SHA256, key from {source}"))
+    out.append(("pseudonyms", f"HMAC-SHA256 (curation.cohort.pseudonym), key from {key_source}"))
     return out
 
 
-def _open(db: str | Path) -> duckdb.DuckDBPyConnection:
+def _open(db: str | Path, cohort: str | Path | None) -> duckdb.DuckDBPyConnection:
     """Open read-only; the first report of a catalog opens it once writable to store its key."""
     if not Path(db).exists():
         raise CatalogError(f"{db}: no catalog here (run `curation crawl` first)")
     con = catalog.connect(db, read_only=True)
-    if pseudonyms.key_is_available(con):
+    if pseudonyms.key_is_available(con, cohort):
         return con
     con.close()
     writable = catalog.connect(db)
     try:
-        pseudonyms.pseudonym_key(writable)
+        pseudonyms.pseudonym_key(writable, cohort)
     finally:
         writable.close()
     return catalog.connect(db, read_only=True)
@@ -169,14 +167,15 @@ def build_report(
     if cohort is not None and not Path(cohort).is_dir():
         raise InputError(f"{cohort}: no cohort folder here (run `curation cohort` first)")
     own = isinstance(db, str | Path)
-    con = _open(db) if isinstance(db, str | Path) else db
+    con = _open(db, cohort) if isinstance(db, str | Path) else db
     name = str(db) if own else "(connection)"
     try:
         if "instances" not in tables(con):
             raise CatalogError(f"{name}: the catalog has no table 'instances'; crawl first")
-        pseudonyms.install(con)
+        key, key_source = pseudonyms.pseudonym_key(con, cohort)
+        pseudonyms.install(con, key)
         sections = build_sections(con, cohort, thumbnails=thumbnails)
-        provenance = _provenance(con, name, cohort)
+        provenance = _provenance(con, name, cohort, key_source)
     finally:
         if own:
             con.close()

@@ -9,6 +9,7 @@ identifier. The site is ``InstitutionName`` (``(no site)`` where absent), the ve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -256,24 +257,56 @@ def findings_by_site(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
 # -- pixel metrics ------------------------------------------------------------------------------
 
 
-def pixel_metric(
-    con: duckdb.DuckDBPyConnection, metric: str, table: str = "pixel_metrics"
+def pixel_metrics(
+    con: duckdb.DuckDBPyConnection, metrics: Sequence[str], table: str = "pixel_metrics"
 ) -> go.Figure | None:
-    """Distribution of one numeric column of ``pixel_metrics`` per site (series-level join).
+    """Distributions of the pixel metrics per site: one figure, a menu picks the metric.
 
-    Rows are joined to ``series`` on ``SeriesInstanceUID`` for their site when the table has that
-    column; otherwise the distribution is drawn for the whole catalog.
+    Rows are joined to ``series`` on ``SeriesInstanceUID`` for their site. One UNPIVOT query reads
+    every metric at once.
     """
-    cols = {r[0] for r in con.sql(f"DESCRIBE {table}").fetchall()}
-    if "SeriesInstanceUID" in cols:
-        sql = f"""SELECT coalesce(s.InstitutionName, '(no site)') AS site,
-                         coalesce(s.Manufacturer, '(no vendor)') AS vendor, m."{metric}" AS v
-                  FROM {table} m LEFT JOIN series s USING (SeriesInstanceUID)
-                  WHERE m."{metric}" IS NOT NULL ORDER BY vendor, site"""
-    else:
-        sql = f"""SELECT 'all' AS site, 'all' AS vendor, "{metric}" AS v FROM {table}
-                  WHERE "{metric}" IS NOT NULL"""
-    return _boxes(_frame(con, sql), f"{metric} by site and vendor", metric)
+    if not metrics:
+        return None
+    cols = ", ".join(f'CAST(m."{c}" AS DOUBLE) AS "{c}"' for c in metrics)
+    frame = _frame(
+        con,
+        f"""UNPIVOT (
+                SELECT coalesce(s.InstitutionName, '(no site)') AS site, {cols}
+                FROM {table} m LEFT JOIN series s USING (SeriesInstanceUID)
+            ) ON {", ".join(f'"{c}"' for c in metrics)} INTO NAME metric VALUE v
+            ORDER BY metric, site""",
+    )
+    frame = frame.filter(frame["v"].is_not_null() & frame["v"].is_finite())
+    present = [m for m in metrics if m in set(frame["metric"].to_list())]
+    if not present:
+        return None
+    fig = go.Figure()
+    for i, metric in enumerate(present):
+        part = frame.filter(frame["metric"] == metric)
+        fig.add_trace(
+            go.Box(
+                x=part["site"].to_list(),
+                y=part["v"].to_list(),
+                name=metric,
+                visible=i == 0,
+                boxpoints="outliers",
+            )
+        )
+    buttons = [
+        {
+            "label": metric,
+            "method": "update",
+            "args": [{"visible": [j == i for j in range(len(present))]}, {"yaxis.title": metric}],
+        }
+        for i, metric in enumerate(present)
+    ]
+    fig.update_layout(
+        updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.15}],
+        showlegend=False,
+    )
+    return _layout(
+        fig, "Pixel metrics per series, by site (pick the metric)", yaxis_title=present[0]
+    )
 
 
 # -- cohort -------------------------------------------------------------------------------------

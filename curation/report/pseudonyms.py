@@ -1,14 +1,12 @@
-"""Keyed-hash pseudonyms (HMAC-SHA256) for everything the report shows about a patient or series.
+"""Pseudonyms in the report: the cohort's HMAC-SHA256 pseudonyms, under the right key.
 
-A pseudonym is ``prefix + the first 16 hex digits of HMAC-SHA256(key, value)``: stable for a given key,
-not reversible without the catalog, and different for every catalog unless a team shares a key.
+The hash is :mod:`curation.cohort.pseudonym`'s (a ``pseudonym(text)`` DuckDB macro, 24 hex digits),
+so a patient or series in the report carries the same pseudonym as in a manifest built with the same
+key (``patient_key``, ``series_key``); the report prefixes them ``P-`` and ``S-``.
 
-The key is ``CURATION_PSEUDONYM_KEY`` from the environment when set (share it to get the same
-pseudonyms across catalogs), else a random per-catalog key kept in the catalog's ``settings`` table,
-created on first use. The HMAC is computed by DuckDB in SQL (a ``pseudonym(value, prefix)`` temporary
-macro), so whole columns are pseudonymised set-based; :func:`pseudonym` is the same function in Python.
-
-This is the report's own pseudonym function until the cohort package's lands; both must agree.
+The key, in order: ``CURATION_PSEUDONYM_KEY`` from the environment; the ``pseudonym.key`` of the
+cohort folder given to the report; else a random per-catalog key kept in the catalog's ``settings``
+table, created on first use (the report never writes into a cohort folder).
 """
 
 from __future__ import annotations
@@ -18,19 +16,21 @@ import hmac
 import os
 import secrets
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from curation.cohort import pseudonym as cohort_pseudonym
 from curation.schema import Column, Table, register
 
 if TYPE_CHECKING:
     import duckdb
 
-#: Environment variable holding a shared pseudonym key (any text; its UTF-8 bytes are the key).
-KEY_ENV = "CURATION_PSEUDONYM_KEY"
+#: Environment variable holding a shared pseudonym key (the cohort's).
+KEY_ENV = cohort_pseudonym.ENV_VAR
 #: Name of the per-catalog key in ``settings``.
 KEY_SETTING = "pseudonym_key"
-#: Hex digits kept from the HMAC: 64 bits, collision-free in practice for millions of patients.
-DIGITS = 16
+#: Hex digits kept from the HMAC (the cohort's).
+DIGITS = cohort_pseudonym.N_HEX
 
 SETTINGS = register(
     Table(
@@ -56,19 +56,27 @@ def _stored_key(con: duckdb.DuckDBPyConnection) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
-def key_is_available(con: duckdb.DuckDBPyConnection) -> bool:
-    """True when :func:`pseudonym_key` needs no write (env key set, or key already stored)."""
-    return bool(os.environ.get(KEY_ENV)) or _stored_key(con) is not None
+def key_is_available(con: duckdb.DuckDBPyConnection, cohort: str | Path | None = None) -> bool:
+    """True when :func:`pseudonym_key` needs no write (env key, cohort key, or key stored)."""
+    return bool(
+        os.environ.get(KEY_ENV)
+        or (cohort is not None and (Path(cohort) / "pseudonym.key").is_file())
+        or _stored_key(con) is not None
+    )
 
 
-def pseudonym_key(con: duckdb.DuckDBPyConnection) -> bytes:
-    """The pseudonym key: from ``CURATION_PSEUDONYM_KEY``, else the catalog's, created if missing.
+def pseudonym_key(
+    con: duckdb.DuckDBPyConnection, cohort: str | Path | None = None
+) -> tuple[bytes, str]:
+    """The pseudonym key and where it came from (``env``, a key file, or ``catalog settings``).
 
-    Creating the key writes the ``settings`` table, so the connection must then be writable.
+    Creating the per-catalog key writes the ``settings`` table, so the connection must then be
+    writable.
     """
-    env = os.environ.get(KEY_ENV)
-    if env:
-        return env.encode("utf-8")
+    if os.environ.get(KEY_ENV):
+        return cohort_pseudonym.resolve_key(None, None)
+    if cohort is not None and (Path(cohort) / "pseudonym.key").is_file():
+        return cohort_pseudonym.resolve_key(Path(cohort) / "pseudonym.key", None)
     stored = _stored_key(con)
     if stored is None:
         stored = secrets.token_hex(32)
@@ -77,7 +85,7 @@ def pseudonym_key(con: duckdb.DuckDBPyConnection) -> bytes:
             "INSERT INTO settings VALUES ($n, $v, $t)",
             {"n": KEY_SETTING, "v": stored, "t": datetime.now()},
         )
-    return stored.encode("ascii")
+    return stored.encode("ascii"), "catalog settings"
 
 
 def pseudonym(value: str, key: bytes, prefix: str = "P-") -> str:
@@ -86,21 +94,6 @@ def pseudonym(value: str, key: bytes, prefix: str = "P-") -> str:
     return prefix + digest[:DIGITS]
 
 
-def install(con: duckdb.DuckDBPyConnection, key: bytes | None = None) -> None:
-    """Create the temporary macro ``pseudonym(value, prefix)`` on ``con``.
-
-    HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)), written with DuckDB's ``sha256`` over BLOBs.
-    NULL values give NULL pseudonyms.
-    """
-    key = pseudonym_key(con) if key is None else key
-    if len(key) > 64:  # HMAC hashes keys longer than the block size first
-        key = hashlib.sha256(key).digest()
-    block = key.ljust(64, b"\0")
-    ipad = bytes(b ^ 0x36 for b in block).hex()
-    opad = bytes(b ^ 0x5C for b in block).hex()
-    con.execute(
-        f"""CREATE OR REPLACE TEMP MACRO pseudonym(v, prefix) AS
-            CASE WHEN v IS NOT NULL THEN prefix || left(lower(sha256(
-                unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode(CAST(v AS VARCHAR))))
-            )), {DIGITS}) END"""
-    )
+def install(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
+    """Create the temporary macro ``pseudonym(text)`` (the cohort's HMAC-SHA256) on ``con``."""
+    cohort_pseudonym.install(con, key)

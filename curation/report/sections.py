@@ -24,11 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("curation.report")
 
-#: Columns of ``pixel_metrics`` that are identifiers or bookkeeping, not metrics.
-_NOT_METRICS = {"file_id", "frame_index", "crawl_id", "run_id", "InstanceNumber", "n_frames"}
-_NUMERIC = ("DOUBLE", "FLOAT", "REAL", "INTEGER", "BIGINT", "SMALLINT", "HUGEINT", "DECIMAL")
-#: At most this many pixel metrics are drawn (the rest are named).
-MAX_PIXEL_METRICS = 8
+#: Floating-point columns of ``pixel_metrics`` that are bookkeeping, not metrics.
+_NOT_METRICS = {"seconds"}
 #: Worst series listed in the findings section.
 WORST_SERIES = 15
 
@@ -154,7 +151,7 @@ def findings_section(con: duckdb.DuckDBPyConnection) -> Section | None:
     _add(s, figures.findings_by_rule(con), figures.findings_by_site(con))
     worst = con.sql(
         f"""WITH f AS ({figures.FINDINGS_SQL})
-            SELECT pseudonym(f.SeriesInstanceUID, 'S-'), pseudonym(any_value(f.PatientID), 'P-'),
+            SELECT 'S-' || pseudonym(f.SeriesInstanceUID), 'P-' || pseudonym(any_value(f.PatientID)),
                 any_value(f.site), any_value(s.Modality), any_value(s.Manufacturer),
                 count(*) FILTER (WHERE severity = 'error') AS n_error,
                 count(*) FILTER (WHERE severity = 'warning') AS n_warning,
@@ -188,26 +185,24 @@ def findings_section(con: duckdb.DuckDBPyConnection) -> Section | None:
 
 
 def pixel_metrics_section(con: duckdb.DuckDBPyConnection) -> Section | None:
-    """Distributions of the pixel metrics per site and vendor, where the pixel step has run."""
+    """Distributions of the pixel metrics per site, where the pixel step has run."""
     if "pixel_metrics" not in tables(con):
         return None
     described = con.sql("DESCRIBE pixel_metrics").fetchall()
     metrics = [
         name
         for name, sql_type, *_ in described
-        if str(sql_type).upper().startswith(_NUMERIC) and name not in _NOT_METRICS
+        if str(sql_type).upper() in ("DOUBLE", "FLOAT", "REAL") and name not in _NOT_METRICS
     ]
     s = Section(
         "pixels",
         "Pixel metrics",
-        "Distributions of the metrics computed from pixels (pixel_metrics), per site and vendor.",
+        "Distributions of the metrics computed from pixels (pixel_metrics, one value per series), "
+        "per site; the menu at the top right picks the metric. docs/catalog.md says what each is.",
     )
-    _add(s, *(figures.pixel_metric(con, m) for m in metrics[:MAX_PIXEL_METRICS]))
-    if len(metrics) > MAX_PIXEL_METRICS:
-        rest = ", ".join(metrics[MAX_PIXEL_METRICS:])
-        s.blocks.append(f'<p class="missing">Not drawn: {esc(rest)}.</p>')
+    _add(s, figures.pixel_metrics(con, metrics))
     if not s.blocks:
-        s.blocks.append('<p class="missing">pixel_metrics holds no numeric metric values.</p>')
+        s.blocks.append('<p class="missing">pixel_metrics holds no metric values yet.</p>')
     return s
 
 
@@ -227,9 +222,10 @@ def _reader(path: Path) -> str:
 def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | None:
     """Attrition funnel and split balance of a cohort folder written by ``curation cohort``.
 
-    Reads ``manifest.parquet`` (a ``split`` column; site/vendor/label columns where present),
-    ``attrition.parquet`` or ``attrition.csv`` (a step name and the rows remaining after it) and a
-    ``*provenance*.json`` sidecar. Only aggregates are shown, never a manifest row.
+    Reads ``manifest.parquet`` (``split``; ``InstitutionName``, ``vendor``, ``label_*`` where
+    present), ``attrition.csv`` (``criterion`` and ``n_series`` remaining after it) and
+    ``provenance.json``, as :func:`curation.cohort.build_cohort` writes them. Only aggregates are
+    shown, never a manifest row.
     """
     if not cohort.is_dir():
         return None
@@ -244,17 +240,17 @@ def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | No
         cols = con.sql(f"DESCRIBE SELECT * FROM {_reader(attrition)}").fetchall()
         text = [c[0] for c in cols if str(c[1]).upper() == "VARCHAR"]
         nums = [c[0] for c in cols if str(c[1]).upper() in ("BIGINT", "INTEGER", "UBIGINT")]
-        preferred = [
-            c for c in ("n_remaining", "remaining", "n_after", "n_series", "n") if c in nums
-        ]
-        if text and nums:
+        preferred = [c for c in ("n_series", "n_remaining", "n") if c in nums]
+        step = [c for c in ("criterion", "step_name") if c in text] + text
+        if step and nums:
             count = (preferred or nums)[0]
-            _add(s, figures.attrition_funnel(con, _reader(attrition), text[0], count))
+            _add(s, figures.attrition_funnel(con, _reader(attrition), step[0], count))
     manifest = _first(cohort, "manifest.parquet", "*manifest*.parquet")
     if manifest is not None:
         names = {c[0] for c in con.sql(f"DESCRIBE SELECT * FROM {_reader(manifest)}").fetchall()}
         if "split" in names:
-            for by in ("site", "InstitutionName", "Manufacturer", "label"):
+            labels = sorted(n for n in names if n.startswith("label_"))[:2]
+            for by in ("InstitutionName", "vendor", *labels):
                 if by in names:
                     _add(s, figures.split_balance(con, _reader(manifest), by))
     provenance = _first(cohort, "*provenance*.json")

@@ -72,8 +72,8 @@ def _candidates_sql(limit: int) -> str:
             FROM instances i JOIN chosen c USING (SeriesInstanceUID)
             WHERE i.Rows > 0
         )
-        SELECT pseudonym(c.SeriesInstanceUID, 'S-') AS series_pseudonym,
-            pseudonym(c.PatientID, 'P-') AS patient_pseudonym,
+        SELECT 'S-' || pseudonym(c.SeriesInstanceUID) AS series_pseudonym,
+            'P-' || pseudonym(c.PatientID) AS patient_pseudonym,
             coalesce(c.InstitutionName, '(no site)') AS site, coalesce(c.Modality, '?') AS modality,
             c.rules, r.path, r.NumberOfFrames
         FROM chosen c JOIN ranked r USING (SeriesInstanceUID)
