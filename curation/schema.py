@@ -587,7 +587,15 @@ def render_markdown(tables: list[Table] | None = None) -> str:
         "a test keeps it in sync.",
         "",
     ]
-    for t in tables or list(all_tables().values()):
+    if tables is None:
+        # The crawl's tables first, in their order; then the other steps' tables by name, so the
+        # page does not depend on import order.
+        registered = all_tables()
+        own = [t.name for t in CATALOG_TABLES]
+        tables = [registered[n] for n in own] + [
+            registered[n] for n in sorted(set(registered) - set(own))
+        ]
+    for t in tables:
         out += [f"## `{t.name}`", "", f"One row per {t.row}. {t.description}", ""]
         out += ["| column | type | description |", "|---|---|---|"]
         out += [f"| `{c.name}` | {c.sql_type} | {c.description} |" for c in t.columns]
@@ -596,4 +604,8 @@ def render_markdown(tables: list[Table] | None = None) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(render_markdown(), end="")
+    # Run as a script this module is a second copy of itself (__main__); the other steps register
+    # their tables in curation.schema, so render from that one.
+    from curation.schema import render_markdown as _render
+
+    print(_render(), end="")

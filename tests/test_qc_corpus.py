@@ -98,13 +98,13 @@ def test_multiframe_series_use_their_frames(qc_catalog: Path) -> None:
     assert n_frames == n_sliced > 0
 
 
-@pytest.mark.slow
 def test_synthetic_cohort_precision_and_recall(tmp_path: Path) -> None:
     from curation import crawl
-    from curation.synth.generate import generate_cohort
+    from curation.demo import find_sample_data
 
-    out = tmp_path / "synthetic"
-    generate_cohort(out, patients=36, seed=3, workers=2, progress=False)
+    # The shipped synthetic cohort (36 patients, every header kind planted 3 times); a larger one
+    # is measured by benchmarks/qc_accuracy.py.
+    out = find_sample_data() / "synthetic"
     db = tmp_path / "catalog.duckdb"
     crawl(out / "dicom", db, workers=2, progress=False)
     con = duckdb.connect(str(db))
@@ -112,11 +112,11 @@ def test_synthetic_cohort_precision_and_recall(tmp_path: Path) -> None:
     assert not result.errors
     scores = {s.kind: s for s in measure.score(con, out / "ground_truth.parquet", result.run_id)}
     con.close()
+    assert scores
     for kind, s in scores.items():
         if s.n_truth == 0:
             continue
         # precision without the collateral of other planted defects (a zero-byte file in a stack
         # does leave a missing slice); see docs/qc.md for both numbers
         assert s.precision_clean >= 0.95, (kind, s)
-        if kind != "truncated":  # compressed pixel data cut short: not visible in headers
-            assert s.recall >= 0.95, (kind, s)
+        assert s.recall >= 0.95, (kind, s)
