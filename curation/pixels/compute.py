@@ -134,10 +134,16 @@ def measure_series(task: SeriesTask) -> tuple[dict[str, Any], list[dict[str, Any
             profiles[i] = prof
             metal_px[i] = metal
             row.update(
-                mean=prof.mean, std=prof.std, min=prof.min, max=prof.max, blank=prof.blank,
-                sharpness=_finite(prof.sharpness), directional_ratio=_finite(prof.directional_ratio),
-                frac_at_max=prof.frac_at_max, metal_px=metal,
-            )  # fmt: skip
+                mean=prof.mean,
+                std=prof.std,
+                min=prof.min,
+                max=prof.max,
+                blank=prof.blank,
+                sharpness=_finite(prof.sharpness),
+                directional_ratio=_finite(prof.directional_ratio),
+                frac_at_max=prof.frac_at_max,
+                metal_px=metal,
+            )
             if i in sampled and not prof.blank:
                 valid = img if padmask is None else img[~padmask]
                 noise = m.noise_sd(img, exclude=float(img.min()))
@@ -204,8 +210,13 @@ def _aggregate(
     ratios = ratios[np.isfinite(ratios)]
     ratio_med = float(np.median(ratios)) if ratios.size else None
     ratio_min = float(ratios.min()) if ratios.size else None
+    sharp = np.array([profiles[i].sharpness for i in live], dtype=float)
+    sharp = sharp[np.isfinite(sharp)]
+    sharp_ref = float(np.percentile(sharp, 90)) if sharp.size >= 3 else 0.0
     out: dict[str, Any] = {
         "sharpness_median": _median(profiles[i].sharpness for i in live),
+        # against the 90th percentile, not the median: a blurred run may be most of a short series
+        "sharpness_min_rel": float(sharp.min()) / sharp_ref if sharp_ref > 0 else None,
         "directional_ratio_median": ratio_med,
         "directional_ratio_min": ratio_min,
         "directional_ratio_min_rel": (
@@ -237,11 +248,12 @@ def _aggregate(
         size = task.refs[0].rows * task.refs[0].columns if task.refs else 0
         metal = [metal_px.get(i, 0) for i in order]
         out.update(
-            air_hu=_finite(hu.air_hu), soft_tissue_hu=_finite(hu.soft_tissue_hu),
+            air_hu=_finite(hu.air_hu),
+            soft_tissue_hu=_finite(hu.soft_tissue_hu),
             bone_hu=_finite(hu.bone_hu),
             metal_fraction=max(metal) / size if metal and size else 0.0,
             n_metal_slices=sum(1 for v in metal if v),
-        )  # fmt: skip
+        )
     return out
 
 
@@ -392,9 +404,24 @@ def compute(
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``pixel_metrics`` and ``pixel_slices`` if they do not exist."""
-    con.execute(PIXEL_METRICS.ddl())
-    con.execute(PIXEL_SLICES.ddl())
+    """Create ``pixel_metrics`` and ``pixel_slices``; recreate them when their columns changed.
+
+    Both hold derived data that ``compute`` can always rebuild, so a table written by another
+    curation version is dropped rather than migrated.
+    """
+    for table in (PIXEL_METRICS, PIXEL_SLICES):
+        have = [
+            r[0]
+            for r in con.sql(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = $t "
+                "ORDER BY ordinal_position",
+                params={"t": table.name},
+            ).fetchall()
+        ]
+        if have and have != table.column_names:
+            log.warning("%s has other columns than this version writes: recreating it", table.name)
+            con.execute(f"DROP TABLE {table.name}")
+        con.execute(table.ddl())
 
 
 def _compute(
@@ -416,9 +443,11 @@ def _compute(
     tasks = _tasks(con, series, sample, profile_step)
     n_workers = os.cpu_count() or 1 if workers is None else workers
     bar = tqdm(
-        total=len(tasks), unit="series", desc="pixels",
+        total=len(tasks),
+        unit="series",
+        desc="pixels",
         disable=None if progress is None else not progress,
-    )  # fmt: skip
+    )
     series_rows: list[dict[str, Any]] = []
     slice_rows: list[dict[str, Any]] = []
     n_slices = n_bad = 0

@@ -47,6 +47,14 @@ class SliceProfile:
         return self.max == self.min
 
     @property
+    def degenerate(self) -> bool:
+        """True when some direction has no gradient at all (stripes, a broadcast projection).
+
+        Such a slice is not a tomographic image of anatomy; it is not rated for sharpness.
+        """
+        return not self.blank and min(self.grad_h, self.grad_v, self.grad_d1, self.grad_d2) == 0
+
+    @property
     def sharpness(self) -> float:
         """Mean squared horizontal and vertical pixel difference over the intensity variance.
 
@@ -54,7 +62,9 @@ class SliceProfile:
         NaN for a blank slice.
         """
         var = self.std**2
-        return (self.grad_h + self.grad_v) / (2 * var) if var > 0 else float("nan")
+        if var <= 0 or self.degenerate:
+            return float("nan")
+        return (self.grad_h + self.grad_v) / (2 * var)
 
     @property
     def directional_ratio(self) -> float:
@@ -64,6 +74,8 @@ class SliceProfile:
         smears edges along the motion, dividing that direction's energy by the blur length
         (a 5-pixel motion gives ~0.2). NaN for a blank slice.
         """
+        if self.degenerate:
+            return float("nan")
         pairs = ((self.grad_h, self.grad_v), (self.grad_d1, self.grad_d2))
         ratios = [min(a, b) / max(a, b) for a, b in pairs if max(a, b) > 0]
         return min(ratios) if ratios else float("nan")
@@ -124,7 +136,7 @@ def fill_padding(img: FloatImage, padding: float | None) -> NDArray[np.bool_] | 
         return None
     if mask.all():
         return mask
-    img[mask] = img[~mask].min()
+    img[mask] = np.min(img, where=~mask, initial=np.inf)  # no copy of the non-padding pixels
     return mask
 
 

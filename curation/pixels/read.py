@@ -24,9 +24,9 @@ import gzip
 import io
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,7 +35,7 @@ from curation.errors import CurationError
 
 if TYPE_CHECKING:
     import duckdb
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # noqa: N813  (the name everyone uses)
 
 log = logging.getLogger("curation.pixels")
 
@@ -147,7 +147,7 @@ def _read_raw(ref: SliceRef) -> FloatImage | None:
     return out
 
 
-def _open(path: str, gz: bool) -> io.BufferedIOBase | io.BytesIO:
+def _open(path: str, gz: bool) -> BinaryIO:
     try:
         if gz:
             with gzip.open(path, "rb") as f:
@@ -176,8 +176,7 @@ def _classify(exc: Exception) -> str:
         or (
             "end of the file" in text
             or "not enough" in text
-            or ("expected" in text
-            and "bytes" in text)
+            or ("expected" in text and "bytes" in text)
         )
     ):
         return "truncated"
@@ -198,14 +197,15 @@ def _read_pydicom(path: str, refs: Sequence[SliceRef]) -> list[SliceResult]:
         return [SliceResult(r, None, exc.reason, str(exc), "pydicom") for r in refs]
     out: list[SliceResult] = []
     by_frame = {r.frame: r for r in refs}
-    got = None
+    got: Generator[Any, None, None] | None = None
     try:
         ds = Dataset()
         frames = sorted(by_frame)
-        got = iter_pixels(src, ds_out=ds, indices=frames)
+        it: Generator[Any, None, None] = iter_pixels(src, ds_out=ds, indices=frames)  # type: ignore[assignment]
+        got = it
         for frame in frames:
             ref = by_frame[frame]
-            arr = next(got)
+            arr = next(it)
             if arr.ndim == 3:
                 if str(ds.get("PhotometricInterpretation", "")).startswith(("RGB", "YBR")):
                     # colour (screen captures, ultrasound): luminance is what the metrics need
@@ -281,7 +281,7 @@ def series_image(con: duckdb.DuckDBPyConnection, series_instance_uid: str) -> si
     CatalogError
         When the series is not in the catalog or has no image geometry.
     """
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # noqa: N813  (the name everyone uses)
 
     from curation.errors import CatalogError
     from curation.pixels.sample import slice_table
@@ -336,6 +336,6 @@ def refs_from_table(table: Any) -> list[SliceRef]:
             slope=float(r[10]),
             intercept=float(r[11]),
             pixel_offset=None if r[12] is None else int(r[12]),
-        )  # fmt: skip
+        )
         for r in table.select(cols).iter_rows()
     ]

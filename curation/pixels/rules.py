@@ -100,38 +100,40 @@ MOTION = register(
         level=Level.SERIES,
         severity=Severity.WARNING,
         title="motion blur in slices",
-        description="Flags series with slices whose edges are smeared in one direction (patient "
-        "motion, ghosting): the directional ratio (smallest ratio of gradient energies of two "
-        "orthogonal directions, ~1 when sharp) of the worst slice is below max_ratio; or it is "
-        "below max_relative of the series' own median ratio and below the cohort fence of its "
-        "group (a run of blurred slices in an otherwise sharp series). Every slice is profiled, so "
-        "a run of 3 blurred slices is not missed by sampling.",
-        not_checked="Isotropic blur (a smooth kernel, a low-resolution reconstruction) that "
-        "lowers sharpness in every direction alike; series of fewer than min_slices slices "
-        "(no within-series baseline, e.g. localizers).",
+        description="Flags series with blurred slices (patient motion, ghosting): a slice whose "
+        "edges are smeared in one direction (directional ratio, the smallest ratio of gradient "
+        "energies of two orthogonal directions, ~1 when sharp, below max_ratio); or a slice "
+        "whose sharpness (gradient energy / variance) is below max_sharpness_rel of the series' "
+        "90th percentile and below the group fence (a run of blurred slices in a sharp series). "
+        "Every slice is profiled, so a run of 3 blurred slices is not missed by sampling.",
+        not_checked="Blur of a whole series in every direction alike (a smooth kernel, a "
+        "low-resolution reconstruction: no sharp slice to compare with); series of fewer than "
+        "min_slices slices (no within-series baseline, e.g. localizers); slices constant along an "
+        "axis (projections, stripes), which are not rated.",
         query=_query(
-            "directional_ratio_min",
+            "sharpness_min_rel",
             "low",
             "n_slices >= $min_slices AND (directional_ratio_min < $max_ratio OR "
-            "(directional_ratio_min_rel < $max_relative AND directional_ratio_min < fence))",
-            "round(directional_ratio_min, 3)::VARCHAR",
-            "'worst slice has directional gradient ratio ' || round(directional_ratio_min, 2) || "
-            "' (series median ' || round(directional_ratio_median, 2) || ', group fence ' || "
-            "round(fence, 2) || '): edges smeared in one direction'",
-            worst="directional_ratio",
+            "(sharpness_min_rel < $max_sharpness_rel AND sharpness_min_rel < fence))",
+            "round(least(directional_ratio_min, sharpness_min_rel), 3)::VARCHAR",
+            "'least sharp slice at ' || round(100 * sharpness_min_rel) || '% of the series '' "
+            "sharpness (group fence ' || round(100 * fence) || '%), directional gradient ratio ' "
+            "|| round(directional_ratio_min, 2) || ' (series median ' || "
+            "round(directional_ratio_median, 2) || ')'",
+            worst="sharpness",
         ),
         params=(
             Param("max_ratio", 0.35, "ratio", "flag a slice ratio below this whatever the cohort"),
             Param(
-                "max_relative",
-                0.7,
+                "max_sharpness_rel",
+                0.3,
                 "fraction",
-                "flag a slice ratio below this fraction of the series median (with the fence)",
+                "flag a slice below this fraction of the series' 90th-percentile sharpness",
             ),
             Param("min_slices", 3, "count", "series with fewer slices are not checked"),
             _MIN_GROUP,
             _K,
-        ),  # fmt: skip
+        ),
         requires=_REQUIRES,
         detects=("motion_blur",),
     )
@@ -170,7 +172,7 @@ HIGH_NOISE = register(
             ),
             _MIN_GROUP,
             _K,
-        ),  # fmt: skip
+        ),
         requires=_REQUIRES,
         detects=("high_noise",),
     )
@@ -210,7 +212,7 @@ CLIPPING = register(
             ),
             _MIN_GROUP,
             _K,
-        ),  # fmt: skip
+        ),
         requires=_REQUIRES,
         detects=("clipping",),
     )

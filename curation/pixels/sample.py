@@ -149,4 +149,4 @@ def sample_indices(n: int, k: int) -> list[int]:
         return list(range(n))
     if k == 1:
         return [n // 2]
-    return sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
+    return sorted({round(v) for v in np.linspace(0, n - 1, k)})

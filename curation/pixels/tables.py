@@ -52,6 +52,11 @@ PIXEL_METRICS = register(
                 "Median over slices of mean squared neighbour difference / intensity variance",
             ),
             _c(
+                "sharpness_min_rel",
+                "DOUBLE",
+                "Least sharp slice's sharpness / the series' 90th percentile (NULL under 3 slices)",
+            ),
+            _c(
                 "directional_ratio_median",
                 "DOUBLE",
                 "Median over slices of the smallest orthogonal gradient-energy ratio (1 = isotropic)",
