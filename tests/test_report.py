@@ -182,7 +182,7 @@ def test_pseudonym_key_is_stored_once_and_env_overrides(
 
 def test_thumbnails_never_show_privacy_flagged_series(full_catalog: Path) -> None:
     con = duckdb.connect(str(full_catalog), read_only=True)
-    pseudonyms.install(con, pseudonyms.pseudonym_key(con)[0])
+    pseudonyms.install(con, COHORT_KEY)
     privacy = {
         s
         for (s,) in con.sql(
