@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from curation import __version__
 from curation.errors import CatalogError, InputError
+from curation.qc.findings import EXPECTATION_RUN_PREFIX
 
 if TYPE_CHECKING:
     import duckdb
@@ -50,8 +51,8 @@ log = logging.getLogger("curation.expectations")
 
 #: Source name of a cohort manifest (``manifest.parquet`` of a cohort folder).
 MANIFEST = "manifest"
-#: Prefix of the ``qc_runs.suite_name`` of an expectation suite run.
-RUN_PREFIX = "expectations/"
+#: Prefix of the ``qc_runs.suite_name`` of an expectation suite run (rule-suite queries skip these).
+RUN_PREFIX = EXPECTATION_RUN_PREFIX
 #: great-expectations severities as QC severities.
 SEVERITIES = {"critical": "error", "warning": "warning", "info": "info"}
 _RANK = {"info": 0, "warning": 1, "error": 2}

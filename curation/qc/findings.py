@@ -92,9 +92,23 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(table.ddl())
 
 
-def latest_run_id(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The id of the most recent finished run, or None when QC never ran."""
-    rows = con.sql("SELECT max(run_id) FROM qc_runs WHERE finished_at IS NOT NULL").fetchall()
+#: Runs recorded by ``curation validate`` (one per expectation suite) are named this way.
+EXPECTATION_RUN_PREFIX = "expectations/"
+
+
+def latest_run_id(con: duckdb.DuckDBPyConnection, suite: str | None = None) -> int | None:
+    """The id of the most recent finished rule-suite run (or of suite ``suite``), or None.
+
+    Expectation-suite runs also land in ``qc_runs``; they are not rule-suite runs and are skipped
+    unless ``suite`` names one.
+    """
+    rows = con.sql(
+        """SELECT max(run_id) FROM qc_runs
+           WHERE finished_at IS NOT NULL
+             AND CASE WHEN $suite IS NULL THEN NOT starts_with(suite_name, $prefix)
+                      ELSE suite_name = $suite END""",
+        params={"suite": suite, "prefix": EXPECTATION_RUN_PREFIX},
+    ).fetchall()
     return None if rows[0][0] is None else int(rows[0][0])
 
 
