@@ -48,6 +48,7 @@ class SeriesTask:
     series_uid: str
     modality: str
     protocol: str | None
+    sequence: str | None
     refs: tuple[SliceRef, ...]
     sop_uids: tuple[str, ...]
     padding: tuple[float | None, ...]
@@ -176,6 +177,7 @@ def measure_series(task: SeriesTask) -> tuple[dict[str, Any], list[dict[str, Any
         SeriesInstanceUID=task.series_uid,
         Modality=task.modality,
         protocol=task.protocol,
+        sequence=task.sequence,
         Rows=task.refs[0].rows if n else None,
         Columns=task.refs[0].columns if n else None,
         n_slices=n,
@@ -282,19 +284,22 @@ def _tasks(
         return []
     meta = con.sql(
         """SELECT SeriesInstanceUID, mode(Modality) AS Modality,
-                  coalesce(mode(ProtocolName), mode(SeriesDescription)) AS protocol
+                  coalesce(mode(ProtocolName), mode(SeriesDescription)) AS protocol,
+                  CASE WHEN mode(ScanningSequence) IS NOT NULL THEN mode(ScanningSequence) || '/'
+                       || coalesce(mode(MRAcquisitionType), '') END AS sequence
            FROM instances WHERE SeriesInstanceUID IN (SELECT unnest($s)) GROUP BY ALL""",
         params={"s": table.get_column("SeriesInstanceUID").unique().to_list()},
     ).pl()
-    info = {r[0]: (r[1] or "", r[2]) for r in meta.iter_rows()}
+    info = {r[0]: (r[1] or "", r[2], r[3]) for r in meta.iter_rows()}
     tasks = []
     for (uid,), part in table.group_by("SeriesInstanceUID", maintain_order=True):
-        modality, protocol = info.get(str(uid), ("", None))
+        modality, protocol, sequence = info.get(str(uid), ("", None, None))
         tasks.append(
             SeriesTask(
                 series_uid=str(uid),
                 modality=modality,
                 protocol=protocol,
+                sequence=sequence,
                 refs=tuple(refs_from_table(part)),
                 sop_uids=tuple(part.get_column("SOPInstanceUID").to_list()),
                 padding=tuple(part.get_column("padding").to_list()),

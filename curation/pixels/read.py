@@ -162,6 +162,7 @@ def _open(path: str, gz: bool) -> BinaryIO:
 
 
 def _classify(exc: Exception) -> str:
+    """A reason code for a decoder exception, from its type and message."""
     text = str(exc).lower()
     if (
         isinstance(exc, NotImplementedError)
@@ -169,16 +170,9 @@ def _classify(exc: Exception) -> str:
         or ("plugin" in text and "missing" in text)
     ):
         return "no_decoder"
-    if (
-        isinstance(exc, EOFError)
-        or "truncat" in text
-        or "shorter than" in text
-        or (
-            "end of the file" in text
-            or "not enough" in text
-            or ("expected" in text and "bytes" in text)
-        )
-    ):
+    short = ("truncat", "shorter than", "end of the file", "not enough", "less than expected",
+             "cannot reshape", "ran out")  # fmt: skip
+    if isinstance(exc, EOFError) or any(s in text for s in short):
         return "truncated"
     if isinstance(exc, AttributeError | KeyError) and "pixel" in text:
         return "no_pixel_data"

@@ -7,7 +7,9 @@ other; none reads pixels (``curation pixels`` did that). Thresholds combine two 
   the cohort looks like: a metric must be bad in absolute terms, not only unusual;
 * an **adaptive fence** from the cohort's own distribution: ``median + k * 1.4826 * MAD`` (or
   minus, for metrics where low is bad) within the series' group, where the group is
-  (Modality, protocol) when it has at least ``min_group`` measured series, else the Modality.
+  (Modality, protocol) when it has at least ``min_group`` measured series, else (Modality,
+  sequence) (ScanningSequence/MRAcquisitionType: EPI, spin echo, 3D gradient echo...) when that
+  has, else the Modality.
   A cohort of noisy low-dose CTs then does not flag all of its members, and one noisy outlier among
   clean series is still caught.
 
@@ -50,9 +52,12 @@ def _query(
     )
     return f"""
 WITH m AS (
-    SELECT pm.*, CASE WHEN count(*) OVER (PARTITION BY Modality, protocol) >= $min_group
-                      THEN coalesce(Modality, '') || '|' || coalesce(protocol, '')
-                      ELSE coalesce(Modality, '') END AS grp
+    SELECT pm.*, CASE
+        WHEN count(*) OVER (PARTITION BY Modality, protocol) >= $min_group
+            THEN coalesce(Modality, '') || '|p|' || coalesce(protocol, '')
+        WHEN count(*) OVER (PARTITION BY Modality, sequence) >= $min_group
+            THEN coalesce(Modality, '') || '|s|' || coalesce(sequence, '')
+        ELSE coalesce(Modality, '') END AS grp
     FROM pixel_metrics pm WHERE status <> 'unreadable'
 ), f AS (
     SELECT grp, median({metric}) {sign} $k * 1.4826 * coalesce(mad({metric}), 0) AS fence

@@ -26,6 +26,11 @@ PIXEL_METRICS = register(
                 "VARCHAR",
                 "ProtocolName, else SeriesDescription: the group adaptive thresholds compare within",
             ),
+            _c(
+                "sequence",
+                "VARCHAR",
+                "ScanningSequence/MRAcquisitionType (e.g. EP/2D): the fallback group for small protocols",
+            ),
             _c("Rows", "BIGINT", "Rows of the first slice"),
             _c("Columns", "BIGINT", "Columns of the first slice"),
             _c("n_slices", "BIGINT", "Slices in the series (frames of multi-frame objects count)"),
