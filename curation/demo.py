@@ -1,15 +1,19 @@
 """The demo: the whole path on the shipped sample data, in one call.
 
-Crawls ``sample_data/`` (the real multi-vendor subset and the synthetic cohort) into a catalog under
-``out`` and prints what is in it and where everything was written. Later steps of the path join here
-as they exist, so that ``curation demo`` always shows the product end to end.
+``sample_data/`` holds a real multi-vendor subset (``real/``) and a synthetic multi-site cohort with
+planted defects (``synthetic/``). The demo crawls both into a catalog under ``out``, runs the default
+QC suite, measures pixels, loads the synthetic report labels, builds the example cohort
+(``sample_data/cohort_spec.yaml``), validates catalog and manifest with the expectation suites, and
+writes the HTML report; then it prints where everything is. Each step is the library function a
+user would call, so the demo is also the shortest tour of the API.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from curation import catalog
 from curation.crawler import CrawlSummary, crawl
@@ -20,12 +24,14 @@ log = logging.getLogger("curation.demo")
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the demo wrote its outputs, and what the crawl found."""
+    """Where the demo wrote its outputs, and what each step found."""
 
     out: Path
     db: Path
     crawl: CrawlSummary
     overview: str
+    steps: dict[str, str] = field(default_factory=dict)  # step -> one-line outcome
+    outputs: dict[str, Path] = field(default_factory=dict)  # what -> where
 
 
 def find_sample_data() -> Path:
@@ -74,7 +80,12 @@ def overview(db: Path) -> str:
 
 
 def run_demo(out: str | Path = "demo_out", *, workers: int | None = None) -> DemoResult:
-    """Run the demo into ``out`` (created); returns where the outputs are."""
+    """Run the whole path on ``sample_data/`` into ``out`` (created); returns where outputs are."""
+    # Imported here: each step's package is only needed when the demo runs.
+    from curation import expectations, pixels, qc
+    from curation.cohort import build_cohort, load_labels, synthetic_report_labels
+    from curation.report import build_report
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     db = out / "catalog.duckdb"
@@ -82,4 +93,36 @@ def run_demo(out: str | Path = "demo_out", *, workers: int | None = None) -> Dem
     # The DICOM folders only: the synthetic cohort's truth tables and report texts sit beside them.
     roots = [p for p in (sample / "real", sample / "synthetic" / "dicom") if p.is_dir()] or [sample]
     summary = crawl(roots, db, workers=workers)
-    return DemoResult(out=out, db=db, crawl=summary, overview=overview(db))
+    steps: dict[str, str] = {}
+    outputs: dict[str, Path] = {"catalog": db}
+    con = catalog.connect(db)
+    try:
+        px = pixels.compute(con, workers=workers)
+        steps["pixels"] = f"{px}"
+        result: Any = qc.run(con)
+        steps["qc"] = f"run {result.run_id}: " + ", ".join(
+            f"{n} {sev}" for sev, n in sorted(result.counts.items())
+        )
+        truth = sample / "synthetic" / "reports.parquet"
+        if truth.exists():
+            n = load_labels(con, synthetic_report_labels(truth))
+            steps["labels"] = f"{n} report labels loaded (synthetic truth)"
+        cohort_dir = out / "cohort"
+        cohort = build_cohort(con, sample / "cohort_spec.yaml", cohort_dir)
+        kept = cohort.manifest.height
+        steps["cohort"] = f"{cohort.spec.name}: {kept} series in the manifest"
+        outputs["cohort"] = cohort_dir
+        validation = expectations.validate(con, manifest=cohort_dir)
+        n_expectations = sum(len(s.outcomes) for s in validation.suites)
+        failed = ", ".join(f"{n} {sev}" for sev, n in validation.counts.items() if n) or "none"
+        steps["validate"] = (
+            f"{len(validation.suites)} expectation suites, {n_expectations} expectations; "
+            f"failed: {failed}"
+        )
+        report = build_report(con, out / "report.html", cohort_dir)
+        outputs["report"] = report.path
+    finally:
+        con.close()
+    return DemoResult(
+        out=out, db=db, crawl=summary, overview=overview(db), steps=steps, outputs=outputs
+    )
