@@ -9,10 +9,12 @@ sequences without a text value.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import struct
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pydicom
@@ -51,18 +53,29 @@ def _one(v: Any) -> str:
     return str(v)
 
 
-def _walk(ds: Dataset, path: str, top: bool, out: ElementColumns) -> None:
+def _walk(
+    ds: Dataset, path: str, top: bool, out: ElementColumns, caveats: list[tuple[str, str]]
+) -> None:
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset yields elements, not tags)
         raw = ds.get_item(tag)
         if top and int(tag) in PIXEL_TAGS:
             continue
+        length = raw.length if isinstance(raw, RawDataElement) else None
         try:
             elem = ds[tag]
         except Exception as exc:  # pydicom raises many types when converting a broken value
+            if isinstance(raw, RawDataElement) and raw.VR != "SQ":
+                # One value that cannot be converted does not cost the file: kept as UN bytes.
+                where = f"({tag.group:04X},{tag.element:04X})"
+                caveats.append(("invalid_value", f"{where} cannot be read ({exc}); kept as UN"))
+                for column, value in ((out.tag, int(tag)), (out.vr, "UN"), (out.value, None),
+                                      (out.value_length, length), (out.seq_path, path),
+                                      (out.private_creator, None), (out.n_items, None)):  # fmt: skip
+                    column.append(value)
+                continue
             raise DicomReadError(
                 "invalid_value", f"({tag.group:04X},{tag.element:04X}) cannot be read: {exc}"
             ) from exc
-        length = raw.length if isinstance(raw, RawDataElement) else None
         creator = None
         if tag.group & 1 and tag.element >= 0x1000:
             # Resolved here rather than from elem.private_creator, which pydicom leaves unset
@@ -80,7 +93,7 @@ def _walk(ds: Dataset, path: str, top: bool, out: ElementColumns) -> None:
             out.n_items.append(len(elem.value))
             prefix = f"{path}/{int(tag):08X}" if path else f"{int(tag):08X}"
             for i, item in enumerate(elem.value):
-                _walk(item, f"{prefix}[{i}]", False, out)
+                _walk(item, f"{prefix}[{i}]", False, out, caveats)
         else:
             text = value_text(elem)
             out.value.append(text.rstrip("\x00 ") if text is not None else None)
@@ -127,6 +140,17 @@ _KNOWN = frozenset(
 )
 
 
+@contextlib.contextmanager
+def _wrong_length_as_un() -> Iterator[None]:
+    """pydicom reads a numeric value of impossible length as UN (as the fast reader does)."""
+    saved = pydicom.config.convert_wrong_length_to_UN
+    pydicom.config.convert_wrong_length_to_UN = True
+    try:
+        yield
+    finally:
+        pydicom.config.convert_wrong_length_to_UN = saved
+
+
 def read_with_pydicom(path: str, out: ElementColumns | None = None) -> tuple[Header, bool]:
     """Read a header with pydicom: ``(header, gzipped)``; errors as :class:`DicomReadError`."""
     try:
@@ -142,7 +166,7 @@ def read_with_pydicom(path: str, out: ElementColumns | None = None) -> tuple[Hea
             raise DicomReadError("bad_gzip", f"not valid gzip: {exc}") from exc
     if not data:
         raise DicomReadError("zero_byte", "the file is empty")
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _wrong_length_as_un():
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
@@ -154,11 +178,12 @@ def read_with_pydicom(path: str, out: ElementColumns | None = None) -> tuple[Hea
             raise DicomReadError("bad_length", f"pydicom cannot parse it: {exc}") from exc
         out = ElementColumns() if out is None else out
         start = len(out)
+        element_caveats: list[tuple[str, str]] = []
         try:
             if ds.file_meta:
-                _walk(ds.file_meta, "", True, out)
+                _walk(ds.file_meta, "", True, out, element_caveats)
             n_meta = len(out)
-            _walk(ds, "", True, out)
+            _walk(ds, "", True, out, element_caveats)
             if len(out) == n_meta:
                 raise DicomReadError("not_dicom", "pydicom found no data elements")
         except EOFError as exc:
@@ -170,7 +195,7 @@ def read_with_pydicom(path: str, out: ElementColumns | None = None) -> tuple[Hea
         except BaseException:
             out.truncate(start)
             raise
-    caveats = [
+    caveats = element_caveats + [
         ("bad_charset", str(w.message))
         for w in caught
         if "character set" in str(w.message).lower() or "decode" in str(w.message).lower()

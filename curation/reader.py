@@ -83,6 +83,10 @@ class Unsupported(Exception):
     """The fast reader does not handle this file; read it with pydicom instead."""
 
 
+class _WrongLength(Exception):
+    """A binary value whose length is not a whole number of values of its VR."""
+
+
 class _NeedMore(Exception):
     """The walk ran past the bytes read so far; ``end`` is the offset it needs."""
 
@@ -237,7 +241,7 @@ class _Walker:
         size = _NUMERIC_SIZE[vr]
         count, extra = divmod(len(raw), size)
         if extra:
-            raise DicomReadError("invalid_value", f"{vr} value of {len(raw)} bytes")
+            raise _WrongLength(f"{vr} value of {len(raw)} bytes, not a multiple of {size}")
         if count == 1:
             return str(struct.unpack("<" + _NUMERIC_FORMAT[vr], raw)[0])
         return "\\".join(map(str, struct.unpack(f"<{count}{_NUMERIC_FORMAT[vr]}", raw)))
@@ -247,7 +251,7 @@ class _Walker:
             return self._numbers(raw, vr)
         if vr == "AT":
             if len(raw) % 4:
-                raise DicomReadError("invalid_value", f"AT value of {len(raw)} bytes")
+                raise _WrongLength(f"AT value of {len(raw)} bytes, not a multiple of 4")
             pairs = struct.unpack(f"<{len(raw) // 2}H", raw)
             return "\\".join(f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2))
         return self._text(raw, vr)
@@ -381,7 +385,15 @@ class _Walker:
             elif kind == _BINARY:
                 value = None
             else:
-                value = self._value(buf[pos:vend], vr, tag)
+                try:
+                    value = self._value(buf[pos:vend], vr, tag)
+                except _WrongLength as why:
+                    # One malformed value does not cost the file: kept as UN bytes (what pydicom
+                    # does with convert_wrong_length_to_UN) and reported.
+                    self.caveats.append(
+                        ("invalid_value", f"({group:04X},{elem:04X}) {why}; kept as UN")
+                    )
+                    vr, value = "UN", None
             if elem <= 0xFF and value is not None:
                 if group & 1 and elem >= 0x10:
                     creators[group << 8 | elem] = value

@@ -78,6 +78,14 @@ def messy_tree(tmp_path: Path) -> Path:
     ds.save_as(root / "badvr.dcm", enforce_file_format=True)
     raw = (root / "badvr.dcm").read_bytes().replace(b"\x08\x00\x60\x00CS", b"\x08\x00\x60\x00ZZ")
     (root / "badvr.dcm").write_bytes(raw)
+    # A numeric value of impossible length (6 bytes of FD), as a real generator once wrote.
+    ds = _dataset()
+    ds.add_new(0x00181318, "FD", 1.5)
+    ds.save_as(root / "badfd.dcm", enforce_file_format=True)
+    raw = (root / "badfd.dcm").read_bytes()
+    i = raw.find(b"\x18\x00\x18\x13FD")
+    raw = raw[: i + 6] + (6).to_bytes(2, "little") + raw[i + 8 : i + 14] + raw[i + 16 :]
+    (root / "badfd.dcm").write_bytes(raw)
     # A symlink cycle and a second link to the same folder.
     (root / "a" / "b" / "loop").symlink_to(root / "a")
     (root / "again").symlink_to(root / "a")
@@ -118,6 +126,10 @@ def test_bad_input_lands_in_crawl_errors_and_the_crawl_goes_on(
     # Undecodable text is read with replacement characters and reported; the header is kept.
     assert reasons["charset.dcm"] == ("bad_charset", True)
     assert status["charset.dcm"] == "ok"
+    # One malformed value is kept as UN and reported; the rest of the header is cataloged.
+    assert reasons["badfd.dcm"] == ("invalid_value", True)
+    assert status["badfd.dcm"] == "ok"
+    assert _q(db, "SELECT vr, value FROM elements WHERE tag = '00181318'") == [("UN", None)]
     # pydicom reads past the invalid VR; whichever way, the file is accounted for.
     assert status["badvr.dcm"] in ("ok", "error")
     # The symlink cycle and the second link did not duplicate anything.
