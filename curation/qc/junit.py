@@ -44,6 +44,7 @@ def write(
         tests=str(len(result.rule_runs)),
         failures=str(len(failing)),
         errors=str(len(result.errors)),
+        skipped=str(len(result.skipped)),
         time=f"{result.seconds:.3f}",
     )
     props = ET.SubElement(suite, "properties")
@@ -58,6 +59,9 @@ def write(
         case = ET.SubElement(
             suite, "testcase", classname=f"qc.{r.level}", name=r.rule_id, time=f"{r.seconds:.3f}"
         )
+        if r.status == "skipped":
+            ET.SubElement(case, "skipped", message=r.error or "not applicable")
+            continue
         if r.status != "ok":
             ET.SubElement(case, "error", message=r.error or "rule failed").text = r.error
             continue

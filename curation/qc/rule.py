@@ -204,8 +204,14 @@ def register(rule: Rule) -> Rule:
     return rule
 
 
-def all_rules() -> dict[str, Rule]:
-    """:data:`RULES`, after importing every shipped rule module."""
-    from curation.qc import rules  # noqa: F401  (importing registers the shipped suites)
+#: Modules whose import registers shipped rules: the header suites, and the pixel rules.
+RULE_MODULES: tuple[str, ...] = ("curation.qc.rules", "curation.pixels.rules")
 
+
+def all_rules() -> dict[str, Rule]:
+    """:data:`RULES`, after importing every module of :data:`RULE_MODULES`."""
+    import importlib
+
+    for module in RULE_MODULES:
+        importlib.import_module(module)
     return RULES

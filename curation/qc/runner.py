@@ -69,7 +69,12 @@ class RunResult:
     @property
     def errors(self) -> list[RuleRun]:
         """Rules whose query failed."""
-        return [r for r in self.rule_runs if r.status != "ok"]
+        return [r for r in self.rule_runs if r.status == "error"]
+
+    @property
+    def skipped(self) -> list[RuleRun]:
+        """Rules that did not apply: a table they read is not in the catalog yet."""
+        return [r for r in self.rule_runs if r.status == "skipped"]
 
     def failed(self, fail_on: str | Severity = "error") -> bool:
         """True when a finding is at or above ``fail_on`` (``never`` never fails)."""
@@ -189,14 +194,18 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
         missing = [t for t in sel.rule.requires if t not in have]
         status, error, n = "ok", None, 0
         if missing:
-            status, error = "error", f"the catalog has no table {missing[0]!r}"
+            # A table another step writes (pixel_metrics before `curation pixels` ran): the rule
+            # does not apply yet. Skipped, and said so, rather than failed.
+            status, error = "skipped", f"the catalog has no table {missing[0]!r} yet"
         else:
             try:
                 n = _run_rule(con, run_id, sel)
             except Exception as exc:  # a broken rule is reported, the others still run
                 status, error = "error", f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
-        if error:
+        if status == "skipped":
+            log.info("rule %s skipped: %s", sel.rule.id, error)
+        elif error:
             log.error("rule %s could not run: %s", sel.rule.id, error)
         else:
             log.debug("rule %s: %d finding(s) in %.3f s", sel.rule.id, n, seconds)
