@@ -61,6 +61,7 @@ _FILE_SCHEMA = pa.schema(
 )
 _RAW_INSTANCE_COLUMNS = catalog.raw_instance_columns()
 _FG_PATHS = frozenset(p for _, _, p in _RAW_INSTANCE_COLUMNS if p)
+_RAW_INSTANCE_KEYS = [(p, t) for _, t, p in _RAW_INSTANCE_COLUMNS]
 _RAW_INSTANCE_SCHEMA = pa.schema(
     [("file_id", pa.uint64()), ("n_elements", pa.int64())]
     + [(name, pa.string()) for name, _, _ in _RAW_INSTANCE_COLUMNS]
@@ -215,7 +216,7 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
     ids: list[int] = []
     counts: list[int] = []
     sops: list[str] = []
-    found: list[dict[tuple[str, int], str | None]] = []
+    rows: list[tuple[str | None, ...]] = []
     for path, size, mtime_ns in items:
         fid = file_id(path)
         mark = len(cols)
@@ -241,18 +242,17 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
         sops.append(sop or "")
         counts.append(end - start)
         # The instance's attributes as text; DuckDB types them in bulk (catalog.instances_sql).
-        paths = cols.seq_path
-        found.append(
-            {
-                (paths[i], cols.tag[i]): cols.value[i]
-                for i in range(start, end)
-                if not paths[i] or paths[i] in _FG_PATHS
-            }
-        )
-    instances: dict[str, list[Any]] = {"file_id": ids, "n_elements": counts}
-    for name, tag, path_ in _RAW_INSTANCE_COLUMNS:
-        key = (path_, tag)
-        instances[name] = [f.get(key) for f in found]
+        paths, tags, values = cols.seq_path, cols.tag, cols.value
+        found = {
+            (paths[i], tags[i]): values[i]
+            for i in range(start, end)
+            if not paths[i] or paths[i] in _FG_PATHS
+        }
+        rows.append(tuple(map(found.get, _RAW_INSTANCE_KEYS)))
+    instances: dict[str, Any] = {"file_id": ids, "n_elements": counts}
+    # One transpose per batch instead of a Python loop per column.
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(_RAW_INSTANCE_KEYS)
+    instances.update(zip((n for n, _, _ in _RAW_INSTANCE_COLUMNS), columns, strict=True))
     elements = element_table(cols, ids, sops, counts)
     return Batch(
         pa.table(files, schema=_FILE_SCHEMA),

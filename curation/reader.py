@@ -581,7 +581,17 @@ def _read_dataset(buf: bytes, complete: bool, out: ElementColumns, start: int, k
     media_class: str | None = None
     meta = _Walker(buf, complete, True, out)
     if kind == "preamble" or (len(buf) >= 2 and buf[0:2] == b"\x02\x00"):
-        # File meta group: always explicit VR little endian; read element by element until group != 2.
+        # File meta group: always explicit VR little endian. Its group length, when present and
+        # right, lets one walk read it all; then (or else) element by element until group != 2.
+        if buf[pos : pos + 8] == b"\x02\x00\x00\x00UL\x04\x00" and len(buf) >= pos + 12:
+            group_end = pos + 12 + _U32.unpack_from(buf, pos + 8)[0]
+            if group_end + 2 <= len(buf) and buf[group_end : group_end + 2] != b"\x02\x00":
+                mark = len(out)
+                try:
+                    meta.walk(pos, group_end, "", True)
+                    pos = group_end
+                except DicomReadError:
+                    out.truncate(mark)  # a wrong group length: read element by element instead
         while True:
             if pos + 8 > len(buf):
                 if complete:
