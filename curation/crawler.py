@@ -302,7 +302,9 @@ class _Writer:
     def __init__(self, con: catalog.duckdb.DuckDBPyConnection, commit_every: int) -> None:
         self.con = con
         self.commit_every = commit_every
-        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=4)
+        # Room for one transaction's worth of batches plus a few: readers keep reading while the
+        # writer commits (with room for only 4, they waited ~25% of a single-worker crawl).
+        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=commit_every // TASK_FILES + 4)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="curation-writer", daemon=True)
         self.thread.start()
