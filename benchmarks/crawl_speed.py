@@ -46,6 +46,7 @@ files = [l for l in open(sys.argv[1]).read().splitlines()]
 con = catalog.connect(sys.argv[2])
 catalog.ensure_tables(con)
 keywords = [a.keyword for a in INSTANCE_ATTRIBUTES]
+pydicom.config.convert_wrong_length_to_UN = True  # else one malformed private value stops it
 t0 = time.perf_counter()
 elements, instances = [], []
 def flush():
@@ -104,6 +105,20 @@ def cohort(n_files: int) -> Path:
     return out
 
 
+def _header_bytes(path: str, size: int) -> int:
+    """How many leading bytes of a file a replica keeps: its header, up to the pixel data."""
+    from curation.reader import read_header
+
+    try:
+        header, gzipped = read_header(path)
+    except Exception:  # junk, truncated or zero-byte files are copied whole
+        return size
+    if gzipped:
+        return size
+    start = header.pixel_data_offset or header.encapsulated_offset or size
+    return min(size, start + 64)
+
+
 def replicate(tree: Path, copies: int) -> Path:
     """A tree of ``copies`` sparse replicas of every file of ``tree`` (cached), for scale tests.
 
@@ -125,7 +140,7 @@ def replicate(tree: Path, copies: int) -> Path:
             dst = out / f"r{k}" / Path(path).relative_to(tree)
             dst.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "rb") as src, open(dst, "wb") as f:
-                head = src.read(64 * 1024)
+                head = src.read(_header_bytes(path, size))
                 f.write(head)
                 if size > len(head):
                     src.seek(max(len(head), size - 64))
