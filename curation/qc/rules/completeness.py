@@ -7,6 +7,7 @@ Slice-level rules read the derived tables of :mod:`curation.qc.views` (``qc_posi
 from __future__ import annotations
 
 from curation.qc.rule import Level, Param, Rule, Severity, register
+from curation.qc.rules.geometry import GAPS_CTE
 
 # Shared SELECT heads: every rule returns the columns of curation.qc.rule.FINDING_COLUMNS.
 _NO_UIDS = "NULL::VARCHAR AS PatientID, NULL::VARCHAR AS StudyInstanceUID, "
@@ -229,15 +230,8 @@ MISSING_SLICES = register(
         not_checked="Slices missing at either end of the stack (indistinguishable from a shorter "
         "scan); runs of irregular gaps (series.nonuniform_spacing); localizers and off-stack "
         "slices (series.mixed_orientation).",
-        query="""
-            WITH g AS (
-                SELECT q.SeriesInstanceUID, q.gap_mm, s.modal_spacing_mm AS m,
-                    lag(q.gap_mm) OVER w AS prev_gap, lead(q.gap_mm) OVER w AS next_gap,
-                    greatest($spacing_tolerance_mm, $spacing_tolerance_fraction * s.modal_spacing_mm)
-                        AS tol
-                FROM qc_positions q JOIN qc_series_geometry s USING (SeriesInstanceUID)
-                WINDOW w AS (PARTITION BY q.SeriesInstanceUID ORDER BY q.position_index)
-            ), gaps AS (
+        query=GAPS_CTE
+        + """ gaps AS (
                 SELECT SeriesInstanceUID, round(gap_mm / m) - 1 AS n_missing, gap_mm, m
                 FROM g
                 WHERE gap_mm IS NOT NULL AND m > 0

@@ -11,6 +11,18 @@ from __future__ import annotations
 
 from curation.qc.rule import Level, Param, Rule, Severity, register
 
+#: Each stack gap with its neighbours and the tolerance of the rule's parameters; shared by the
+#: spacing rules (series.nonuniform_spacing here, series.missing_slices in completeness.py).
+GAPS_CTE = """
+            WITH g AS (
+                SELECT q.SeriesInstanceUID, q.gap_mm, s.modal_spacing_mm AS m,
+                    lag(q.gap_mm) OVER w AS prev_gap, lead(q.gap_mm) OVER w AS next_gap,
+                    greatest($spacing_tolerance_mm, $spacing_tolerance_fraction * s.modal_spacing_mm)
+                        AS tol
+                FROM qc_positions q JOIN qc_series_geometry s USING (SeriesInstanceUID)
+                WINDOW w AS (PARTITION BY q.SeriesInstanceUID ORDER BY q.position_index)
+            ),"""
+
 _G = "g.PatientID, g.StudyInstanceUID, g.SeriesInstanceUID, NULL::VARCHAR, NULL::VARCHAR"
 _VOLUME_MODALITIES = Param(
     "modalities",
@@ -41,15 +53,8 @@ NONUNIFORM_SPACING = register(
         "volume built from it by index is distorted along the normal.",
         not_checked="Isolated gaps of 2, 3, ... x the mode (series.missing_slices); the spacing "
         "declared in SpacingBetweenSlices (only positions are used).",
-        query="""
-            WITH g AS (
-                SELECT q.SeriesInstanceUID, q.gap_mm, s.modal_spacing_mm AS m,
-                    lag(q.gap_mm) OVER w AS prev_gap, lead(q.gap_mm) OVER w AS next_gap,
-                    greatest($spacing_tolerance_mm, $spacing_tolerance_fraction * s.modal_spacing_mm)
-                        AS tol
-                FROM qc_positions q JOIN qc_series_geometry s USING (SeriesInstanceUID)
-                WINDOW w AS (PARTITION BY q.SeriesInstanceUID ORDER BY q.position_index)
-            ), bad AS (
+        query=GAPS_CTE
+        + """ bad AS (
                 SELECT SeriesInstanceUID, count(*) AS n_bad, min(gap_mm) AS lo, max(gap_mm) AS hi,
                     any_value(m) AS m
                 FROM g
