@@ -42,6 +42,8 @@ DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 #: Files handed to a worker at once, and files written to DuckDB per transaction.
 TASK_FILES = 128
 COMMIT_FILES = 2048
+#: DuckDB's memory limit while a crawl writes (see crawl()).
+CRAWL_MEMORY_LIMIT = "512MB"
 #: Reasons worth retrying on the next crawl even when size and mtime did not change.
 TRANSIENT_REASONS = ("permission_denied", "vanished", "os_error")
 
@@ -383,13 +385,11 @@ def _results(items: list[tuple[str, int, int]], crawl_id: int, workers: int) -> 
         max_workers=workers, mp_context=ctx, initializer=_yield_to_writer
     ) as pool:
         pending: set[Future[Batch]] = set()
-        order: list[Future[Batch]] = []
         chunks = _chunks(items, TASK_FILES)
         try:
             for chunk in chunks:
                 fut = pool.submit(read_batch, chunk, crawl_id)
                 pending.add(fut)
-                order.append(fut)
                 # Bounded memory: at most a few batches per worker in flight.
                 while len(pending) >= 3 * workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -466,6 +466,9 @@ def crawl(
         # Many small inserts: one DuckDB thread measured ~1.7x faster than the default here, and
         # leaves the other cores to the readers. The aggregates below get every thread again.
         con.execute("SET threads = 1")
+        # DuckDB's buffer pool otherwise grows towards 80 % of RAM as the catalog grows (measured
+        # 1.6 GB RSS at 112k files); the crawl only appends, so a small pool costs no speed.
+        con.execute(f"SET memory_limit = '{CRAWL_MEMORY_LIMIT}'")
         writer = _Writer(con, commit_every)
         try:
             for part in _results(to_read, crawl_id, workers):
@@ -478,6 +481,7 @@ def crawl(
             writer.stop()
             bar.close()
         con.execute("RESET threads")
+        con.execute("RESET memory_limit")
         if to_read or n_removed or _aggregates_stale(con):
             catalog.rebuild_aggregates(con)
         for _path, reason, _msg in listing.problems:
