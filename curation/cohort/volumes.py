@@ -1,11 +1,17 @@
 """Optional harmonized volumes: each cohort series as NIfTI, resampled, reoriented, normalized.
 
-Each series is read with SimpleITK from its files in slice order (sorted by DuckDB along the slice
-normal), its geometry checked against the DICOM headers (origin = first slice's position, direction
-= ImageOrientationPatient and its normal, spacing = PixelSpacing and the slice step), then
-reoriented to a canonical orientation, resampled to the target spacing, and normalized: CT by a
-window mapped to [0, 1], MR by percentile scaling to [0, 1]. Files are named by the series pseudonym.
-Series run in parallel worker processes, with a progress bar.
+Each series is read in slice order (sorted by DuckDB along the slice normal): single-frame series
+with SimpleITK (GDCM), whose own reading of the geometry is then checked against the DICOM headers
+(origin = first slice's position, direction = ImageOrientationPatient and its normal, spacing =
+PixelSpacing and the slice step); enhanced multi-frame series with
+:func:`curation.pixels.read.slices_image`, frames placed by the per-frame functional groups of the
+catalog (so their check is against the same numbers; dcm2niix is their independent check, see
+``tests/test_volumes_dcm2niix.py``). A series with several volumes (fMRI, DWI, multi-echo: slices
+repeating positions) is written as its first volume, the first slice at each position in
+acquisition order; ``n_volumes`` says how many it had. The volume is then reoriented to a canonical
+orientation, resampled to the target spacing, and normalized: CT by a window mapped to [0, 1], MR
+by percentile scaling to [0, 1] (:meth:`VolumeOptions.native` skips all three). Files are named by the series pseudonym. Series run
+in parallel worker processes, with a progress bar.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import numpy as np
 import polars as pl
 
 from curation.cohort.manifest import write
+from curation.errors import CurationError
+from curation.pixels.sample import slice_table
 
 if TYPE_CHECKING:
     from curation.cohort.build import CohortResult
@@ -33,10 +41,19 @@ class VolumeOptions:
     """How volumes are written (recorded in the provenance sidecar)."""
 
     spacing_mm: tuple[float, ...] | None = None  # None keeps the native spacing
-    orientation: str = "LPS"  # DICOM-style code given to SimpleITK's DICOMOrient
+    orientation: str | None = "LPS"  # code for SimpleITK's DICOMOrient; None keeps the acquired
+    normalize: bool = True  # False keeps modality units (HU for CT, scaled stored values for MR)
     ct_window: tuple[float, float] = (40.0, 400.0)  # level, width in HU
     mr_percentiles: tuple[float, float] = (1.0, 99.0)
     tolerance_mm: float = 0.01  # geometry check: largest allowed difference
+
+    @classmethod
+    def native(cls, tolerance_mm: float = 0.01) -> VolumeOptions:
+        """The acquired grid in modality units: no reorientation, resampling or normalization.
+
+        What a comparison with another converter (dcm2niix) needs, voxel for voxel.
+        """
+        return cls(spacing_mm=None, orientation=None, normalize=False, tolerance_mm=tolerance_mm)
 
 
 def _geometry(img: Any, positions: np.ndarray, iop: np.ndarray, pixel_spacing: np.ndarray) -> float:
@@ -55,6 +72,21 @@ def _geometry(img: Any, positions: np.ndarray, iop: np.ndarray, pixel_spacing: n
     return float(max(errs))
 
 
+def _read(task: dict[str, Any]) -> Any:
+    """The series of ``task`` as a SimpleITK image in modality units, slices in task order."""
+    import SimpleITK as sitk  # noqa: N813 (the name every SimpleITK user knows)
+
+    if task["multiframe"]:
+        from curation.pixels.read import slices_image
+
+        # GDCM's series reader takes files, not frames: one file is a whole (part of a) volume
+        # here, so the frames are read and placed by curation's own reader
+        return slices_image(pl.DataFrame(task["slices"]))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(task["files"])
+    return reader.Execute()
+
+
 def export_one(task: dict[str, Any]) -> dict[str, Any]:
     """Read, check, reorient, resample, normalize and write one series (runs in a worker)."""
     import SimpleITK as sitk  # noqa: N813 (the name every SimpleITK user knows)
@@ -64,12 +96,14 @@ def export_one(task: dict[str, Any]) -> dict[str, Any]:
         "series_key": task["series_key"],
         "image": None,
         "geometry_error": None,
+        "n_volumes": task["n_volumes"],
+        "reader": "curation" if task["multiframe"] else "gdcm",
         "error": None,
     }
     try:
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(task["files"])
-        img = reader.Execute()
+        if task["problem"]:
+            raise ValueError(task["problem"])
+        img = _read(task)
         if img.GetDimension() != 3 or img.GetSize()[2] < 2:
             raise ValueError("not a volume (fewer than 2 slices)")
         out["geometry_error"] = _geometry(
@@ -78,7 +112,8 @@ def export_one(task: dict[str, Any]) -> dict[str, Any]:
             np.asarray(task["iop"], dtype=float),
             np.asarray(task["pixel_spacing"], dtype=float),
         )
-        img = sitk.DICOMOrient(img, opts.orientation)
+        if opts.orientation is not None:
+            img = sitk.DICOMOrient(img, opts.orientation)
         if opts.spacing_mm is not None:
             spacing = np.asarray(opts.spacing_mm, dtype=float)
             size = np.ceil(
@@ -96,50 +131,93 @@ def export_one(task: dict[str, Any]) -> dict[str, Any]:
                 sitk.sitkFloat32,
             )
         img = sitk.Cast(img, sitk.sitkFloat32)
-        arr = sitk.GetArrayFromImage(img)
-        if task["modality"] == "CT":
-            level, width = opts.ct_window
-            lo, hi = level - width / 2, level + width / 2
-        else:
-            lo, hi = (float(x) for x in np.percentile(arr, opts.mr_percentiles))
-        norm = sitk.GetImageFromArray(
-            np.clip((arr - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
-        )
-        norm.CopyInformation(img)
+        if opts.normalize:
+            arr = sitk.GetArrayFromImage(img)
+            if task["modality"] == "CT":
+                level, width = opts.ct_window
+                lo, hi = level - width / 2, level + width / 2
+            else:
+                lo, hi = (float(x) for x in np.percentile(arr, opts.mr_percentiles))
+            norm = sitk.GetImageFromArray(
+                np.clip((arr - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
+            )
+            norm.CopyInformation(img)
+            img = norm
         path = Path(task["out_dir"]) / f"{task['series_key']}.nii.gz"
-        sitk.WriteImage(norm, str(path), useCompression=True)
+        sitk.WriteImage(img, str(path), useCompression=True)
         out["image"] = str(path)
-    except (RuntimeError, ValueError, OSError) as exc:
+    except (RuntimeError, ValueError, OSError, CurationError) as exc:
         out["error"] = str(exc).strip().splitlines()[0][:200]
     return out
+
+
+# What a multi-frame task carries to its worker: the slice_table columns slices_image reads.
+_SLICE_COLUMNS = [
+    "path", "frame", "gzip", "TransferSyntaxUID", "Rows", "Columns", "BitsAllocated",
+    "PixelRepresentation", "SamplesPerPixel", "n_frames", "slope", "intercept", "pixel_offset",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+]  # fmt: skip
+
+
+def first_volume(slices: pl.DataFrame) -> pl.DataFrame:
+    """The first volume of each series of a :func:`slice_table` frame, ordered along the normal.
+
+    A series whose slices repeat positions holds several volumes (time points, b-values, echoes);
+    the first slice at each position in acquisition order (InstanceNumber, frame, path) is kept.
+    Adds ``n_volumes`` (the most slices found at one position). Positions are compared to 1 um.
+    """
+    keyed = slices.with_columns(pl.col("z_mm").round(3).alias("_z"))
+    counts = keyed.group_by("SeriesInstanceUID", "_z").len()
+    n_vol = counts.group_by("SeriesInstanceUID").agg(pl.col("len").max().alias("n_volumes"))
+    return (
+        keyed.sort(["SeriesInstanceUID", "InstanceNumber", "frame", "path"], nulls_last=True)
+        .unique(["SeriesInstanceUID", "_z"], keep="first", maintain_order=True)
+        .sort(["SeriesInstanceUID", "z_mm"], nulls_last=True)
+        .join(n_vol, on="SeriesInstanceUID")
+        .drop("_z")
+    )
 
 
 def _tasks(
     con: duckdb.DuckDBPyConnection, result: CohortResult, vol_dir: Path, opts: VolumeOptions
 ) -> list[dict[str, Any]]:
     con.register("_vol_keys", result.manifest.select("series_key"))
-    frame = con.sql(
-        """WITH s AS (
-            SELECT m.series_key, m.SeriesInstanceUID, h.Modality
-            FROM _cohort_members m JOIN _vol_keys k USING (series_key)
-            JOIN harmonized_series h USING (SeriesInstanceUID)
-        ), i AS (
-            SELECT s.series_key, i.path, i.ImagePositionPatient AS pos, i.ImageOrientationPatient AS iop,
-                i.PixelSpacing AS ps,
-                list_dot_product(i.ImagePositionPatient::DOUBLE[],
-                    [i.ImageOrientationPatient[2] * i.ImageOrientationPatient[6] - i.ImageOrientationPatient[3] * i.ImageOrientationPatient[5],
-                     i.ImageOrientationPatient[3] * i.ImageOrientationPatient[4] - i.ImageOrientationPatient[1] * i.ImageOrientationPatient[6],
-                     i.ImageOrientationPatient[1] * i.ImageOrientationPatient[5] - i.ImageOrientationPatient[2] * i.ImageOrientationPatient[4]]) AS z
-            FROM s JOIN instances i USING (SeriesInstanceUID)
-        )
-        SELECT i.series_key, any_value(s.Modality) AS modality,
-            list(i.path ORDER BY i.z) AS files, list(i.pos ORDER BY i.z) AS positions,
-            any_value(i.iop) AS iop, any_value(i.ps) AS pixel_spacing
-        FROM i JOIN s USING (series_key) GROUP BY i.series_key"""
+    members = con.sql(
+        """SELECT m.series_key, m.SeriesInstanceUID, h.Modality
+        FROM _cohort_members m JOIN _vol_keys k USING (series_key)
+        JOIN harmonized_series h USING (SeriesInstanceUID)"""
     ).pl()
     con.unregister("_vol_keys")
+    slices = first_volume(
+        slice_table(con, members["SeriesInstanceUID"].to_list(), order="position")
+    )
     base = {"out_dir": str(vol_dir), "options": asdict(opts)}
-    return [base | r for r in frame.to_dicts()]
+    tasks = []
+    for key, uid, modality in members.iter_rows():
+        part = slices.filter(pl.col("SeriesInstanceUID") == uid)
+        multiframe = bool(part.height and part["n_frames"].max() > 1)  # type: ignore[operator]
+        problem = None
+        if part.height == 0:
+            problem = "no image slices in the catalog"
+        elif part["z_mm"].null_count() or part["PixelSpacing"].null_count():
+            problem = "slices without ImagePositionPatient/ImageOrientationPatient/PixelSpacing"
+        tasks.append(
+            base
+            | {
+                "series_key": key,
+                "modality": modality,
+                "multiframe": multiframe,
+                "n_volumes": int(part["n_volumes"][0]) if part.height else None,
+                "problem": problem,
+                "files": part["path"].to_list(),
+                "positions": part["ImagePositionPatient"].to_list(),
+                "iop": part["ImageOrientationPatient"][0] if part.height else None,
+                "pixel_spacing": part["PixelSpacing"][0] if part.height else None,
+                # only a multi-frame worker needs the frames; single-frame ones read the files
+                "slices": part.select(_SLICE_COLUMNS).to_dicts() if multiframe else None,
+            }
+        )
+    return tasks
 
 
 def export_volumes(
@@ -155,7 +233,9 @@ def export_volumes(
 
     Adds an ``image`` column to the manifest (rewritten in ``out_dir``) and returns one row per
     series: ``series_key``, ``image``, ``geometry_error`` (largest difference from the DICOM
-    geometry, mm or cosine), ``geometry_ok`` and ``error`` (why a series could not be written).
+    geometry, mm or cosine), ``n_volumes`` (volumes in the series; the first is written),
+    ``reader`` (``gdcm`` for single-frame series, ``curation`` for enhanced multi-frame ones),
+    ``geometry_ok`` and ``error`` (why a series could not be written).
     """
     from tqdm import tqdm
 
@@ -181,10 +261,15 @@ def export_volumes(
             "series_key": pl.String,
             "image": pl.String,
             "geometry_error": pl.Float64,
+            "n_volumes": pl.Int64,
+            "reader": pl.String,
             "error": pl.String,
         },
     ).with_columns((pl.col("geometry_error") <= opts.tolerance_mm).alias("geometry_ok"))
     report.write_csv(out_dir / "volumes.csv")
+    n_multi = report.filter(pl.col("n_volumes") > 1).height
+    if n_multi:
+        log.info("%d series hold several volumes; their first volume was written", n_multi)
     n_bad = report.filter(~pl.col("geometry_ok").fill_null(False)).height
     if n_bad:
         log.warning(

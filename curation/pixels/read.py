@@ -15,7 +15,8 @@ Two decoders:
   plugins or pydicom's own RLE decoder, big endian, deflate, gzip-wrapped files, and raw slices
   whose check failed), one file at a time, only the frames asked for.
 
-:func:`series_image` reads a whole series as a :class:`SimpleITK.Image` with its geometry.
+:func:`series_image` reads a whole series as a :class:`SimpleITK.Image` with its geometry
+(:func:`slices_image` the same from a slice table the caller has already filtered).
 """
 
 from __future__ import annotations
@@ -275,14 +276,29 @@ def series_image(con: duckdb.DuckDBPyConnection, series_instance_uid: str) -> si
     CatalogError
         When the series is not in the catalog or has no image geometry.
     """
-    import SimpleITK as sitk  # noqa: N813  (the name everyone uses)
-
     from curation.errors import CatalogError
     from curation.pixels.sample import slice_table
 
     table = slice_table(con, [series_instance_uid], order="position")
     if table.height == 0:
         raise CatalogError(f"series {series_instance_uid} has no image slices in the catalog")
+    return slices_image(table)
+
+
+def slices_image(table: Any) -> sitk.Image:
+    """The slices of ``table`` (rows of :func:`curation.pixels.sample.slice_table`) as a 3D image.
+
+    The rows are stacked in the order given (callers order them along the slice normal and may
+    have dropped some, e.g. all but one volume of a 4D series); geometry as in
+    :func:`series_image`.
+
+    Raises
+    ------
+    PixelReadError
+        When a slice cannot be read (the reason code says why).
+    """
+    import SimpleITK as sitk  # noqa: N813  (the name everyone uses)
+
     refs = refs_from_table(table)
     images = []
     for res in read_slices(refs):
