@@ -198,6 +198,12 @@ def test_split_by_counts_and_label_strata(db: Path) -> None:
     assert per["test"] == 5 and per["val"] == 5 and per["train"] > 0
 
 
+def test_a_single_split_takes_every_patient(db: Path) -> None:
+    spec = parse({"name": "all", "split": {"ratios": {"train": 1.0}}})
+    m = build_cohort(db, spec, None, key=KEY).manifest
+    assert m.height > 0 and m["split"].unique().to_list() == ["train"]
+
+
 def test_pseudonyms_are_keyed_hashes_and_no_identifier_leaks(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = build_cohort(db, SPEC, out, key=KEY)

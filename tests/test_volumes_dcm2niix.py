@@ -162,8 +162,7 @@ def test_native_volumes_agree_with_dcm2niix(shared_catalog: Path, tmp_path: Path
         {
             "name": "dcm2niix",
             "include": [{"field": "SeriesInstanceUID", "op": "in", "value": sorted(uids)}],
-            # two splits: a single one ({train: 1.0}) trips split.py (CASE without WHEN)
-            "split": {"ratios": {"train": 0.5, "test": 0.5}},
+            "split": {"ratios": {"train": 1.0}},
         }
     )
     out = tmp_path / "cohort"

@@ -77,7 +77,8 @@ def assign(
         p["last"] = names[-1]
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _cohort_split AS
-            SELECT PatientID, CASE {" ".join(whens)} ELSE $last END AS split FROM _cohort_rank""",
+            SELECT PatientID, {f"CASE {' '.join(whens)} ELSE $last END" if whens else "$last"} AS split
+            FROM _cohort_rank""",
             p,
         )
     else:
