@@ -41,7 +41,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "crawl": ("crawl", "read DICOM headers under PATHs into the catalog (incremental, parallel)"),
     "sample": ("sample", "generate a synthetic multi-site cohort with planted defects"),
     "qc": ("qc", "run a QC rule suite over the catalog"),
-    "pixels": ("pixels", "measure pixel artifacts (noise, blur, clipping, text...) into pixel_metrics"),
+    "pixels": (
+        "pixels",
+        "measure pixel artifacts (noise, blur, clipping, text...) into pixel_metrics",
+    ),
     "cohort": ("cohort", "build a training cohort manifest from a spec"),
     "report": ("report", "write the self-contained HTML QC report"),
     "validate": ("validate", "run great-expectations suites over the catalog"),
