@@ -298,17 +298,25 @@ def test_shared_corpus_catalog(shared_catalog: Path) -> None:
     assert _q(db, "SELECT sum(n_instances) FROM series") == _q(db, "SELECT count(*) FROM instances")
 
 
+def _corpus_sources() -> list[str]:
+    from .test_reader import _sources
+
+    return _sources()
+
+
 @needs_shared
-def test_typed_instance_columns_match_pydicom(shared_catalog: Path) -> None:
+@pytest.mark.parametrize("source", _corpus_sources())
+def test_typed_instance_columns_match_pydicom(shared_catalog: Path, source: str) -> None:
     rows = _q(
         shared_catalog,
         """SELECT path, InstanceNumber, SliceThickness, ImagePositionPatient, ImageOrientationPatient,
                   PixelSpacing, Rows, Columns, StudyDate, Modality, ImageType, EchoTime, NumberOfFrames
-           FROM instances ORDER BY path""",
+           FROM instances WHERE starts_with(path, ?) ORDER BY path""",
+        [str(SHARED_DICOM / source) + "/"],
     )
-    assert len(rows) > 2000
+    assert rows
     mismatches = []
-    for path, inum, thick, ipp, iop, ps, rows_, cols, date, modality, itype, te, nf in rows[::7]:
+    for path, inum, thick, ipp, iop, ps, rows_, cols, date, modality, itype, te, nf in rows:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
 
         def num(v: object) -> float | None:
@@ -365,3 +373,52 @@ def test_typed_instance_columns_match_pydicom(shared_catalog: Path) -> None:
             ):
                 mismatches.append((path, name, got, want))
     assert not mismatches, mismatches[:5]
+
+
+@needs_shared
+@pytest.mark.parametrize("source", _corpus_sources())
+def test_catalog_elements_match_pydicom(shared_catalog: Path, source: str) -> None:
+    """What lands in the catalog's ``elements`` is what pydicom reads, for every corpus file."""
+    from curation.pydicom_reader import read_with_pydicom
+
+    from .test_reader import _norm, _rows
+
+    prefix = str(SHARED_DICOM / source) + "/"
+    rows = _q(
+        shared_catalog,
+        """SELECT f.path, e.tag, e.seq_path, e.vr, e.private_creator, e.value
+           FROM elements e JOIN files f USING (file_id)
+           WHERE starts_with(f.path, ?)
+             AND NOT (e.seq_path = '' AND e.tag IN ('7FE00010', '7FE00008', '7FE00009'))""",
+        [prefix],
+    )
+    catalog: dict[str, dict[tuple[str, int], tuple[str, str | None, str | None]]] = {}
+    for path, tag, seq_path, vr, creator, value in rows:
+        catalog.setdefault(str(path), {})[(str(seq_path), int(str(tag), 16))] = (
+            str(vr),
+            creator if creator is None else str(creator),
+            _norm(value if value is None else str(value), str(vr)),
+        )
+    ok_paths = [
+        p
+        for (p,) in _q(
+            shared_catalog,
+            "SELECT path FROM files WHERE status = 'ok' AND starts_with(path, ?)",
+            [prefix],
+        )
+    ]
+    assert ok_paths and set(catalog) == set(ok_paths)
+    differing = []
+    for path in ok_paths:
+        header, _ = read_with_pydicom(path)
+        want = _rows(header)
+        got = catalog[path]
+        if got != want:
+            keys = sorted(set(got) | set(want))
+            differing.append(
+                (
+                    path,
+                    [(k, got.get(k), want.get(k)) for k in keys if got.get(k) != want.get(k)][:3],
+                )
+            )
+    assert not differing, differing[:3]
