@@ -178,7 +178,10 @@ def _read_one(path: str, size: int, out: ElementColumns) -> _Outcome:
     except OSError as exc:
         return _failed("os_error", str(exc), reader)
     except Exception as exc:  # a bug in a reader must not stop the crawl; report it as such
-        log.exception("%s: unexpected error while reading", path)
+        # The path stays in crawl_errors (inside the catalog): folder names can be patient IDs.
+        log.exception(
+            "file %016x: unexpected error while reading (see crawl_errors)", file_id(path)
+        )
         return _failed("internal", f"{type(exc).__name__}: {exc}", reader)
     if header.media_storage_sop_class == DICOMDIR_CLASS:
         return _Outcome("skipped", "dicomdir", None, gz, reader, [])
