@@ -53,7 +53,7 @@ CASES = [
     # gantry tilt: dcm2niix also writes a resampled "_Tilt_Eq_1" copy; the acquired grid is "2"
     # (a sheared grid). GDCM's series reader gives it a z spacing of 5.63 mm where the step along
     # the slice normal is 4.00 mm (dcm2niix, the headers): curation's geometry check flags it.
-    # curation refuses to write it: SimpleITK stretches the sheared stack (5.63 mm for 4 mm).
+    # curation refuses to write it: two slice spacings (4 and 7 mm), which GDCM averages to 5.63 mm.
     Case(
         "dcm_qa_ct/In/GE",
         "GE",

@@ -113,12 +113,12 @@ def export_one(task: dict[str, Any]) -> dict[str, Any]:
             np.asarray(task["pixel_spacing"], dtype=float),
         )
         if out["geometry_error"] > opts.tolerance_mm:
-            # A volume that disagrees with its own headers (a tilted gantry: SimpleITK takes the
-            # slice step from the sheared positions) would train a model on a distorted image;
-            # it is not written, and volumes.csv says why.
+            # A volume that disagrees with its own headers (irregular slice spacing, which GDCM
+            # averages; a tilted gantry's shear) would train a model on a distorted image: it is
+            # not written, and volumes.csv says why.
             raise ValueError(
                 f"geometry differs from the DICOM headers by {out['geometry_error']:.3g} mm "
-                "(gantry tilt or irregular slices): not written"
+                "(irregular slice spacing or gantry tilt): not written"
             )
         if opts.orientation is not None:
             img = sitk.DICOMOrient(img, opts.orientation)
