@@ -702,7 +702,8 @@ def read_header(path: str, out: ElementColumns | None = None) -> tuple[Header, b
     decompressed whole. Raises :class:`Unsupported` for files the fast reader leaves to pydicom,
     and :class:`~curation.errors.DicomReadError` for files that are not readable DICOM.
     """
-    with open(path, "rb") as f:
+    # Unbuffered: the reads are large and few; Python's buffer would only copy them once more.
+    with open(path, "rb", buffering=0) as f:
         data = f.read(INITIAL_READ)
         if not data:
             raise DicomReadError("zero_byte", "the file is empty")
