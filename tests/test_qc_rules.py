@@ -136,6 +136,23 @@ def test_duplicate_sop_in_two_files(con: duckdb.DuckDBPyConnection) -> None:
     assert len(findings(con, "instance.duplicate_sop")) == 2
 
 
+def test_series_uid_reused_by_a_second_acquisition(con: duckdb.DuckDBPyConnection) -> None:
+    # the same series exported again, in another folder: copies are no evidence ...
+    con.execute(
+        "INSERT INTO instances SELECT * REPLACE (file_id + 1000 AS file_id, "
+        "replace(path, '/S2010/', '/copy/') AS path) FROM instances"
+    )
+    assert findings(con, "series.uid_reused") == []
+    # ... but other instances at the same positions (a rescan under the same UID) are
+    con.execute(
+        "INSERT INTO instances SELECT * REPLACE (file_id + 2000 AS file_id, "
+        "SOPInstanceUID || '.2' AS SOPInstanceUID, replace(path, '/S2010/', '/rescan/') AS path) "
+        "FROM instances WHERE path LIKE '%/S2010/%'"
+    )
+    (f,) = findings(con, "series.uid_reused")
+    assert f["value"] == "3" and f["SeriesInstanceUID"] == series_uid(con)
+
+
 def test_mixed_orientation(con: duckdb.DuckDBPyConnection) -> None:
     # the last 5 slices rotated 15 degrees about the left-right axis
     con.execute(

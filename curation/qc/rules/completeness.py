@@ -142,6 +142,48 @@ DUPLICATE_SOP = register(
     )
 )
 
+SERIES_UID_REUSED = register(
+    Rule(
+        id="series.uid_reused",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
+        title="one series UID, two acquisitions",
+        description="Different instances at the same slice position of one series sit in "
+        "different folders: two acquisitions (two sessions, two exports of a rescan) were given "
+        "the same SeriesInstanceUID, and a converter that groups by UID mixes them.",
+        not_checked="Copies of the same instances in two folders (instance.duplicate_sop); repeated "
+        "positions within one folder (volumes of fMRI/DWI, series.duplicate_positions); series "
+        "without ImagePositionPatient (mosaics). A multi-volume series exported one folder per "
+        "volume is flagged too.",
+        query="""
+            WITH f AS (
+                SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID,
+                    ImagePositionPatient AS ipp, regexp_extract(path, '^(.*)/[^/]*$', 1) AS folder
+                FROM instances
+                WHERE SeriesInstanceUID IS NOT NULL AND ImagePositionPatient IS NOT NULL
+            ), per_folder AS (
+                SELECT SeriesInstanceUID, ipp, folder, count(DISTINCT SOPInstanceUID) AS n
+                FROM f GROUP BY ALL
+            ), shared AS (
+                -- More instances at a position than any one folder holds there: some folder has
+                -- instances the others lack. Copies (one folder a subset of another) do not count.
+                SELECT p.SeriesInstanceUID, p.ipp
+                FROM per_folder p
+                JOIN (SELECT SeriesInstanceUID, ipp, count(DISTINCT SOPInstanceUID) AS n_all
+                      FROM f GROUP BY ALL) t USING (SeriesInstanceUID, ipp)
+                GROUP BY p.SeriesInstanceUID, p.ipp
+                HAVING count(*) > 1 AND max(p.n) < any_value(t.n_all)
+            )
+            SELECT any_value(f.PatientID), any_value(f.StudyInstanceUID), f.SeriesInstanceUID,
+                NULL::VARCHAR, NULL::VARCHAR AS path, count(DISTINCT f.folder)::VARCHAR AS value,
+                count(DISTINCT s.ipp) || ' slice position(s) imaged again, by other instances, in '
+                    || 'another of ' || count(DISTINCT f.folder) || ' folders' AS message
+            FROM f JOIN shared s USING (SeriesInstanceUID)
+            GROUP BY f.SeriesInstanceUID
+        """,
+    )
+)
+
 INSTANCE_NUMBER_DUPLICATES = register(
     Rule(
         id="series.instance_number_duplicates",
