@@ -112,8 +112,8 @@ def test_agreement_with_dcm2niix(shared_harmonized: Path) -> None:
         ("SliceTiming", "UIH"),
     ]:
         assert need in compared, need
-    # Known disagreements are explained in docs/harmonize.md: only UIH's series whose UID
-    # spans two sessions may disagree.
+    # Known disagreements are explained in docs/harmonize.md: only the rotated UIH DTI, whose
+    # two reference sidecars (two corpus copies, two dcm2niix runs) disagree with each other.
     bad = table.filter(~pl.col("agree"))
     assert set(bad["vendor"]) <= {"UIH"}, bad
 

@@ -284,6 +284,10 @@ def build(db: str | Path | duckdb.DuckDBPyConnection, *, read_csa: bool = True) 
             LEFT JOIN _h_frame_grad fg ON fg.file_id = i.file_id AND fg.frame_index = f.frame_index
             LEFT JOIN _h_csa c ON c.file_id = i.file_id
             WHERE i.Modality = 'MR'
+            -- A SOP instance stored in several files (a copy of the series) is one image: the
+            -- per-volume lists would otherwise count every copy (instance.duplicate_sop flags them).
+            QUALIFY row_number() OVER (
+                PARTITION BY i.SOPInstanceUID, coalesce(f.frame_index, 0) ORDER BY i.path) = 1
         )
         SELECT file_id, SOPInstanceUID, SeriesInstanceUID, InstanceNumber, frame_index, position_mm,
             vendor, {image_fields}
