@@ -17,7 +17,7 @@ from curation.cohort import build_cohort, load, load_labels, parse, synthetic_re
 from curation.cohort.pseudonym import ENV_VAR
 from curation.errors import InputError
 
-from .conftest import SAMPLE_DATA
+from .conftest import SAMPLE_DATA, needs_shared
 
 SYNTH = SAMPLE_DATA / "synthetic"
 SPEC = SAMPLE_DATA / "cohort_spec.yaml"
@@ -313,3 +313,31 @@ def test_volumes_match_their_dicom_geometry(db: Path, tmp_path: Path) -> None:
     m = pl.read_parquet(tmp_path / "v" / "manifest.parquet")
     assert m["image"].null_count() == 0
     assert load(SPEC).name == "ct_chest_effusion"
+
+
+@needs_shared
+def test_a_series_stored_twice_lists_each_image_once(shared_catalog: Path, tmp_path: Path) -> None:
+    # The corpus holds some series twice (dcm_qa_stc copies files of dcm_qa_nih, dcm_qa_uih,
+    # dcm_qa_enh): the manifest must give a training job each image once.
+    db = tmp_path / "catalog.duckdb"
+    shutil.copy(shared_catalog, db)
+    con = catalog.connect(db)
+    try:
+        copied = con.sql(
+            """SELECT SeriesInstanceUID, count(*) AS n_files, count(DISTINCT SOPInstanceUID) AS n_sop
+               FROM instances GROUP BY 1 HAVING count(*) > count(DISTINCT SOPInstanceUID)"""
+        ).fetchall()
+        assert copied, "the corpus should hold a series stored twice"
+        uid, n_files, n_sop = copied[0]
+        spec = parse(
+            {
+                "name": "copies",
+                "include": [{"field": "SeriesInstanceUID", "op": "=", "value": uid}],
+                "split": {"ratios": {"train": 1.0}},
+            }
+        )
+        manifest = build_cohort(con, spec, None, key=KEY).manifest
+    finally:
+        con.close()
+    (files,) = manifest["dicom_files"].to_list()
+    assert n_files > n_sop == len(files) == len(set(files))

@@ -172,7 +172,12 @@ def build_cohort(
         FROM _cohort_members m
         JOIN harmonized_series h USING (SeriesInstanceUID)
         JOIN (SELECT SeriesInstanceUID, list(path ORDER BY InstanceNumber, path) AS dicom_files
-              FROM instances WHERE SeriesInstanceUID IN (SELECT SeriesInstanceUID FROM _cohort_members)
+              FROM (
+                  -- one file per SOP instance: a copy of the series elsewhere in the archive
+                  -- would otherwise feed every image twice to training (instance.duplicate_sop)
+                  SELECT SeriesInstanceUID, InstanceNumber, path FROM instances
+                  WHERE SeriesInstanceUID IN (SELECT SeriesInstanceUID FROM _cohort_members)
+                  QUALIFY row_number() OVER (PARTITION BY SOPInstanceUID ORDER BY path) = 1)
               GROUP BY 1) f USING (SeriesInstanceUID)
         {label_join}
         ORDER BY m.split, m.patient_key, m.study_key, h.SeriesNumber, m.series_key""",
