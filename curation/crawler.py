@@ -1,11 +1,12 @@
 """Crawl folder trees into the catalog: incremental, parallel, never stopped by a bad file.
 
-The crawl lists the roots (stat only), compares size and mtime with the ``files`` table, reads only
-new or changed files in worker processes with the fast header reader (pydicom as fallback), and
-streams the element rows to DuckDB as Arrow batches. Each batch is one transaction: killing a crawl
-leaves a consistent catalog, and the next crawl carries on where it stopped. Typed tables
-(``instances``, ``frames``) are derived from each batch in bulk by DuckDB; ``series``, ``studies``
-and ``patients`` are rebuilt once at the end.
+The crawl lists the roots (stat only), compares size and mtime with the ``files`` table, and reads
+only new or changed files with the fast header reader (pydicom as fallback): in this process with
+one worker, in reader processes with more. Readers hand Arrow batches to a writer thread, which
+commits them to DuckDB in transactions of ``commit_every`` files: killing a crawl leaves a
+consistent catalog, and the next crawl carries on where it stopped. Typed tables (``instances``,
+``frames``) are derived from each transaction's rows in bulk by DuckDB; ``series``, ``studies`` and
+``patients`` are rebuilt once at the end.
 """
 
 from __future__ import annotations
