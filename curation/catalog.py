@@ -40,16 +40,22 @@ _MACROS = (
 )
 
 
-def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (or create) a catalog database with curation's helper macros.
+def connect(
+    db: str | Path, *, read_only: bool = False, create: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """Open a catalog database with curation's helper macros (``create``: also a new one).
+
+    Only the crawl creates catalogs: every other step opening a path that does not exist is a
+    typo, and leaving an empty database file behind would hide it.
 
     Raises
     ------
     CatalogError
-        When the file cannot be opened (locked by another process, not a DuckDB file, ...).
+        When the file does not exist (and ``create`` is false) or cannot be opened (locked by
+        another process, not a DuckDB file, ...).
     """
     path = Path(db)
-    if read_only and not path.exists():
+    if str(db) != ":memory:" and not create and not path.exists():
         raise CatalogError(f"{path}: no catalog here (run `curation crawl` first)")
     try:
         con = duckdb.connect(str(path), read_only=read_only)

@@ -448,7 +448,7 @@ def crawl(
         raise InputError(f"path does not exist: {missing[0]}")
     roots = [os.path.abspath(r) for r in roots]
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
-    con = catalog.connect(db)
+    con = catalog.connect(db, create=True)
     try:
         catalog.ensure_tables(con)
         crawl_id = con.sql("SELECT coalesce(max(crawl_id), 0) + 1 FROM crawls").fetchall()[0][0]

@@ -422,3 +422,12 @@ def test_catalog_elements_match_pydicom(shared_catalog: Path, source: str) -> No
                 )
             )
     assert not differing, differing[:3]
+
+
+def test_steps_other_than_crawl_do_not_create_a_catalog(tmp_path: Path) -> None:
+    from curation.cli.main import main
+
+    missing = tmp_path / "typo.duckdb"
+    assert main(["qc", "--db", str(missing)]) == 4  # catalog problem, named in the message
+    assert not missing.exists()
+    assert main(["crawl", str(tmp_path / "no such folder"), "--db", str(missing)]) == 3
