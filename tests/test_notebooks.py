@@ -4,6 +4,7 @@ only go stale, and could carry images or values of the data they last ran on."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_has_no_stored_outputs(path: object) -> None:
-    nb = json.loads(path.read_text())  # type: ignore[attr-defined]
+def test_notebook_has_no_stored_outputs(path: Path) -> None:
+    nb = json.loads(path.read_text())
     stored = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and c.get("outputs")]
     assert not stored, f"{path}: cells {stored} keep outputs; clear them before committing"
 
