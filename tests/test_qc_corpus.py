@@ -125,3 +125,52 @@ def test_synthetic_cohort_precision_and_recall(tmp_path: Path) -> None:
         # does leave a missing slice); see docs/qc.md for both numbers
         assert s.precision_clean >= 0.95, (kind, s)
         assert s.recall >= 0.95, (kind, s)
+
+
+def test_heterogeneity_rules_find_what_the_synthetic_cohort_plants(tmp_path: Path) -> None:
+    """Measured against the generator's own declarations (series.parquet), not hard-coded."""
+    import polars as pl
+
+    from curation import crawl
+    from curation.demo import find_sample_data
+    from curation.qc.suite import from_mapping
+
+    out = find_sample_data() / "synthetic"
+    db = tmp_path / "catalog.duckdb"
+    crawl(out / "dicom", db, workers=2, progress=False)
+    con = duckdb.connect(str(db))
+    suite = from_mapping({"include": ["cohort.site_shortcut", "cohort.parameter_locations"]})
+    result = run(con, suite)
+    found = con.sql(
+        f"SELECT rule_id, value FROM qc_findings WHERE run_id = {result.run_id}"
+    ).fetchall()
+    con.close()
+    truth = pl.read_parquet(out / "series.parquet")
+    # A site whose Manufacturer (per modality) no other site uses: a model can learn the site
+    # from the vendor string. Every such site with enough series (the rule's min_series) is
+    # flagged, and only those.
+    from curation.qc.rule import all_rules
+
+    min_series = next(
+        p.default for p in all_rules()["cohort.site_shortcut"].params if p.name == "min_series"
+    )
+    big = truth.group_by("Modality", "InstitutionName").len().filter(pl.col("len") >= min_series)
+    every = truth.select("Modality", "Manufacturer", "InstitutionName").unique()
+    per = every.join(big.select("Modality", "InstitutionName"), on=["Modality", "InstitutionName"])
+    sites_of = every.group_by("Modality", "Manufacturer").agg(pl.col("InstitutionName").n_unique())
+    vendors_of = per.group_by("Modality", "InstitutionName").agg(pl.col("Manufacturer").n_unique())
+    expected = {
+        f"{m} Manufacturer={v} @ {s}"
+        for m, v, s in per.join(
+            sites_of.rename({"InstitutionName": "n_sites"}), on=["Modality", "Manufacturer"]
+        )
+        .join(vendors_of.rename({"Manufacturer": "n_vendors"}), on=["Modality", "InstitutionName"])
+        .filter((pl.col("n_sites") == 1) & (pl.col("n_vendors") == 1))
+        .select("Modality", "Manufacturer", "InstitutionName")
+        .iter_rows()
+    }
+    flagged = {v for r, v in found if r == "cohort.site_shortcut" and " Manufacturer=" in v}
+    assert expected and flagged == expected
+    # The generator writes the diffusion b-value where each vendor does: one finding naming them.
+    (locations,) = [v for r, v in found if r == "cohort.parameter_locations" and "b-value" in v]
+    assert locations == "diffusion b-value"
