@@ -459,8 +459,10 @@ def crawl(
         listing = discover.walk(roots)
         to_read, n_unchanged, n_removed = _plan(con, roots, listing)
         log.info(
-            "crawl %d: %d files under %d root(s), %d to read, %d unchanged, %d removed",
+            "crawl %d: %d files under %d root(s), %d to read, %d unchanged, %d removed, "
+            "%d reached again through a second link (not read twice)",
             crawl_id, len(listing), len(roots), len(to_read), n_unchanged, n_removed,
+            listing.n_duplicate_links,
         )  # fmt: skip
         _record_listing_problems(con, listing, crawl_id)
         statuses: Counter[str] = Counter()

@@ -67,7 +67,10 @@ def _walk(
             if isinstance(raw, RawDataElement) and raw.VR != "SQ":
                 # One value that cannot be converted does not cost the file: kept as UN bytes.
                 where = f"({tag.group:04X},{tag.element:04X})"
-                caveats.append(("invalid_value", f"{where} cannot be read ({exc}); kept as UN"))
+                reason = (
+                    "invalid_vr" if raw.VR is not None and raw.VR not in _KNOWN else "invalid_value"
+                )
+                caveats.append((reason, f"{where} cannot be read ({exc}); kept as UN"))
                 for column, value in ((out.tag, int(tag)), (out.vr, "UN"), (out.value, None),
                                       (out.value_length, length), (out.seq_path, path),
                                       (out.private_creator, None), (out.n_items, None)):  # fmt: skip

@@ -20,6 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from curation import crawl
 from curation.crawler import read_batch
+from curation.errors import READ_ERROR_REASONS
 
 from .conftest import ROOT, SHARED_DICOM, needs_shared, pydicom_test_files
 
@@ -130,8 +131,11 @@ def test_bad_input_lands_in_crawl_errors_and_the_crawl_goes_on(
     assert reasons["badfd.dcm"] == ("invalid_value", True)
     assert status["badfd.dcm"] == "ok"
     assert _q(db, "SELECT vr, value FROM elements WHERE tag = '00181318'") == [("UN", None)]
-    # pydicom reads past the invalid VR; whichever way, the file is accounted for.
-    assert status["badvr.dcm"] in ("ok", "error")
+    # An explicit VR DICOM does not define: pydicom reads the rest, the element is kept as UN.
+    assert reasons["badvr.dcm"] == ("invalid_vr", True)
+    assert status["badvr.dcm"] == "ok"
+    # Every reason is one of the documented stable codes.
+    assert {r for r, _ in reasons.values()} <= set(READ_ERROR_REASONS)
     # The symlink cycle and the second link did not duplicate anything.
     assert _q(db, "SELECT count(*) FROM instances")[0][0] == sum(v == "ok" for v in status.values())
     assert summary.n_errors == len(reasons)
