@@ -107,7 +107,7 @@ def cohort(n_files: int) -> Path:
 
 def _header_bytes(path: str, size: int) -> int:
     """How many leading bytes of a file a replica keeps: its header, up to the pixel data."""
-    from curation.reader import read_header
+    from curation.crawler.reader import read_header
 
     try:
         header, gzipped = read_header(path)
@@ -132,7 +132,7 @@ def replicate(tree: Path, copies: int) -> Path:
     marker = out / ".complete"
     if marker.exists():
         return out
-    from curation import discover
+    from curation.crawler import discover
 
     listing = discover.walk([str(tree)])
     for k in range(copies):

@@ -15,13 +15,13 @@ __version__ = "0.1.0"
 logging.getLogger("curation").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
-    from curation.crawler import CrawlSummary, crawl
+    from curation.crawler.run import CrawlSummary, crawl
 
 __all__ = ["CrawlSummary", "__version__", "crawl"]
 
 # The public functions are imported on first use, so that ``import curation`` (and the CLI's
 # ``--help``) stays cheap and submodules can import ``curation`` without cycles.
-_LAZY = {"crawl": "curation.crawler", "CrawlSummary": "curation.crawler"}
+_LAZY = {"crawl": "curation.crawler.run", "CrawlSummary": "curation.crawler.run"}
 
 
 def __getattr__(name: str) -> Any:

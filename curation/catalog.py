@@ -227,7 +227,7 @@ def frames_sql(batch_elements: str, batch_files: str) -> str:
 
 
 def elements_sql(batch_elements: str) -> str:
-    """SELECT of one batch's staged element rows (see :mod:`curation.elements`) as ``elements``."""
+    """SELECT of one batch's staged element rows (see :mod:`curation.crawler.elements`) as ``elements``."""
     cols = ", ".join(f'"{c}"' for c in schema.ELEMENTS.column_names)
     return f"SELECT {cols} FROM {batch_elements}"
 

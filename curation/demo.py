@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from curation import catalog
-from curation.crawler import CrawlSummary, crawl
+from curation.crawler.run import CrawlSummary, crawl
 from curation.errors import InputError
 
 log = logging.getLogger("curation.demo")

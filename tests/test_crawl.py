@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from curation import crawl
-from curation.crawler import read_batch
+from curation.crawler.run import read_batch
 from curation.errors import READ_ERROR_REASONS
 
 from .conftest import ROOT, SHARED_DICOM, needs_shared, pydicom_test_files
@@ -383,7 +383,7 @@ def test_typed_instance_columns_match_pydicom(shared_catalog: Path, source: str)
 @pytest.mark.parametrize("source", _corpus_sources())
 def test_catalog_elements_match_pydicom(shared_catalog: Path, source: str) -> None:
     """What lands in the catalog's ``elements`` is what pydicom reads, for every corpus file."""
-    from curation.pydicom_reader import read_with_pydicom
+    from curation.crawler.pydicom_reader import read_with_pydicom
 
     from .test_reader import _norm, _rows
 

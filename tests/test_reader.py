@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from curation.crawler.pydicom_reader import read_with_pydicom
+from curation.crawler.reader import Header, Unsupported, read_header, read_header_bytes, sniff
 from curation.errors import DicomReadError
-from curation.pydicom_reader import read_with_pydicom
-from curation.reader import Header, Unsupported, read_header, read_header_bytes, sniff
 
 from .conftest import SHARED_DICOM, needs_shared, pydicom_test_files, shared_corpus_files
 

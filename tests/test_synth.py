@@ -263,7 +263,7 @@ def test_vendor_heterogeneity(cohort: dict[str, Any]) -> None:
 
 def test_crawl_generated_cohort(cohort: dict[str, Any], tmp_path: Path) -> None:
     from curation import catalog
-    from curation.crawler import crawl
+    from curation.crawler.run import crawl
 
     root = cohort["root"]
     db = tmp_path / "catalog.duckdb"

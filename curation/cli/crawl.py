@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from curation.crawler import crawl
+from curation.crawler.run import crawl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,8 @@
 """Read a header with pydicom into the same element columns as the fast reader.
 
-The fallback for what :mod:`curation.reader` leaves alone (big endian, deflate, files that mix
+The fallback for what :mod:`curation.crawler.reader` leaves alone (big endian, deflate, files that mix
 encodings, unusual VRs), and the formatting the tests use when they compare the fast reader with
-pydicom. Values are formatted the way :mod:`curation.reader` produces them: strings as read (trailing
+pydicom. Values are formatted the way :mod:`curation.crawler.reader` produces them: strings as read (trailing
 padding removed), several values joined by a backslash, numbers as Python's ``str``, binary VRs and
 sequences without a text value.
 """
@@ -24,8 +24,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from curation.crawler.reader import PIXEL_TAGS, ElementColumns, Header
 from curation.errors import DicomReadError
-from curation.reader import PIXEL_TAGS, ElementColumns, Header
 
 _BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW"})
 

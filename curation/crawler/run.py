@@ -31,11 +31,12 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 from tqdm import tqdm
 
-from curation import __version__, catalog, discover
-from curation.elements import to_table as element_table
+from curation import __version__, catalog
+from curation.crawler import discover
+from curation.crawler.elements import to_table as element_table
+from curation.crawler.pydicom_reader import read_with_pydicom
+from curation.crawler.reader import ElementColumns, Header, Unsupported, read_header
 from curation.errors import DicomReadError, InputError
-from curation.pydicom_reader import read_with_pydicom
-from curation.reader import ElementColumns, Header, Unsupported, read_header
 
 log = logging.getLogger("curation.crawler")
 
@@ -384,7 +385,7 @@ def _results(items: list[tuple[str, int, int]], crawl_id: int, workers: int) -> 
         return
     # forkserver: children never inherit the parent's open DuckDB connection or its threads.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["curation.crawler"])
+    ctx.set_forkserver_preload(["curation.crawler.run"])
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_yield_to_writer
     ) as pool:

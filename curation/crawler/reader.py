@@ -5,7 +5,7 @@ little endian, with or without nested sequences, any pixel encapsulation) with `
 produces columns (lists) ready for Arrow, instead of building pydicom objects: measured ~10x faster
 than ``pydicom.dcmread`` plus value conversion. Anything it does not handle (big endian, deflate, an
 odd VR, a file that switches encodings mid-way) raises :class:`Unsupported`, and the caller reads the
-file with pydicom instead (:mod:`curation.pydicom_reader`), which is also the oracle the tests
+file with pydicom instead (:mod:`curation.crawler.pydicom_reader`), which is also the oracle the tests
 compare this reader against, file by file.
 
 Value text follows pydicom's reading: string values are decoded with the file's character set and

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydicom.datadict import get_private_entry, keyword_for_tag
 
-from curation.reader import ElementColumns
+from curation.crawler.reader import ElementColumns
 
 #: The staged element table a reader hands to the catalog writer (catalog.elements_sql reads it).
 SCHEMA = pa.schema(
