@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from curation import schema
-from curation.errors import CatalogError
+from curation.errors import CatalogError, InputError
 from curation.schema import INSTANCE_ATTRIBUTES, SHARED_FUNCTIONAL_GROUPS, InstanceAttribute
 
 log = logging.getLogger("curation.catalog")
@@ -64,6 +64,39 @@ def connect(
     for macro in _MACROS:
         con.execute(macro)
     return con
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a DuckDB identifier: in double quotes, inner quotes doubled.
+
+    Every name that reaches SQL from outside the code (a spec's label or column, a column header
+    read from a user's file) goes through here; values never do, they are bound as parameters.
+
+    Raises
+    ------
+    InputError
+        ``name`` is not a non-empty string or holds a NUL byte (DuckDB would cut the name there,
+        so the quoted name would not be the one checked).
+    """
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{name!r}: a column or table name must be a non-empty string")
+    if "\0" in name:
+        raise InputError(f"{name[:60]!r}: a column or table name cannot hold a NUL byte")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """``text`` as a SQL string literal, for the few places a value cannot be bound (a file path
+    inside a relation handed around as SQL text). Bind values as parameters everywhere else.
+
+    Raises
+    ------
+    InputError
+        ``text`` holds a NUL byte.
+    """
+    if "\0" in text:
+        raise InputError(f"{text[:60]!r}: a path or text cannot hold a NUL byte")
+    return "'" + text.replace("'", "''") + "'"
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
