@@ -341,3 +341,158 @@ def test_a_series_stored_twice_lists_each_image_once(shared_catalog: Path, tmp_p
         con.close()
     (files,) = manifest["dicom_files"].to_list()
     assert n_files > n_sop == len(files) == len(set(files))
+
+
+# -- which QC run a spec reads (issue 10) -------------------------------------------------------
+
+
+def _qc_error_series(db: Path, run_id: int) -> set[str]:
+    con = catalog.connect(db, read_only=True)
+    try:
+        return {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT SeriesInstanceUID FROM qc_findings WHERE run_id = $r "
+                "AND severity = 'error' AND SeriesInstanceUID IS NOT NULL",
+                {"r": run_id},
+            ).fetchall()
+        }
+    finally:
+        con.close()
+
+
+def test_qc_criteria_read_the_rule_suite_run_not_a_later_validate_run(
+    db: Path, tmp_path: Path
+) -> None:
+    from curation import expectations
+
+    spec = parse({"name": "no-errors", "exclude": [{"qc_severity": "error"}]})
+    before = build_cohort(db, spec, None, key=KEY).manifest.height
+    # `curation validate` records its own, later run in qc_runs (nothing failing here)
+    validation = expectations.validate(db, ["catalog_series"])
+    assert validation.suites[0].run_id is not None and validation.suites[0].run_id > 1
+    res = build_cohort(db, spec, tmp_path / "out", key=KEY)
+    assert res.manifest.height == before
+    assert not _qc_error_series(db, 1) & set(
+        catalog.connect(db, read_only=True)
+        .sql(f"SELECT SeriesInstanceUID FROM cohort_members WHERE cohort_id = {res.cohort_id}")
+        .pl()["SeriesInstanceUID"]
+    )
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert prov["qc_run"]["run_id"] == 1 and prov["qc_run"]["suite_name"] == "default"
+    assert prov["qc_run"]["selected_by"] == "latest rule-suite run"
+
+
+def test_a_spec_names_the_qc_suite_or_run(db: Path, tmp_path: Path) -> None:
+    from curation import expectations
+
+    run = expectations.validate(db, ["catalog_series"]).suites[0].run_id
+    spec = parse({"name": "s", "qc": {"suite": "default"}, "exclude": [{"qc_severity": "error"}]})
+    assert build_cohort(db, spec, None, key=KEY).provenance["qc_run"]["run_id"] == 1
+    spec = parse({"name": "r", "qc": {"run": run}, "exclude": [{"qc_severity": "error"}]})
+    res = build_cohort(db, spec, None, key=KEY)
+    assert res.provenance["qc_run"] == {
+        **res.provenance["qc_run"],
+        "run_id": run,
+        "selected_by": f"run {run} named by the spec",
+        "suite_name": "expectations/catalog_series",
+    }
+    # the expectation run has no series-level error: nothing is excluded
+    assert res.attrition["n_series_dropped"].to_list() == [0, 0]
+    with pytest.raises(InputError, match=r"qc.suite 'defualt'.*did you mean 'default'"):
+        build_cohort(
+            db,
+            parse({"name": "x", "qc": {"suite": "defualt"}, "exclude": [{"qc_severity": "error"}]}),
+            None,
+            key=KEY,
+        )
+    with pytest.raises(InputError, match=r"qc\.run 999: no such QC run"):
+        build_cohort(
+            db,
+            parse({"name": "x", "qc": {"run": 999}, "exclude": [{"qc_severity": "error"}]}),
+            None,
+            key=KEY,
+        )
+
+
+# -- what only the catalog knows: labels, columns, rules (issue 10) ----------------------------
+
+
+def _spec_file(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "spec.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "name: x\nlabels: [pleural_efusion]\n",
+            r"spec.yaml:2: labels\[0\]: no label 'pleural_efusion'.*did you mean 'pleural_effusion'",
+        ),
+        (
+            "name: x\nexclude:\n  - {label: pleural_efusion, value: uncertain}\n",
+            r"spec.yaml:3: exclude\[0\]: no label 'pleural_efusion'.*did you mean 'pleural_effusion'",
+        ),
+        (
+            "name: x\ninclude:\n  - {field: Modality, op: '=', value: CT}\n  - {field: SliceThickness, op: '<=', value: 3}\n",
+            r"spec.yaml:4: include\[1\]: 'SliceThickness' is a DICOM keyword; use the harmonized field 'slice_thickness_mm'",
+        ),
+        (
+            "name: x\ninclude:\n  - {field: PatientAge, op: '=', value: 040Y}\n",
+            r"spec.yaml:3: include\[0\]: 'PatientAge' is a DICOM keyword that harmonized_series",
+        ),
+        (
+            "name: x\ninclude:\n  - {field: slice_thikness_mm, op: '<=', value: 3}\n",
+            r"no column 'slice_thikness_mm'.*did you mean 'slice_thickness_mm'",
+        ),
+        (
+            "name: x\nexclude:\n  - {qc_rule: series.missing_slice}\n",
+            r"spec.yaml:3: exclude\[0\]: QC run 1 .*ran no rule 'series.missing_slice'.*did you mean 'series.missing_slices'",
+        ),
+        ("name: x\nexclude:\n  - {qc_severity: eror}\n", r"spec.yaml:3: .*did you mean 'error'"),
+        (
+            "name: x\nexclude:\n  - {qc_sevrity: error}\n",
+            r"spec.yaml:3: .*did you mean 'qc_severity'",
+        ),
+        ("name: x\nincluded: []\n", r"spec.yaml:1: unknown key.*did you mean 'include'"),
+        (
+            "name: x\nsplit: {ratios: {train: 1.0}, stratify: [vendr]}\n",
+            r"no column 'vendr'.*did you mean 'vendor'",
+        ),
+    ],
+)
+def test_unknown_names_are_errors_naming_the_spec_line(
+    db: Path, tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        build_cohort(db, _spec_file(tmp_path, text), None, key=KEY)
+
+
+def test_a_dicom_keyword_that_is_a_harmonized_column_is_accepted(db: Path) -> None:
+    spec = parse({"name": "x", "include": [{"field": "Modality", "op": "=", "value": "MR"}]})
+    assert set(build_cohort(db, spec, None, key=KEY).manifest["Modality"]) == {"MR"}
+
+
+def test_criteria_built_in_python_are_validated() -> None:
+    from curation.cohort import CohortSpec, Criterion
+
+    with pytest.raises(InputError, match="unknown op"):
+        Criterion("include", "field", "Modality", "= 'nope' OR 1=1 OR Modality =", "x")
+    with pytest.raises(InputError, match="unknown op"):
+        Criterion("include", "field", "Modality", "IS NULL; DROP TABLE labels; --")
+    with pytest.raises(InputError, match="action"):
+        Criterion("drop", "field", "Modality", "=", "CT")
+    with pytest.raises(InputError, match="kind"):
+        Criterion("include", "sql", "1=1")
+    with pytest.raises(InputError, match="qc_severity"):
+        Criterion("exclude", "qc_severity", "fatal")
+    with pytest.raises(InputError, match="a value is"):
+        Criterion("include", "field", "Modality", "=", {"a": 1})
+    with pytest.raises(InputError, match="label name"):
+        CohortSpec("x", labels=("ok", ""))
+    with pytest.raises(InputError, match="Criterion"):
+        CohortSpec("x", criteria=("include Modality = CT",))  # type: ignore[arg-type]
+    ok = CohortSpec("x", [Criterion("include", "field", "Modality", "=", "CT")])  # type: ignore[arg-type]
+    assert isinstance(ok.criteria, tuple)

@@ -45,3 +45,223 @@ def test_empty_or_nul_names_are_refused(bad: str) -> None:
     if bad:
         with pytest.raises(InputError, match="NUL"):
             quote_literal(bad)
+
+
+# -- hostile specs, suites and cohort folders against a real catalog ---------------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import polars as pl  # noqa: E402
+
+from curation import catalog  # noqa: E402
+from curation.cli.main import main  # noqa: E402
+
+from .conftest import SAMPLE_DATA  # noqa: E402
+
+KEY = "hostile-test-key-0123456789"
+#: A file outside the catalog and the output folder that hostile SQL tries to read (its path
+#: replaces /etc/hostname in the specs below, its token must not show up in any output).
+SECRET_TOKEN = "secret-token-7c1e0f9a"
+
+
+@pytest.fixture(scope="module")
+def secret(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("outside") / "secret.txt"
+    path.write_text(SECRET_TOKEN)
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_catalog(tmp_path_factory: pytest.TempPathFactory, secret: Path) -> Path:
+    """The synthetic cohort crawled and QC'd, with labels whose names are hostile SQL."""
+    from curation import crawl, harmonize, qc
+    from curation.cohort import load_labels
+
+    db = tmp_path_factory.mktemp("hostile") / "catalog.duckdb"
+    crawl(SAMPLE_DATA / "synthetic" / "dicom", db, workers=1, progress=False)
+    con = catalog.connect(db)
+    harmonize.build(con)
+    qc.run(con)
+    studies = [r[0] for r in con.sql("SELECT StudyInstanceUID FROM studies").fetchall()]
+    reads_secret = HOSTILE_NAMES[0].replace("/etc/hostname", str(secret))
+    load_labels(
+        con,
+        pl.DataFrame(
+            {
+                "StudyInstanceUID": studies * 2,
+                "label": [reads_secret] * len(studies) + [HOSTILE_NAMES[5]] * len(studies),
+                "value": ["present"] * (2 * len(studies)),
+                "source": ["hostile"] * (2 * len(studies)),
+            }
+        ),
+    )
+    con.close()
+    return db
+
+
+@pytest.fixture
+def work(base_catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: Path) -> Path:
+    """A folder with a copy of the catalog; tests check that nothing else appears in it."""
+    monkeypatch.setenv("CURATION_PSEUDONYM_KEY", KEY)
+    shutil.copy(base_catalog, tmp_path / "catalog.duckdb")
+    return tmp_path
+
+
+def _catalog_intact(db: Path) -> None:
+    con = catalog.connect(db, read_only=True)
+    try:
+        have = {
+            r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        assert {"qc_findings", "labels", "instances", "series", "files"} <= have
+        assert con.sql("SELECT count(*) FROM qc_findings").fetchall()[0][0] > 0
+        assert con.sql("SELECT count(*) FROM labels").fetchall()[0][0] > 0
+    finally:
+        con.close()
+
+
+def _outputs_text(folder: Path) -> str:
+    return "\n".join(
+        p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file()
+    )
+
+
+def _only_expected_files(work: Path, allowed: set[str]) -> None:
+    """Nothing was written beside the catalog, the spec and the output folder."""
+    found = {p.name for p in work.iterdir()}
+    assert found <= {"catalog.duckdb", "catalog.duckdb.wal", *allowed}, found
+
+
+def _yaml(value: object, secret: Path | None = None) -> str:
+    # JSON is YAML: quotes and escapes exactly as given
+    text = json.dumps(value)
+    return text.replace("/etc/hostname", str(secret)) if secret is not None else text
+
+
+# (label names, criterion, extra spec keys) that must be refused with exit 3
+REFUSED_SPECS: dict[str, dict[str, object]] = {
+    "label read_text subquery (not in the catalog)": {
+        "labels": ["x\", (SELECT content FROM read_text('/etc/hostname')) AS \"y"]
+    },
+    "label with NUL byte": {"labels": ["pleural\0effusion"]},
+    "label of 10 MB": {"labels": ["x" * 10_000_000]},
+    "field with a subquery": {
+        "include": [{"field": 'Modality" OR 1=1 OR "x', "op": "=", "value": "CT"}]
+    },
+    "field naming read_csv": {
+        "include": [{"field": "(SELECT * FROM read_csv('/etc/passwd'))", "op": "not null"}]
+    },
+    "op with injection": {
+        "include": [{"field": "Modality", "op": "= 'nope' OR 1=1 OR Modality =", "value": "x"}]
+    },
+    "op dropping a table": {
+        "include": [{"field": "Modality", "op": "IS NULL; DROP TABLE labels; --"}]
+    },
+    "op with COPY": {
+        "include": [{"field": "Modality", "op": "= 'x'; COPY labels TO 'pwned.sh'; --", "value": 1}]
+    },
+    "rule with ATTACH": {"exclude": [{"qc_rule": "x'; ATTACH 'pwned.duckdb' AS p; --"}]},
+    "severity with semicolon": {"exclude": [{"qc_severity": "error; DROP TABLE qc_findings"}]},
+    "stratify with subquery": {
+        "split": {"ratios": {"train": 1.0}, "stratify": ['vendor") FROM labels; --']}
+    },
+    "qc suite name with quote": {"qc": {"suite": "default' OR '1'='1"}},
+    "value of 10 MB": {"include": [{"field": "Modality", "op": "=", "value": "C" * 10_000_000}]},
+    "value as a mapping": {"include": [{"field": "Modality", "op": "=", "value": {"sql": "1=1"}}]},
+    "name with NUL": {"name": "a\0b"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_SPECS))
+def test_hostile_specs_are_refused_with_exit_3(
+    work: Path, case: str, capsys: pytest.CaptureFixture[str], secret: Path
+) -> None:
+    spec = work / "spec.yaml"
+    spec.write_text(_yaml({"name": "hostile", **REFUSED_SPECS[case]}, secret))
+    code = main(
+        ["cohort", str(spec), "--db", str(work / "catalog.duckdb"), "--out", str(work / "out")]
+    )
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 2000, err[:500]
+    assert not (work / "out").exists()
+    _only_expected_files(work, {"spec.yaml"})
+    _catalog_intact(work / "catalog.duckdb")
+
+
+# specs whose hostile text must come out as a literal (a name, a value), changing nothing
+LITERAL_SPECS: dict[str, dict[str, object]] = {
+    "label named like a read_text subquery": {"labels": [HOSTILE_NAMES[0]]},
+    "label named like a COPY": {"labels": [HOSTILE_NAMES[5]]},
+    "label criterion with hostile name": {"include": [{"label": HOSTILE_NAMES[5]}]},
+    "value with quote and COPY": {
+        "include": [
+            {
+                "field": "Modality",
+                "op": "in",
+                "value": ["CT' OR 1=1; COPY labels TO 'pwned.sh'; --"],
+            }
+        ]
+    },
+    "like value with read_text": {
+        "include": [
+            {"field": "Modality", "op": "like", "value": "%' || read_text('/etc/hostname') || '"}
+        ]
+    },
+    "split names with quotes": {"split": {"ratios": {"train'); DROP TABLE labels; --": 1.0}}},
+    "spec name with a subquery": {"name": "(SELECT content FROM read_text('/etc/hostname'))"},
+    "label value with NUL": {"include": [{"label": HOSTILE_NAMES[0], "value": "pre\0sent"}]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(LITERAL_SPECS))
+def test_hostile_text_in_a_spec_is_a_literal(
+    work: Path, case: str, capsys: pytest.CaptureFixture[str], secret: Path
+) -> None:
+    data = json.loads(_yaml({"name": "hostile", **LITERAL_SPECS[case]}, secret))
+    spec = work / "spec.yaml"
+    spec.write_text(json.dumps(data))
+    out = work / "out"
+    code = main(["cohort", str(spec), "--db", str(work / "catalog.duckdb"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    manifest = pl.read_parquet(out / "manifest.parquet")
+    for name in data.get("labels", []):  # type: ignore[union-attr]
+        assert manifest["label_" + name].drop_nulls().to_list() == ["present"] * manifest.height
+    if "value" in case:
+        assert manifest.height == 0
+    assert SECRET_TOKEN not in _outputs_text(out)
+    _only_expected_files(work, {"spec.yaml", "out"})
+    _catalog_intact(work / "catalog.duckdb")
+
+
+def test_hostile_suite_parameters_are_bound(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = work / "suite.yaml"
+    evil = ["CT' OR 1=1; COPY qc_findings TO 'pwned.sh'; --", "MR"]
+    suite.write_text(
+        _yaml(
+            {
+                "name": "hostile",
+                "include": ["series.*"],
+                "rules": {"series.too_few_slices": {"params": {"modalities": evil}}},
+            }
+        )
+    )
+    code = main(["qc", "--db", str(work / "catalog.duckdb"), "--suite", str(suite)])
+    assert code in (0, 1), capsys.readouterr().err
+    con = catalog.connect(work / "catalog.duckdb", read_only=True)
+    ran = con.sql(
+        "SELECT parameters FROM qc_rule_runs WHERE run_id = 2 AND rule_id = 'series.too_few_slices'"
+    ).fetchall()
+    con.close()
+    assert json.loads(ran[0][0])["modalities"] == evil
+    _only_expected_files(work, {"suite.yaml"})
+    _catalog_intact(work / "catalog.duckdb")
+    for params in ({"min_instances": "3; DROP TABLE qc_findings"}, {"no_such_param": 1}):
+        suite.write_text(
+            _yaml({"name": "h", "rules": {"series.missing_slices": {"params": params}}})
+        )
+        assert main(["qc", "--db", str(work / "catalog.duckdb"), "--suite", str(suite)]) == 3
+    _catalog_intact(work / "catalog.duckdb")

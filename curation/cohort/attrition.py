@@ -2,7 +2,9 @@
 
 Every criterion becomes a predicate over ``harmonized_series`` (joined with ``pixel_metrics`` when
 that table exists). Values go in as named parameters; column names only after they were found in
-the catalog. One query marks, for every series, the first criterion it fails (``dropped_at``); the
+the catalog, and quoted (:func:`curation.catalog.quote_ident`); operators through the allow-list
+:data:`COMPARISONS`. Rule ids and labels are checked against the QC run and the labels table, so a
+typo is an error with a suggestion rather than a criterion that silently selects nothing. One query marks, for every series, the first criterion it fails (``dropped_at``); the
 attrition table and the exclusion reasons are aggregates of that column.
 """
 
@@ -13,9 +15,19 @@ from typing import Any
 
 import duckdb
 
-from curation.cohort.spec import SEVERITIES, CohortSpec, Criterion
+from curation.catalog import quote_ident
+from curation.cohort.spec import (
+    DICOM_KEYWORD_FIELDS,
+    SEVERITIES,
+    CohortSpec,
+    Criterion,
+    did_you_mean,
+)
 from curation.cohort.tables import table_exists
 from curation.errors import CatalogError, InputError
+
+#: SQL of each comparison op of :data:`curation.cohort.spec.OPS` that compares with one value.
+COMPARISONS: dict[str, str] = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
 @dataclass
@@ -27,6 +39,7 @@ class Compiled:
     params: dict[str, Any]
     columns: dict[str, str]  # available column -> type
     qc_run_id: int | None
+    qc_selected_by: str | None = None  # how the QC run was chosen (for provenance)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -37,16 +50,49 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
-def latest_qc_run(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The latest finished QC run id, or None when QC never ran on this catalog."""
+def qc_run(con: duckdb.DuckDBPyConnection, spec: CohortSpec) -> tuple[int | None, str]:
+    """The QC run the spec's QC criteria read, and how it was chosen.
+
+    ``qc: {run: ID}`` names the run; ``qc: {suite: NAME}`` takes that suite's latest finished run;
+    otherwise the latest finished rule-suite run (:func:`curation.qc.findings.latest_run_id`,
+    which skips the runs ``curation validate`` records). None when QC never ran.
+
+    Raises
+    ------
+    InputError
+        The named run does not exist or did not finish, or the named suite never ran.
+    """
+    from curation.qc.findings import latest_run_id
+
     if not table_exists(con, "qc_runs"):
-        return None
-    rows = con.sql("SELECT max(run_id) FROM qc_runs WHERE finished_at IS NOT NULL").fetchall()
-    return None if rows[0][0] is None else int(rows[0][0])
+        if spec.qc_run is not None or spec.qc_suite is not None:
+            raise CatalogError(f"{spec.where or 'spec'}: qc: the catalog holds no QC run")
+        return None, "latest rule-suite run"
+    where = spec.where or "spec"
+    if spec.qc_run is not None:
+        rows = con.execute(
+            "SELECT finished_at IS NOT NULL FROM qc_runs WHERE run_id = $r", {"r": spec.qc_run}
+        ).fetchall()
+        if not rows or not rows[0][0]:
+            raise InputError(
+                f"{where}: qc.run {spec.qc_run}: "
+                + ("no such QC run" if not rows else "that run did not finish")
+            )
+        return spec.qc_run, f"run {spec.qc_run} named by the spec"
+    if spec.qc_suite is not None:
+        run = latest_run_id(con, spec.qc_suite)
+        if run is None:
+            suites = [r[0] for r in con.sql("SELECT DISTINCT suite_name FROM qc_runs").fetchall()]
+            raise InputError(
+                f"{where}: qc.suite {spec.qc_suite!r} has no finished run in this catalog"
+                + did_you_mean(spec.qc_suite, suites)
+            )
+        return run, f"latest run of suite {spec.qc_suite!r}"
+    return latest_run_id(con), "latest rule-suite run"
 
 
-def _field(c: Criterion, col: str, ctype: str, p: str, params: dict[str, Any]) -> str:
-    ref = f'b."{col}"'
+def _field(c: Criterion, ref: str, ctype: str, p: str, params: dict[str, Any]) -> str:
+    """Predicate of ``c`` over the (already quoted) column reference ``ref``."""
     op, v = c.op, c.value
     if op == "is null":
         return f"{ref} IS NULL"
@@ -64,7 +110,47 @@ def _field(c: Criterion, col: str, ctype: str, p: str, params: dict[str, Any]) -
         return f"{ref} LIKE ${p}"
     if op == "contains":
         return f"list_contains({ref}, ${p})" if ctype.endswith("[]") else f"contains({ref}, ${p})"
-    return f"{ref} {op} ${p}"
+    if op not in COMPARISONS:  # Criterion refuses these; a check here costs nothing
+        raise InputError(f"criterion {c.title!r}: unknown op {op!r}")
+    return f"{ref} {COMPARISONS[op]} ${p}"
+
+
+def _column(c: Criterion, columns: dict[str, str], tables: str) -> str:
+    """The column a field criterion names, or an error saying which to use."""
+    where = c.where or f"criterion {c.title!r}"
+    if c.target in columns:
+        return c.target
+    if c.target in DICOM_KEYWORD_FIELDS and DICOM_KEYWORD_FIELDS[c.target] in columns:
+        raise InputError(
+            f"{where}: {c.target!r} is a DICOM keyword; use the harmonized field "
+            f"{DICOM_KEYWORD_FIELDS[c.target]!r} (vendor-neutral, in its unit; see docs/harmonize.md)"
+        )
+    from pydicom.datadict import keyword_dict
+
+    if c.target in keyword_dict:
+        raise InputError(
+            f"{where}: {c.target!r} is a DICOM keyword that {tables} do not carry; filter on one of "
+            f"their columns{did_you_mean(c.target, columns)} (docs/catalog.md lists them)"
+        )
+    raise InputError(
+        f"{where}: no column {c.target!r} in {tables}{did_you_mean(c.target, columns)}"
+    )
+
+
+def check_labels(con: duckdb.DuckDBPyConnection, names: list[str], where: str) -> None:
+    """Raise :class:`InputError` naming the first of ``names`` the labels table does not hold."""
+    if not names:
+        return
+    if not table_exists(con, "labels"):
+        raise CatalogError(
+            f"{where}: label {names[0]!r} needs a labels table (see curation.cohort.labels)"
+        )
+    have = [r[0] for r in con.sql("SELECT DISTINCT label FROM labels ORDER BY 1").fetchall()]
+    for name in names:
+        if name not in have:
+            raise InputError(
+                f"{where}: no label {name!r} in the labels table{did_you_mean(name, have)}"
+            )
 
 
 def _in_findings(where: str) -> str:
@@ -85,63 +171,73 @@ def compile_spec(con: duckdb.DuckDBPyConnection, spec: CohortSpec) -> Compiled:
     CatalogError
         A criterion needs a table (qc_findings, labels) the catalog lacks.
     """
-    columns = _columns(con, "harmonized_series")
+    own = _columns(con, "harmonized_series")
+    columns = dict(own)
     base = "harmonized_series b"
+    tables = "harmonized_series"
     if table_exists(con, "pixel_metrics"):
         extra = {k: v for k, v in _columns(con, "pixel_metrics").items() if k not in columns}
         if extra:
-            cols = ", ".join(f'"{k}"' for k in extra)
+            cols = ", ".join(quote_ident(k) for k in extra)
             base += f" LEFT JOIN (SELECT SeriesInstanceUID AS _pm_uid, {cols} FROM pixel_metrics) pm ON pm._pm_uid = b.SeriesInstanceUID"
             columns.update(extra)
-    qc_run = latest_qc_run(con)
+            tables = "harmonized_series or pixel_metrics"
+    needs_qc = (
+        any(c.kind in ("qc_rule", "qc_severity") for c in spec.criteria)
+        or spec.qc_suite is not None
+        or spec.qc_run is not None
+    )
+    run, selected_by = qc_run(con, spec) if needs_qc else (None, None)
     params: dict[str, Any] = {}
     keeps = []
     for i, c in enumerate(spec.criteria):
         p = f"p{i}"
+        where = c.where or f"criterion {c.title!r}"
         if c.kind == "field":
-            if c.target not in columns:
-                raise InputError(
-                    f"criterion {c.title!r}: no column {c.target!r} in harmonized_series"
-                    + (" or pixel_metrics" if "pm" in base else "")
-                )
-            pred = _field(c, c.target, columns[c.target], p, params)
-            if c.target not in _columns(con, "harmonized_series"):
-                pred = pred.replace(f'b."{c.target}"', f'pm."{c.target}"')
+            col = _column(c, columns, tables)
+            ref = ("b." if col in own else "pm.") + quote_ident(col)
+            pred = _field(c, ref, columns[col], p, params)
         elif c.kind in ("qc_rule", "qc_severity"):
-            if qc_run is None:
-                raise CatalogError(
-                    f"criterion {c.title!r} needs QC findings: run `curation qc` first"
-                )
-            params["qc_run"] = qc_run
+            if run is None:
+                raise CatalogError(f"{where}: needs QC findings: run `curation qc` first")
+            params["qc_run"] = run
             if c.kind == "qc_rule":
+                ran = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT DISTINCT rule_id FROM qc_rule_runs WHERE run_id = $r ORDER BY 1",
+                        {"r": run},
+                    ).fetchall()
+                ]
+                if c.target not in ran:
+                    raise InputError(
+                        f"{where}: QC run {run} ({selected_by}) ran no rule {c.target!r}"
+                        + did_you_mean(c.target, ran)
+                    )
                 params[p] = c.target
                 pred = _in_findings(f"run_id = $qc_run AND rule_id = ${p}")
             else:
                 params[p] = list(SEVERITIES[SEVERITIES.index(c.target) :])
                 pred = _in_findings(f"run_id = $qc_run AND list_contains(${p}, severity)")
         else:  # label
-            if not table_exists(con, "labels"):
-                raise CatalogError(
-                    f"criterion {c.title!r} needs a labels table (see curation.cohort.labels)"
-                )
+            check_labels(con, [c.target], where)
             params[p + "_name"] = c.target
             cond = f"label = ${p}_name"
             if c.op is not None:
-                sub = Criterion(c.action, "field", "value", c.op, c.value)
-                cond += " AND " + _field(sub, "value", "VARCHAR", p, params).replace(
-                    'b."value"', "value"
+                value = [str(x) for x in c.value] if isinstance(c.value, list) else c.value
+                sub = Criterion(c.action, "field", "value", c.op, value, where=c.where)
+                sub_params: dict[str, Any] = {}
+                cond += " AND " + _field(sub, "value", "VARCHAR", p, sub_params)
+                params.update(
+                    {k: (str(v) if not isinstance(v, list) else v) for k, v in sub_params.items()}
                 )
-                for k in list(params):
-                    if k.startswith(p) and k != p + "_name":
-                        v = params[k]
-                        params[k] = [str(x) for x in v] if isinstance(v, list) else str(v)
             pred = (
                 f"(b.SeriesInstanceUID IN (SELECT SeriesInstanceUID FROM labels WHERE {cond}) "
                 f"OR b.StudyInstanceUID IN (SELECT StudyInstanceUID FROM labels WHERE SeriesInstanceUID IS NULL AND {cond}))"
             )
         keep = f"coalesce({pred}, false)"
         keeps.append(keep if c.action == "include" else f"NOT {keep}")
-    return Compiled(base, keeps, params, columns, qc_run)
+    return Compiled(base, keeps, params, columns, run, selected_by)
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, spec: CohortSpec, compiled: Compiled) -> None:

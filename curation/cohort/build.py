@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 
 from curation import __version__
+from curation.catalog import quote_ident
 from curation.cohort import attrition as attr
 from curation.cohort import pseudonym, split
 from curation.cohort.manifest import MANIFEST_ATTRIBUTES, write
@@ -61,7 +62,9 @@ def catalog_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     return f"files={n};xor={x or 0:016x};duckdb={duckdb.__version__}"
 
 
-def _qc_provenance(con: duckdb.DuckDBPyConnection, run_id: int | None) -> dict[str, Any] | None:
+def _qc_provenance(
+    con: duckdb.DuckDBPyConnection, run_id: int | None, selected_by: str | None
+) -> dict[str, Any] | None:
     if run_id is None:
         return None
     row = con.execute(
@@ -70,6 +73,7 @@ def _qc_provenance(con: duckdb.DuckDBPyConnection, run_id: int | None) -> dict[s
     ).fetchall()[0]
     return {
         "run_id": run_id,
+        "selected_by": selected_by,
         "suite_name": row[0],
         "suite_path": row[1],
         "suite_sha256": row[2],
@@ -143,6 +147,9 @@ def build_cohort(
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _cohort_in AS SELECT * FROM _cohort_eval WHERE dropped_at IS NULL"
     )
+    for stratum in loaded.split.stratify:
+        if stratum.startswith("label:"):
+            attr.check_labels(con, [stratum[6:]], f"{loaded.where or 'spec'}: split.stratify")
     split.assign(con, loaded.split, set(compiled.columns), table_exists(con, "labels"))
     pseudonym.install(con, key)
     con.execute(
@@ -157,10 +164,17 @@ def build_cohort(
     t1 = time.perf_counter()
     attrs = [c for c in MANIFEST_ATTRIBUTES if c in compiled.columns]
     label_sel, label_join, params = "", "", {}
-    if loaded.labels and table_exists(con, "labels"):
+    if loaded.labels:
+        for i, name in enumerate(loaded.labels):
+            where = (
+                loaded.label_where[i]
+                if i < len(loaded.label_where)
+                else f"{loaded.where or 'spec'}: labels[{i}]"
+            )
+            attr.check_labels(con, [name], where)
         for i, name in enumerate(loaded.labels):
             params[f"l{i}"] = name
-            label_sel += f', coalesce(l{i}s.value, l{i}t.value) AS "label_{name}"'
+            label_sel += f", coalesce(l{i}s.value, l{i}t.value) AS {quote_ident('label_' + name)}"
             label_join += (
                 f" LEFT JOIN labels l{i}s ON l{i}s.label = $l{i} AND l{i}s.SeriesInstanceUID = m.SeriesInstanceUID"
                 f" LEFT JOIN labels l{i}t ON l{i}t.label = $l{i} AND l{i}t.SeriesInstanceUID IS NULL"
@@ -168,7 +182,7 @@ def build_cohort(
             )
     manifest = con.sql(
         f"""SELECT m.patient_key, m.study_key, m.series_key, m.split,
-            {", ".join(f'h."{c}"' for c in attrs)}{label_sel}, f.dicom_files
+            {", ".join("h." + quote_ident(c) for c in attrs)}{label_sel}, f.dicom_files
         FROM _cohort_members m
         JOIN harmonized_series h USING (SeriesInstanceUID)
         JOIN (SELECT SeriesInstanceUID, list(path ORDER BY InstanceNumber, path) AS dicom_files
@@ -206,7 +220,7 @@ def build_cohort(
         "created_at": datetime.now().isoformat(timespec="seconds"),
         "spec": loaded.to_dict(),
         "spec_sha256": loaded.sha256,
-        "qc_run": _qc_provenance(con, compiled.qc_run_id),
+        "qc_run": _qc_provenance(con, compiled.qc_run_id, compiled.qc_selected_by),
         "catalog_fingerprint": catalog_fingerprint(con),
         "pseudonym": {
             "algorithm": "HMAC-SHA256",

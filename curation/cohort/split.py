@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import duckdb
 
-from curation.cohort.spec import SplitSpec
+from curation.catalog import quote_ident
+from curation.cohort.spec import SplitSpec, did_you_mean
 from curation.errors import CurationError, InputError
 
 
@@ -26,10 +27,11 @@ def _stratum_sql(split: SplitSpec, columns: set[str], has_labels: bool) -> str:
                 raise InputError(f"split.stratify {key!r}: the catalog has no labels table")
             parts.append(f"coalesce(any_value(lab{i}.value), 'none')")
         elif key in columns:
-            parts.append(f"coalesce(CAST(mode(h.\"{key}\") AS VARCHAR), 'none')")
+            parts.append(f"coalesce(CAST(mode(h.{quote_ident(key)}) AS VARCHAR), 'none')")
         else:
             raise InputError(
                 f"split.stratify: no column {key!r} in harmonized_series (or use label:NAME)"
+                + did_you_mean(key, columns)
             )
     return "concat_ws('|', " + ", ".join(parts) + ")" if parts else "''"
 
