@@ -7,6 +7,8 @@ Every typed column is derived here by DuckDB from the text of ``elements`` (``TR
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -99,17 +101,46 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@contextmanager
+def opened(
+    db: str | Path | duckdb.DuckDBPyConnection, *, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The catalog ``db`` as a connection, for a ``with`` block: the one way a step opens it.
+
+    A path is opened (see :func:`connect`) and closed when the block ends; an open connection is
+    used as it is and left open (whoever opened it closes it; ``read_only`` does not apply to it).
+    """
+    if isinstance(db, duckdb.DuckDBPyConnection):
+        yield db
+        return
+    con = connect(db, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The names of the catalog's tables and views (temporary ones included)."""
+    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """True when the catalog has a table or view ``name``."""
+    return name in table_names(con)
+
+
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the crawl's tables if they do not exist yet, and fill the dictionary once."""
     for table in schema.CATALOG_TABLES:
-        con.execute(table.ddl())
+        table.ensure(con)
     if con.sql("SELECT count(*) FROM dicom_dictionary").fetchall()[0][0] == 0:
         _fill_dictionary(con)
 
 
 def require(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
     """Raise :class:`CatalogError` naming the first of ``tables`` the catalog lacks."""
-    have = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+    have = table_names(con)
     for t in tables:
         if t not in have:
             raise CatalogError(f"the catalog has no table {t!r}; run the step that writes it first")
@@ -268,65 +299,12 @@ def elements_sql(batch_elements: str) -> str:
 # -- aggregates ---------------------------------------------------------------------------------
 
 
-def _constant(col: str) -> str:
-    return f'CASE WHEN count(DISTINCT "{col}") <= 1 THEN any_value("{col}") END AS "{col}"'
-
-
 def rebuild_aggregates(con: duckdb.DuckDBPyConnection) -> None:
     """Recompute ``series``, ``studies`` and ``patients`` from ``instances`` (one transaction)."""
-    constant_cols = [
-        c.name
-        for c in schema.SERIES.columns
-        if c.name not in {"SeriesInstanceUID", "StudyInstanceUID", "PatientID"}
-        and not c.name.startswith(("n_", "min_", "max_", "total_"))
-    ]
-    series_sql = f"""
-        SELECT i.SeriesInstanceUID,
-            mode(i.StudyInstanceUID) AS StudyInstanceUID,
-            mode(i.PatientID) AS PatientID,
-            {", ".join(_constant(c) for c in constant_cols)},
-            count(*) AS n_instances,
-            sum(coalesce(i.NumberOfFrames, 1)) AS n_frames,
-            count(DISTINCT i.SOPInstanceUID) AS n_distinct_sop,
-            count(DISTINCT i.ImageOrientationPatient) AS n_distinct_orientation,
-            count(DISTINCT i.PixelSpacing) AS n_distinct_pixel_spacing,
-            count(DISTINCT [i.Rows, i.Columns]) AS n_distinct_matrix,
-            min(i.InstanceNumber) AS min_instance_number,
-            max(i.InstanceNumber) AS max_instance_number,
-            sum(f.size) AS total_bytes
-        FROM instances i JOIN files f USING (file_id)
-        WHERE i.SeriesInstanceUID IS NOT NULL
-        GROUP BY i.SeriesInstanceUID
-    """
-    studies_sql = f"""
-        SELECT StudyInstanceUID, mode(PatientID) AS PatientID,
-            {_constant("StudyDate")}, {_constant("StudyDescription")},
-            {_constant("AccessionNumber")}, {_constant("InstitutionName")},
-            list_sort(list_distinct(list(Modality))) AS modalities,
-            count(DISTINCT SeriesInstanceUID) AS n_series,
-            count(*) AS n_instances
-        FROM instances WHERE StudyInstanceUID IS NOT NULL
-        GROUP BY StudyInstanceUID
-    """
-    patients_sql = f"""
-        SELECT PatientID, {_constant("PatientSex")}, {_constant("PatientBirthDate")},
-            count(DISTINCT StudyInstanceUID) AS n_studies,
-            count(DISTINCT SeriesInstanceUID) AS n_series,
-            count(*) AS n_instances
-        FROM instances WHERE PatientID IS NOT NULL
-        GROUP BY PatientID
-    """
     con.execute("BEGIN TRANSACTION")
     try:
-        for table, sql in (
-            (schema.SERIES, series_sql),
-            (schema.STUDIES, studies_sql),
-            (schema.PATIENTS, patients_sql),
-        ):
-            con.execute(f"DROP TABLE IF EXISTS {table.name}")
-            con.execute(table.ddl())
-            cols = ", ".join(f'"{c}"' for c in table.column_names)
-            con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM ({sql})")
+        for table in (schema.SERIES, schema.STUDIES, schema.PATIENTS):
+            table.rebuild(con)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

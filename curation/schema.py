@@ -10,7 +10,15 @@ their unit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+log = logging.getLogger("curation.schema")
 
 
 @dataclass(frozen=True)
@@ -22,15 +30,26 @@ class Column:
     description: str
 
 
+def col(name: str, sql_type: str, description: str) -> Column:
+    """Declare a column: the short form every table declaration uses."""
+    return Column(name, sql_type, description)
+
+
 @dataclass(frozen=True)
 class Table:
-    """One catalog table: what a row is, and its columns."""
+    """One catalog table: what a row is, its columns, and (for a derived table) its ``select``.
+
+    The table owns its SQL: :meth:`ensure` creates it, :meth:`rebuild` replaces its rows with those
+    of ``select``, a query (or a function returning one, for queries built from other declarations
+    when first needed) whose output columns carry the table's column names.
+    """
 
     name: str
     row: str
     description: str
     columns: tuple[Column, ...]
     kind: str = "table"  # "table" or "view"
+    select: str | Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -43,8 +62,45 @@ class Table:
         return [c.name for c in self.columns]
 
     def ddl(self) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` with the declared columns and types."""
         cols = ",\n    ".join(f'"{c.name}" {c.sql_type}' for c in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    {cols}\n)"
+
+    def ensure(self, con: duckdb.DuckDBPyConnection, *, drop_stale: bool = False) -> None:
+        """Create the table if it does not exist.
+
+        ``drop_stale``: for derived data a step can always recompute, a table whose columns are
+        not the declared ones (written by another curation version) is dropped and created anew
+        rather than migrated.
+        """
+        if drop_stale:
+            have = [
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = $t "
+                    "ORDER BY ordinal_position",
+                    {"t": self.name},
+                ).fetchall()
+            ]
+            if have and have != self.column_names:
+                log.warning(
+                    "%s has other columns than this version writes: recreating it", self.name
+                )
+                con.execute(f"DROP TABLE {self.name}")
+        con.execute(self.ddl())
+
+    def rebuild(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Drop the table and fill it anew from its declared ``select`` (columns taken by name).
+
+        Runs in the caller's transaction, if any.
+        """
+        if self.select is None:
+            raise ValueError(f"table {self.name!r} declares no select to rebuild it from")
+        sql = self.select() if callable(self.select) else self.select
+        cols = ", ".join(f'"{c}"' for c in self.column_names)
+        con.execute(f"DROP TABLE IF EXISTS {self.name}")
+        con.execute(self.ddl())
+        con.execute(f"INSERT INTO {self.name} ({cols}) SELECT {cols} FROM ({sql})")
 
 
 @dataclass(frozen=True)
@@ -257,27 +313,25 @@ del _A
 INSTANCE_TAGS: dict[int, InstanceAttribute] = {a.tag: a for a in INSTANCE_ATTRIBUTES}
 
 
-def _c(name: str, sql_type: str, description: str) -> Column:
-    return Column(name, sql_type, description)
-
-
 CRAWLS = Table(
     "crawls",
     "crawl run",
     "One row per crawl: what was crawled, when, and what came of it.",
     (
-        _c("crawl_id", "INTEGER", "Sequential id of the crawl, 1 for the first"),
-        _c("started_at", "TIMESTAMP", "Local time the crawl started"),
-        _c("finished_at", "TIMESTAMP", "Local time the crawl finished; NULL if it was interrupted"),
-        _c("roots", "VARCHAR[]", "The paths given to the crawl, absolute"),
-        _c("curation_version", "VARCHAR", "Version of curation that ran the crawl"),
-        _c("workers", "INTEGER", "Worker processes used for reading"),
-        _c("n_seen", "BIGINT", "Files found under the roots"),
-        _c("n_read", "BIGINT", "Files read because they were new or changed"),
-        _c("n_unchanged", "BIGINT", "Files skipped because size and mtime were unchanged"),
-        _c("n_removed", "BIGINT", "Files dropped from the catalog because they disappeared"),
-        _c("n_errors", "BIGINT", "Files read by this crawl that landed in crawl_errors"),
-        _c("seconds", "DOUBLE", "Wall-clock duration in seconds"),
+        col("crawl_id", "INTEGER", "Sequential id of the crawl, 1 for the first"),
+        col("started_at", "TIMESTAMP", "Local time the crawl started"),
+        col(
+            "finished_at", "TIMESTAMP", "Local time the crawl finished; NULL if it was interrupted"
+        ),
+        col("roots", "VARCHAR[]", "The paths given to the crawl, absolute"),
+        col("curation_version", "VARCHAR", "Version of curation that ran the crawl"),
+        col("workers", "INTEGER", "Worker processes used for reading"),
+        col("n_seen", "BIGINT", "Files found under the roots"),
+        col("n_read", "BIGINT", "Files read because they were new or changed"),
+        col("n_unchanged", "BIGINT", "Files skipped because size and mtime were unchanged"),
+        col("n_removed", "BIGINT", "Files dropped from the catalog because they disappeared"),
+        col("n_errors", "BIGINT", "Files read by this crawl that landed in crawl_errors"),
+        col("seconds", "DOUBLE", "Wall-clock duration in seconds"),
     ),
 )
 
@@ -286,20 +340,20 @@ FILES = Table(
     "file seen by a crawl",
     "Every file found under the crawled roots, with the outcome of reading it.",
     (
-        _c("file_id", "UBIGINT", "Stable id of the file: a 64-bit hash of its path"),
-        _c("path", "VARCHAR", "Absolute path of the file"),
-        _c("size", "BIGINT", "File size in bytes at crawl time"),
-        _c("mtime_ns", "BIGINT", "Modification time in nanoseconds since the epoch at crawl time"),
-        _c(
+        col("file_id", "UBIGINT", "Stable id of the file: a 64-bit hash of its path"),
+        col("path", "VARCHAR", "Absolute path of the file"),
+        col("size", "BIGINT", "File size in bytes at crawl time"),
+        col("mtime_ns", "BIGINT", "Modification time in nanoseconds since the epoch at crawl time"),
+        col(
             "status",
             "VARCHAR",
             "ok (cataloged), error (see crawl_errors) or skipped (not an instance)",
         ),
-        _c("reason", "VARCHAR", "For error/skipped: the stable reason code (as in crawl_errors)"),
-        _c("SOPInstanceUID", "VARCHAR", "SOP Instance UID of the file's dataset, when read"),
-        _c("reader", "VARCHAR", "Which reader produced the rows: fast (curation's) or pydicom"),
-        _c("gzip", "BOOLEAN", "True when the file is gzip-wrapped DICOM"),
-        _c("crawl_id", "INTEGER", "Crawl that last read this file"),
+        col("reason", "VARCHAR", "For error/skipped: the stable reason code (as in crawl_errors)"),
+        col("SOPInstanceUID", "VARCHAR", "SOP Instance UID of the file's dataset, when read"),
+        col("reader", "VARCHAR", "Which reader produced the rows: fast (curation's) or pydicom"),
+        col("gzip", "BOOLEAN", "True when the file is gzip-wrapped DICOM"),
+        col("crawl_id", "INTEGER", "Crawl that last read this file"),
     ),
 )
 
@@ -309,12 +363,12 @@ INSTANCES = Table(
     "Typed DICOM attributes of every cataloged instance, derived in bulk from elements. "
     "A SOP Instance UID found in two files yields two rows (see the qc rule on duplicates).",
     (
-        _c("file_id", "UBIGINT", "The file this instance was read from (files.file_id)"),
+        col("file_id", "UBIGINT", "The file this instance was read from (files.file_id)"),
         *(Column(a.keyword, a.sql_type, a.description) for a in INSTANCE_ATTRIBUTES),
-        _c("TransferSyntaxUID", "VARCHAR", "Transfer Syntax UID (0002,0010) from the file meta"),
-        _c("n_elements", "BIGINT", "Number of element rows this instance has in elements"),
-        _c("path", "VARCHAR", "Absolute path of the file"),
-        _c("crawl_id", "INTEGER", "Crawl that read this instance"),
+        col("TransferSyntaxUID", "VARCHAR", "Transfer Syntax UID (0002,0010) from the file meta"),
+        col("n_elements", "BIGINT", "Number of element rows this instance has in elements"),
+        col("path", "VARCHAR", "Absolute path of the file"),
+        col("crawl_id", "INTEGER", "Crawl that read this instance"),
     ),
 )
 
@@ -324,47 +378,47 @@ FRAMES = Table(
     "Per-frame geometry of enhanced multi-frame objects, from the per-frame functional groups "
     "(5200,9230), falling back to the shared functional groups (5200,9229).",
     (
-        _c("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
-        _c("SOPInstanceUID", "VARCHAR", "The multi-frame instance"),
-        _c("frame_index", "INTEGER", "0-based index of the frame in the pixel data"),
-        _c(
+        col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
+        col("SOPInstanceUID", "VARCHAR", "The multi-frame instance"),
+        col("frame_index", "INTEGER", "0-based index of the frame in the pixel data"),
+        col(
             "ImagePositionPatient",
             "DOUBLE[3]",
             "Plane Position (0020,9113) > Image Position (Patient), mm",
         ),
-        _c(
+        col(
             "ImageOrientationPatient",
             "DOUBLE[6]",
             "Plane Orientation (0020,9116) > Image Orientation (Patient)",
         ),
-        _c("PixelSpacing", "DOUBLE[2]", "Pixel Measures (0028,9110) > Pixel Spacing, mm"),
-        _c("SliceThickness", "DOUBLE", "Pixel Measures (0028,9110) > Slice Thickness, mm"),
-        _c(
+        col("PixelSpacing", "DOUBLE[2]", "Pixel Measures (0028,9110) > Pixel Spacing, mm"),
+        col("SliceThickness", "DOUBLE", "Pixel Measures (0028,9110) > Slice Thickness, mm"),
+        col(
             "SpacingBetweenSlices",
             "DOUBLE",
             "Pixel Measures (0028,9110) > Spacing Between Slices, mm",
         ),
-        _c("StackID", "VARCHAR", "Frame Content (0020,9111) > Stack ID"),
-        _c(
+        col("StackID", "VARCHAR", "Frame Content (0020,9111) > Stack ID"),
+        col(
             "InStackPositionNumber",
             "BIGINT",
             "Frame Content (0020,9111) > In-Stack Position Number",
         ),
-        _c(
+        col(
             "TemporalPositionIndex", "BIGINT", "Frame Content (0020,9111) > Temporal Position Index"
         ),
-        _c(
+        col(
             "DimensionIndexValues",
             "VARCHAR",
             "Frame Content (0020,9111) > Dimension Index Values, joined by \\",
         ),
-        _c("RescaleSlope", "DOUBLE", "Pixel Value Transformation (0028,9145) > Rescale Slope"),
-        _c(
+        col("RescaleSlope", "DOUBLE", "Pixel Value Transformation (0028,9145) > Rescale Slope"),
+        col(
             "RescaleIntercept",
             "DOUBLE",
             "Pixel Value Transformation (0028,9145) > Rescale Intercept",
         ),
-        _c("DiffusionBValue", "DOUBLE", "MR Diffusion (0018,9117) > Diffusion b-value, s/mm2"),
+        col("DiffusionBValue", "DOUBLE", "MR Diffusion (0018,9117) > Diffusion b-value, s/mm2"),
     ),
 )
 
@@ -374,45 +428,45 @@ ELEMENTS = Table(
     "Every data element of every cataloged instance, including private and nested ones, as text. "
     "Pixel data is never read: its row has a NULL value and its length.",
     (
-        _c("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
-        _c("SOPInstanceUID", "VARCHAR", "The instance the element belongs to"),
-        _c("tag", "VARCHAR", "Tag as 8 upper-case hex digits 'GGGGEEEE', as in the file"),
-        _c(
+        col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
+        col("SOPInstanceUID", "VARCHAR", "The instance the element belongs to"),
+        col("tag", "VARCHAR", "Tag as 8 upper-case hex digits 'GGGGEEEE', as in the file"),
+        col(
             "seq_path",
             "VARCHAR",
             "Where in nested sequences: 'GGGGEEEE[i]/...' of the enclosing items; '' at top level",
         ),
-        _c(
+        col(
             "private_creator",
             "VARCHAR",
             "Private creator of a private element (e.g. GEMS_PARM_01); NULL for public",
         ),
-        _c(
+        col(
             "private_element",
             "VARCHAR",
             "A private element's creator-relative tag 'GGGGxxEE' (e.g. 0043xx39), stable across files",
         ),
-        _c(
+        col(
             "vr",
             "VARCHAR",
             "Value representation (explicit, or from the dictionaries for implicit VR)",
         ),
-        _c(
+        col(
             "keyword",
             "VARCHAR",
             "DICOM keyword, or the private dictionary's name; NULL when unknown",
         ),
-        _c(
+        col(
             "value",
             "VARCHAR",
             "Value as text, multiple values joined by \\; NULL for binary VRs and sequences",
         ),
-        _c(
+        col(
             "value_length",
             "BIGINT",
             "Length of the value in bytes as encoded; NULL for undefined length",
         ),
-        _c("n_items", "INTEGER", "For sequences (SQ): number of items; NULL otherwise"),
+        col("n_items", "INTEGER", "For sequences (SQ): number of items; NULL otherwise"),
     ),
 )
 
@@ -421,23 +475,79 @@ CRAWL_ERRORS = Table(
     "problem met while reading a file",
     "Files that could not be read, or were read with a caveat (cataloged = true).",
     (
-        _c("file_id", "UBIGINT", "The file (files.file_id)"),
-        _c("path", "VARCHAR", "Absolute path of the file"),
-        _c(
+        col("file_id", "UBIGINT", "The file (files.file_id)"),
+        col("path", "VARCHAR", "Absolute path of the file"),
+        col(
             "reason",
             "VARCHAR",
             "Stable reason code: zero_byte, not_dicom, truncated, permission_denied, ...",
         ),
-        _c("message", "VARCHAR", "What exactly was wrong, naming the offset or tag where known"),
-        _c("cataloged", "BOOLEAN", "True when the file's header still made it into the catalog"),
-        _c("crawl_id", "INTEGER", "Crawl that met the problem"),
+        col("message", "VARCHAR", "What exactly was wrong, naming the offset or tag where known"),
+        col("cataloged", "BOOLEAN", "True when the file's header still made it into the catalog"),
+        col("crawl_id", "INTEGER", "Crawl that met the problem"),
     ),
 )
 
 
 def _agg_columns(level: str) -> tuple[Column, ...]:
-    return (_c("n_instances", "BIGINT", f"Number of instances in the {level}"),)
+    return (col("n_instances", "BIGINT", f"Number of instances in the {level}"),)
 
+
+# -- the aggregates: each derived from ``instances`` by its own select (catalog.rebuild_aggregates) --
+
+
+def _constant(name: str) -> str:
+    """The value of column ``name`` when it is the same for every row of the group, else NULL."""
+    return f'CASE WHEN count(DISTINCT "{name}") <= 1 THEN any_value("{name}") END AS "{name}"'
+
+
+def _series_select() -> str:
+    # Every declared column that is neither a key nor a count is "the value, if constant".
+    constant_cols = [
+        c.name
+        for c in SERIES.columns
+        if c.name not in {"SeriesInstanceUID", "StudyInstanceUID", "PatientID"}
+        and not c.name.startswith(("n_", "min_", "max_", "total_"))
+    ]
+    return f"""
+        SELECT i.SeriesInstanceUID,
+            mode(i.StudyInstanceUID) AS StudyInstanceUID,
+            mode(i.PatientID) AS PatientID,
+            {", ".join(_constant(c) for c in constant_cols)},
+            count(*) AS n_instances,
+            sum(coalesce(i.NumberOfFrames, 1)) AS n_frames,
+            count(DISTINCT i.SOPInstanceUID) AS n_distinct_sop,
+            count(DISTINCT i.ImageOrientationPatient) AS n_distinct_orientation,
+            count(DISTINCT i.PixelSpacing) AS n_distinct_pixel_spacing,
+            count(DISTINCT [i.Rows, i.Columns]) AS n_distinct_matrix,
+            min(i.InstanceNumber) AS min_instance_number,
+            max(i.InstanceNumber) AS max_instance_number,
+            sum(f.size) AS total_bytes
+        FROM instances i JOIN files f USING (file_id)
+        WHERE i.SeriesInstanceUID IS NOT NULL
+        GROUP BY i.SeriesInstanceUID
+    """
+
+
+_STUDIES_SELECT = f"""
+    SELECT StudyInstanceUID, mode(PatientID) AS PatientID,
+        {_constant("StudyDate")}, {_constant("StudyDescription")},
+        {_constant("AccessionNumber")}, {_constant("InstitutionName")},
+        list_sort(list_distinct(list(Modality))) AS modalities,
+        count(DISTINCT SeriesInstanceUID) AS n_series,
+        count(*) AS n_instances
+    FROM instances WHERE StudyInstanceUID IS NOT NULL
+    GROUP BY StudyInstanceUID
+"""
+
+_PATIENTS_SELECT = f"""
+    SELECT PatientID, {_constant("PatientSex")}, {_constant("PatientBirthDate")},
+        count(DISTINCT StudyInstanceUID) AS n_studies,
+        count(DISTINCT SeriesInstanceUID) AS n_series,
+        count(*) AS n_instances
+    FROM instances WHERE PatientID IS NOT NULL
+    GROUP BY PatientID
+"""
 
 SERIES = Table(
     "series",
@@ -445,54 +555,55 @@ SERIES = Table(
     "One row per SeriesInstanceUID: counts, and each instance attribute that is constant across the "
     "series (NULL where members differ; see n_distinct_* columns for the ones that matter).",
     (
-        _c("SeriesInstanceUID", "VARCHAR", "Series Instance UID"),
-        _c(
+        col("SeriesInstanceUID", "VARCHAR", "Series Instance UID"),
+        col(
             "StudyInstanceUID",
             "VARCHAR",
             "Study of the series (the most common, if members differ)",
         ),
-        _c("PatientID", "VARCHAR", "Patient of the series (the most common, if members differ)"),
-        _c("Modality", "VARCHAR", "Modality, if constant"),
-        _c("Manufacturer", "VARCHAR", "Manufacturer, if constant"),
-        _c("ManufacturerModelName", "VARCHAR", "Model name, if constant"),
-        _c("SoftwareVersions", "VARCHAR", "Software versions, if constant"),
-        _c("InstitutionName", "VARCHAR", "Institution (site), if constant"),
-        _c("StationName", "VARCHAR", "Station name, if constant"),
-        _c("BodyPartExamined", "VARCHAR", "Body part, if constant"),
-        _c("SeriesDescription", "VARCHAR", "Series description, if constant"),
-        _c("ProtocolName", "VARCHAR", "Protocol name, if constant"),
-        _c("SeriesNumber", "BIGINT", "Series number, if constant"),
-        _c("SeriesDate", "DATE", "Series date, if constant"),
-        _c("SOPClassUID", "VARCHAR", "SOP class, if constant"),
-        _c("FrameOfReferenceUID", "VARCHAR", "Frame of reference, if constant"),
-        _c("ImageOrientationPatient", "DOUBLE[6]", "Orientation, if constant"),
-        _c("PixelSpacing", "DOUBLE[2]", "Pixel spacing, if constant"),
-        _c("SliceThickness", "DOUBLE", "Slice thickness in mm, if constant"),
-        _c("Rows", "BIGINT", "Rows, if constant"),
-        _c("Columns", "BIGINT", "Columns, if constant"),
-        _c("ConvolutionKernel", "VARCHAR", "Kernel, if constant"),
-        _c("KVP", "DOUBLE", "kVp, if constant"),
-        _c("MagneticFieldStrength", "DOUBLE", "Field strength in T, if constant"),
-        _c("RepetitionTime", "DOUBLE", "TR in ms, if constant"),
-        _c("EchoTime", "DOUBLE", "TE in ms, if constant"),
-        _c("ContrastBolusAgent", "VARCHAR", "Contrast agent, if constant"),
-        _c("TransferSyntaxUID", "VARCHAR", "Transfer syntax, if constant"),
-        _c("n_instances", "BIGINT", "Number of instance rows (files) in the series"),
-        _c(
+        col("PatientID", "VARCHAR", "Patient of the series (the most common, if members differ)"),
+        col("Modality", "VARCHAR", "Modality, if constant"),
+        col("Manufacturer", "VARCHAR", "Manufacturer, if constant"),
+        col("ManufacturerModelName", "VARCHAR", "Model name, if constant"),
+        col("SoftwareVersions", "VARCHAR", "Software versions, if constant"),
+        col("InstitutionName", "VARCHAR", "Institution (site), if constant"),
+        col("StationName", "VARCHAR", "Station name, if constant"),
+        col("BodyPartExamined", "VARCHAR", "Body part, if constant"),
+        col("SeriesDescription", "VARCHAR", "Series description, if constant"),
+        col("ProtocolName", "VARCHAR", "Protocol name, if constant"),
+        col("SeriesNumber", "BIGINT", "Series number, if constant"),
+        col("SeriesDate", "DATE", "Series date, if constant"),
+        col("SOPClassUID", "VARCHAR", "SOP class, if constant"),
+        col("FrameOfReferenceUID", "VARCHAR", "Frame of reference, if constant"),
+        col("ImageOrientationPatient", "DOUBLE[6]", "Orientation, if constant"),
+        col("PixelSpacing", "DOUBLE[2]", "Pixel spacing, if constant"),
+        col("SliceThickness", "DOUBLE", "Slice thickness in mm, if constant"),
+        col("Rows", "BIGINT", "Rows, if constant"),
+        col("Columns", "BIGINT", "Columns, if constant"),
+        col("ConvolutionKernel", "VARCHAR", "Kernel, if constant"),
+        col("KVP", "DOUBLE", "kVp, if constant"),
+        col("MagneticFieldStrength", "DOUBLE", "Field strength in T, if constant"),
+        col("RepetitionTime", "DOUBLE", "TR in ms, if constant"),
+        col("EchoTime", "DOUBLE", "TE in ms, if constant"),
+        col("ContrastBolusAgent", "VARCHAR", "Contrast agent, if constant"),
+        col("TransferSyntaxUID", "VARCHAR", "Transfer syntax, if constant"),
+        col("n_instances", "BIGINT", "Number of instance rows (files) in the series"),
+        col(
             "n_frames", "BIGINT", "Total frames: NumberOfFrames summed, 1 per single-frame instance"
         ),
-        _c(
+        col(
             "n_distinct_sop",
             "BIGINT",
             "Distinct SOP Instance UIDs (less than n_instances when files repeat an instance)",
         ),
-        _c("n_distinct_orientation", "BIGINT", "Distinct ImageOrientationPatient values"),
-        _c("n_distinct_pixel_spacing", "BIGINT", "Distinct PixelSpacing values"),
-        _c("n_distinct_matrix", "BIGINT", "Distinct Rows x Columns"),
-        _c("min_instance_number", "BIGINT", "Smallest InstanceNumber"),
-        _c("max_instance_number", "BIGINT", "Largest InstanceNumber"),
-        _c("total_bytes", "BIGINT", "Sum of file sizes in bytes"),
+        col("n_distinct_orientation", "BIGINT", "Distinct ImageOrientationPatient values"),
+        col("n_distinct_pixel_spacing", "BIGINT", "Distinct PixelSpacing values"),
+        col("n_distinct_matrix", "BIGINT", "Distinct Rows x Columns"),
+        col("min_instance_number", "BIGINT", "Smallest InstanceNumber"),
+        col("max_instance_number", "BIGINT", "Largest InstanceNumber"),
+        col("total_bytes", "BIGINT", "Sum of file sizes in bytes"),
     ),
+    select=_series_select,
 )
 
 STUDIES = Table(
@@ -500,16 +611,17 @@ STUDIES = Table(
     "study",
     "One row per StudyInstanceUID: counts and the attributes constant across the study.",
     (
-        _c("StudyInstanceUID", "VARCHAR", "Study Instance UID"),
-        _c("PatientID", "VARCHAR", "Patient of the study (the most common, if members differ)"),
-        _c("StudyDate", "DATE", "Study date, if constant"),
-        _c("StudyDescription", "VARCHAR", "Study description, if constant"),
-        _c("AccessionNumber", "VARCHAR", "Accession number, if constant"),
-        _c("InstitutionName", "VARCHAR", "Institution (site), if constant"),
-        _c("modalities", "VARCHAR[]", "Distinct modalities in the study, sorted"),
-        _c("n_series", "BIGINT", "Number of series"),
-        _c("n_instances", "BIGINT", "Number of instance rows"),
+        col("StudyInstanceUID", "VARCHAR", "Study Instance UID"),
+        col("PatientID", "VARCHAR", "Patient of the study (the most common, if members differ)"),
+        col("StudyDate", "DATE", "Study date, if constant"),
+        col("StudyDescription", "VARCHAR", "Study description, if constant"),
+        col("AccessionNumber", "VARCHAR", "Accession number, if constant"),
+        col("InstitutionName", "VARCHAR", "Institution (site), if constant"),
+        col("modalities", "VARCHAR[]", "Distinct modalities in the study, sorted"),
+        col("n_series", "BIGINT", "Number of series"),
+        col("n_instances", "BIGINT", "Number of instance rows"),
     ),
+    select=_STUDIES_SELECT,
 )
 
 PATIENTS = Table(
@@ -517,13 +629,14 @@ PATIENTS = Table(
     "patient",
     "One row per PatientID: counts and demographics constant across the patient's instances.",
     (
-        _c("PatientID", "VARCHAR", "Patient ID (an identifier: stays inside the catalog)"),
-        _c("PatientSex", "VARCHAR", "Sex, if constant"),
-        _c("PatientBirthDate", "DATE", "Birth date, if constant"),
-        _c("n_studies", "BIGINT", "Number of studies"),
-        _c("n_series", "BIGINT", "Number of series"),
-        _c("n_instances", "BIGINT", "Number of instance rows"),
+        col("PatientID", "VARCHAR", "Patient ID (an identifier: stays inside the catalog)"),
+        col("PatientSex", "VARCHAR", "Sex, if constant"),
+        col("PatientBirthDate", "DATE", "Birth date, if constant"),
+        col("n_studies", "BIGINT", "Number of studies"),
+        col("n_series", "BIGINT", "Number of series"),
+        col("n_instances", "BIGINT", "Number of instance rows"),
     ),
+    select=_PATIENTS_SELECT,
 )
 
 DICOM_DICTIONARY = Table(
@@ -531,12 +644,12 @@ DICOM_DICTIONARY = Table(
     "public or private dictionary entry",
     "pydicom's public and private data dictionaries, used to name elements (keyword, VR).",
     (
-        _c("tag", "VARCHAR", "'GGGGEEEE' for public entries; 'GGGGxxEE' for private ones"),
-        _c("private_creator", "VARCHAR", "Private creator for private entries; NULL for public"),
-        _c("keyword", "VARCHAR", "Keyword (public) or name (private)"),
-        _c("vr", "VARCHAR", "VR from the dictionary"),
-        _c("vm", "VARCHAR", "Value multiplicity from the dictionary"),
-        _c("retired", "BOOLEAN", "True when the standard retired the attribute"),
+        col("tag", "VARCHAR", "'GGGGEEEE' for public entries; 'GGGGxxEE' for private ones"),
+        col("private_creator", "VARCHAR", "Private creator for private entries; NULL for public"),
+        col("keyword", "VARCHAR", "Keyword (public) or name (private)"),
+        col("vr", "VARCHAR", "VR from the dictionary"),
+        col("vm", "VARCHAR", "Value multiplicity from the dictionary"),
+        col("retired", "BOOLEAN", "True when the standard retired the attribute"),
     ),
 )
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import duckdb
+import pytest
+
 from curation import catalog, schema
+from curation.errors import CatalogError
 
 from .conftest import ROOT
 
@@ -51,3 +57,65 @@ def test_created_tables_match_their_declaration() -> None:
     for t in schema.CATALOG_TABLES:
         cols = [r[0] for r in con.sql(f"DESCRIBE {t.name}").fetchall()]
         assert cols == t.column_names, t.name
+
+
+def test_opened_closes_a_path_and_leaves_a_connection_open(tmp_path: Path) -> None:
+    db = tmp_path / "c.duckdb"
+    catalog.connect(db, create=True).close()
+    with catalog.opened(db) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(duckdb.ConnectionException):
+        con.execute("SELECT 1")
+    with catalog.opened(db, read_only=True) as ro, pytest.raises(duckdb.InvalidInputException):
+        ro.execute("INSERT INTO t VALUES (1)")
+    mine = catalog.connect(db)
+    with catalog.opened(mine) as con:
+        assert con is mine
+    assert mine.execute("SELECT count(*) FROM t").fetchall() == [(0,)]
+    mine.close()
+    with pytest.raises(CatalogError, match="no catalog here"), catalog.opened(tmp_path / "typo"):
+        pass
+    assert not (tmp_path / "typo").exists()
+
+
+def test_has_table_sees_tables_views_and_temporary_tables() -> None:
+    con = catalog.connect(":memory:")
+    con.execute("CREATE TABLE a (x INTEGER)")
+    con.execute("CREATE VIEW b AS SELECT 1 AS x")
+    con.execute("CREATE TEMP TABLE c (x INTEGER)")
+    assert [catalog.has_table(con, n) for n in ("a", "b", "c", "d")] == [True, True, True, False]
+
+
+_T = schema.Table(
+    "t_demo",
+    "demo row",
+    "A table for the test.",
+    (schema.col("a", "INTEGER", "first column"), schema.col("b", "VARCHAR", "second column")),
+    select="SELECT 'x' || n AS b, n AS a FROM range(3) r(n)",
+)
+
+
+def test_ensure_drops_a_stale_table_only_when_asked() -> None:
+    con = catalog.connect(":memory:")
+    con.execute("CREATE TABLE t_demo (a INTEGER)")
+    con.execute("INSERT INTO t_demo VALUES (7)")
+    _T.ensure(con)
+    assert [r[0] for r in con.sql("DESCRIBE t_demo").fetchall()] == ["a"]
+    _T.ensure(con, drop_stale=True)
+    assert [r[0] for r in con.sql("DESCRIBE t_demo").fetchall()] == ["a", "b"]
+    assert con.sql("SELECT count(*) FROM t_demo").fetchall() == [(0,)]
+
+
+def test_rebuild_replaces_the_rows_with_its_select_by_column_name() -> None:
+    con = catalog.connect(":memory:")
+    _T.ensure(con)
+    con.execute("INSERT INTO t_demo VALUES (99, 'old')")
+    _T.rebuild(con)
+    assert con.sql("SELECT a, b FROM t_demo ORDER BY a").fetchall() == [
+        (0, "x0"),
+        (1, "x1"),
+        (2, "x2"),
+    ]
+    bare = schema.Table("t_bare", "row", "No select.", _T.columns)
+    with pytest.raises(ValueError, match="no select"):
+        bare.rebuild(con)
