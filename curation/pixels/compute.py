@@ -25,8 +25,8 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
-from curation import __version__
-from curation.errors import CatalogError, InputError
+from curation import __version__, catalog
+from curation.errors import InputError
 from curation.pixels import metrics as m
 from curation.pixels.read import SliceRef, read_slices, refs_from_table
 from curation.pixels.sample import DEFAULT_SAMPLE, sample_indices, slice_table
@@ -397,36 +397,8 @@ def compute(
     """
     if sample < 1 or profile_step < 1:
         raise InputError(f"sample ({sample}) and profile_step ({profile_step}) must be >= 1")
-    if not isinstance(db, str | Path):
-        return _compute(db, series, sample, profile_step, workers, progress)
-    from curation import catalog
-
-    con = catalog.connect(db)
-    try:
+    with catalog.opened(db) as con:
         return _compute(con, series, sample, profile_step, workers, progress)
-    finally:
-        con.close()
-
-
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``pixel_metrics`` and ``pixel_slices``; recreate them when their columns changed.
-
-    Both hold derived data that ``compute`` can always rebuild, so a table written by another
-    curation version is dropped rather than migrated.
-    """
-    for table in (PIXEL_METRICS, PIXEL_SLICES):
-        have = [
-            r[0]
-            for r in con.sql(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = $t "
-                "ORDER BY ordinal_position",
-                params={"t": table.name},
-            ).fetchall()
-        ]
-        if have and have != table.column_names:
-            log.warning("%s has other columns than this version writes: recreating it", table.name)
-            con.execute(f"DROP TABLE {table.name}")
-        con.execute(table.ddl())
 
 
 def _compute(
@@ -437,13 +409,10 @@ def _compute(
     workers: int | None,
     progress: bool | None,
 ) -> ComputeSummary:
-    from curation import catalog
-
-    try:
-        catalog.require(con, "instances", "files", "elements")
-    except CatalogError:
-        raise
-    ensure_tables(con)
+    catalog.require(con, "instances", "files", "elements")
+    # Derived data `compute` can always rebuild: a table of another version is dropped, not migrated.
+    for table in (PIXEL_METRICS, PIXEL_SLICES):
+        table.ensure(con, drop_stale=True)
     t0 = time.perf_counter()
     tasks = _tasks(con, series, sample, profile_step)
     n_workers = os.cpu_count() or 1 if workers is None else workers

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from curation.catalog import has_table
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -106,11 +108,7 @@ def slice_table(
     if series is not None:
         series_filter = "AND i.SeriesInstanceUID IN (SELECT unnest($series))"
         params["series"] = list(series)
-    has_frames = bool(
-        con.sql(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'frames'"
-        ).fetchall()[0][0]
-    )
+    has_frames = has_table(con, "frames")
     sql = _SLICES_SQL.format(series_filter=series_filter)
     if not has_frames:  # a catalog without multi-frame support: no per-frame geometry
         sql = sql.replace(

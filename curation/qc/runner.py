@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curation import __version__
+from curation import __version__, catalog
 from curation.errors import CatalogError
 from curation.qc import views
 from curation.qc.findings import ensure_tables, findings
@@ -84,10 +84,6 @@ class RunResult:
         return any(r.n_findings and Severity(r.severity).rank >= threshold for r in self.rule_runs)
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
-
-
 _INSERT = """
 INSERT INTO qc_findings
 SELECT $__run_id, $__rule_id, $__severity, $__level,
@@ -149,20 +145,13 @@ def run(
         The suite file cannot be read or names unknown rules/parameters.
     """
     loaded = suite if isinstance(suite, Suite) else load(suite)
-    if isinstance(db, str | Path):
-        from curation import catalog
-
-        con = catalog.connect(db)
-        try:
-            return _run(con, loaded)
-        finally:
-            con.close()
-    return _run(db, loaded)
+    with catalog.opened(db) as con:
+        return _run(con, loaded)
 
 
 def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
     t_start = time.perf_counter()
-    have = _tables(con)
+    have = catalog.table_names(con)
     if "instances" not in have:
         raise CatalogError("the catalog has no table 'instances'; run `curation crawl` first")
     ensure_tables(con)

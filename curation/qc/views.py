@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import duckdb
 
-from curation.schema import Column, Table, register
+from curation.catalog import has_table
+from curation.schema import Table, col, register
 
 #: Two slices whose positions along the normal differ by less than this are at the same position.
 POSITION_RESOLUTION_MM = 0.01
@@ -39,14 +40,10 @@ ORTHOGONAL_ANGLE_DEG = 45.0
 LOCALIZER_MAX_SLICES = 3
 
 
-def _c(name: str, sql_type: str, description: str) -> Column:
-    return Column(name, sql_type, description)
-
-
 _UIDS = (
-    _c("PatientID", "VARCHAR", "Patient of the instance"),
-    _c("StudyInstanceUID", "VARCHAR", "Study of the instance"),
-    _c("SeriesInstanceUID", "VARCHAR", "Series of the instance"),
+    col("PatientID", "VARCHAR", "Patient of the instance"),
+    col("StudyInstanceUID", "VARCHAR", "Study of the instance"),
+    col("SeriesInstanceUID", "VARCHAR", "Series of the instance"),
 )
 
 QC_SLICES = register(
@@ -56,54 +53,58 @@ QC_SLICES = register(
         "Per-slice geometry; a TEMP table built by curation.qc.views.build(con) (and by every QC run).",
         (
             *_UIDS,
-            _c("SOPInstanceUID", "VARCHAR", "The instance"),
-            _c("file_id", "UBIGINT", "The file (files.file_id)"),
-            _c("path", "VARCHAR", "Absolute path of the file"),
-            _c("frame_index", "INTEGER", "0-based frame of a multi-frame instance; NULL otherwise"),
-            _c("InstanceNumber", "BIGINT", "Instance Number of the instance"),
-            _c("Modality", "VARCHAR", "Modality of the instance"),
-            _c("ImagePositionPatient", "DOUBLE[3]", "Position of the slice in mm (frame's if any)"),
-            _c("ImageOrientationPatient", "DOUBLE[6]", "Direction cosines of the slice"),
-            _c("PixelSpacing", "DOUBLE[2]", "Pixel spacing of the slice in mm"),
-            _c("SliceThickness", "DOUBLE", "Slice thickness in mm"),
-            _c("Rows", "BIGINT", "Rows of the slice's image"),
-            _c("Columns", "BIGINT", "Columns of the slice's image"),
-            _c("RescaleSlope", "DOUBLE", "Rescale slope of the slice"),
-            _c("RescaleIntercept", "DOUBLE", "Rescale intercept of the slice"),
-            _c("is_localizer_type", "BOOLEAN", "ImageType contains LOCALIZER"),
-            _c(
+            col("SOPInstanceUID", "VARCHAR", "The instance"),
+            col("file_id", "UBIGINT", "The file (files.file_id)"),
+            col("path", "VARCHAR", "Absolute path of the file"),
+            col(
+                "frame_index", "INTEGER", "0-based frame of a multi-frame instance; NULL otherwise"
+            ),
+            col("InstanceNumber", "BIGINT", "Instance Number of the instance"),
+            col("Modality", "VARCHAR", "Modality of the instance"),
+            col(
+                "ImagePositionPatient", "DOUBLE[3]", "Position of the slice in mm (frame's if any)"
+            ),
+            col("ImageOrientationPatient", "DOUBLE[6]", "Direction cosines of the slice"),
+            col("PixelSpacing", "DOUBLE[2]", "Pixel spacing of the slice in mm"),
+            col("SliceThickness", "DOUBLE", "Slice thickness in mm"),
+            col("Rows", "BIGINT", "Rows of the slice's image"),
+            col("Columns", "BIGINT", "Columns of the slice's image"),
+            col("RescaleSlope", "DOUBLE", "Rescale slope of the slice"),
+            col("RescaleIntercept", "DOUBLE", "Rescale intercept of the slice"),
+            col("is_localizer_type", "BOOLEAN", "ImageType contains LOCALIZER"),
+            col(
                 "is_mosaic",
                 "BOOLEAN",
                 "ImageType contains MOSAIC (Siemens: one file holds a volume)",
             ),
-            _c("has_geometry", "BOOLEAN", "Position and orientation are both present"),
-            _c(
+            col("has_geometry", "BOOLEAN", "Position and orientation are both present"),
+            col(
                 "orthogonality_error",
                 "DOUBLE",
                 "max(|row·col|, |‖row‖-1|, |‖col‖-1|) of the direction cosines (0 when valid)",
             ),
-            _c(
+            col(
                 "orientation_angle_deg",
                 "DOUBLE",
                 "Angle between the slice's normal (or row direction) and the series reference, degrees",
             ),
-            _c(
+            col(
                 "is_localizer",
                 "BOOLEAN",
                 "LOCALIZER in ImageType, or one of at most 3 slices orthogonal to a larger stack",
             ),
-            _c(
+            col(
                 "in_stack",
                 "BOOLEAN",
                 "Has geometry, is no localizer and lies in the reference stack",
             ),
-            _c(
+            col(
                 "slice_position_mm",
                 "DOUBLE",
                 "Position projected on the reference slice normal, mm",
             ),
-            _c("row_offset_mm", "DOUBLE", "Position projected on the reference row direction, mm"),
-            _c(
+            col("row_offset_mm", "DOUBLE", "Position projected on the reference row direction, mm"),
+            col(
                 "col_offset_mm",
                 "DOUBLE",
                 "Position projected on the reference column direction, mm",
@@ -118,18 +119,18 @@ QC_POSITIONS = register(
         "distinct slice position of a series' stack",
         "Slice positions of each series' main stack, sorted along the normal; TEMP table (views.build).",
         (
-            _c("SeriesInstanceUID", "VARCHAR", "The series"),
-            _c("position_index", "BIGINT", "1-based rank of the position along the normal"),
-            _c("slice_position_mm", "DOUBLE", "Position along the reference normal, mm"),
-            _c(
+            col("SeriesInstanceUID", "VARCHAR", "The series"),
+            col("position_index", "BIGINT", "1-based rank of the position along the normal"),
+            col("slice_position_mm", "DOUBLE", "Position along the reference normal, mm"),
+            col(
                 "multiplicity",
                 "BIGINT",
                 "Slices at this position (volumes of a multi-volume series)",
             ),
-            _c("gap_mm", "DOUBLE", "Distance to the previous position, mm; NULL for the first"),
-            _c("row_offset_mm", "DOUBLE", "Mean in-plane offset along the row direction, mm"),
-            _c("col_offset_mm", "DOUBLE", "Mean in-plane offset along the column direction, mm"),
-            _c("SOPInstanceUID", "VARCHAR", "One instance at this position (the smallest UID)"),
+            col("gap_mm", "DOUBLE", "Distance to the previous position, mm; NULL for the first"),
+            col("row_offset_mm", "DOUBLE", "Mean in-plane offset along the row direction, mm"),
+            col("col_offset_mm", "DOUBLE", "Mean in-plane offset along the column direction, mm"),
+            col("SOPInstanceUID", "VARCHAR", "One instance at this position (the smallest UID)"),
         ),
     )
 )
@@ -141,37 +142,37 @@ QC_SERIES_GEOMETRY = register(
         "Stack geometry of each series; a TEMP table built by curation.qc.views.build(con).",
         (
             *_UIDS,
-            _c("Modality", "VARCHAR", "Modality (most common)"),
-            _c("n_slices", "BIGINT", "Slices (frames or single-frame instances) with geometry"),
-            _c("n_stack_slices", "BIGINT", "Slices in the reference stack (no localizers)"),
-            _c("n_localizer_slices", "BIGINT", "Slices flagged as localizer"),
-            _c("n_positions", "BIGINT", "Distinct positions of the stack"),
-            _c(
+            col("Modality", "VARCHAR", "Modality (most common)"),
+            col("n_slices", "BIGINT", "Slices (frames or single-frame instances) with geometry"),
+            col("n_stack_slices", "BIGINT", "Slices in the reference stack (no localizers)"),
+            col("n_localizer_slices", "BIGINT", "Slices flagged as localizer"),
+            col("n_positions", "BIGINT", "Distinct positions of the stack"),
+            col(
                 "modal_multiplicity",
                 "BIGINT",
                 "Most common number of slices per position (volumes)",
             ),
-            _c("modal_spacing_mm", "DOUBLE", "Most common gap between adjacent positions, mm"),
-            _c("min_gap_mm", "DOUBLE", "Smallest gap between adjacent positions, mm"),
-            _c("max_gap_mm", "DOUBLE", "Largest gap between adjacent positions, mm"),
-            _c("is_mosaic", "BOOLEAN", "Any slice is a Siemens mosaic"),
-            _c(
+            col("modal_spacing_mm", "DOUBLE", "Most common gap between adjacent positions, mm"),
+            col("min_gap_mm", "DOUBLE", "Smallest gap between adjacent positions, mm"),
+            col("max_gap_mm", "DOUBLE", "Largest gap between adjacent positions, mm"),
+            col("is_mosaic", "BOOLEAN", "Any slice is a Siemens mosaic"),
+            col(
                 "tilt_deg",
                 "DOUBLE",
                 "Angle between the first-to-last position vector and the slice normal, degrees",
             ),
-            _c(
+            col(
                 "obliquity_deg",
                 "DOUBLE",
                 "Angle between the reference slice normal and the nearest patient axis, degrees",
             ),
-            _c(
+            col(
                 "inplane_drift_mm",
                 "DOUBLE",
                 "Largest in-plane deviation of a position from the straight stack axis, mm",
             ),
-            _c("SliceThickness", "DOUBLE", "Most common slice thickness of the stack, mm"),
-            _c(
+            col("SliceThickness", "DOUBLE", "Most common slice thickness of the stack, mm"),
+            col(
                 "slice_gap_mm",
                 "DOUBLE",
                 "modal_spacing_mm - SliceThickness: > 0 gaps between slices, < 0 overlap",
@@ -179,17 +180,6 @@ QC_SERIES_GEOMETRY = register(
         ),
     )
 )
-
-VIEW_TABLES = (QC_SLICES, QC_POSITIONS, QC_SERIES_GEOMETRY)
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    rows = con.sql(
-        "SELECT 1 FROM duckdb_tables() WHERE table_name = $n AND NOT temporary "
-        "UNION ALL SELECT 1 FROM duckdb_views() WHERE view_name = $n",
-        params={"n": name},
-    ).fetchall()
-    return bool(rows)
 
 
 def _raw_slices_sql(with_frames: bool) -> str:
@@ -396,7 +386,7 @@ VIEW_NAMES: tuple[str, ...] = ("qc_slices", "qc_positions", "qc_series_geometry"
 
 def build(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)build the derived geometry tables from ``instances`` (and ``frames`` when present)."""
-    with_frames = _table_exists(con, "frames")
+    with_frames = has_table(con, "frames")
     con.execute(_slices_sql(with_frames))
     con.execute(_POSITIONS_SQL)
     con.execute(_SERIES_GEOMETRY_SQL)

@@ -30,7 +30,6 @@ from curation.report.sections import (
     heterogeneity_section,
     overview_section,
     pixel_metrics_section,
-    tables,
     thumbnails_section,
 )
 
@@ -87,7 +86,7 @@ def catalog_state(con: duckdb.DuckDBPyConnection) -> str:
 def _provenance(
     con: duckdb.DuckDBPyConnection, db: str, cohort: str | Path | None, key_source: str
 ) -> list[tuple[str, str]]:
-    have = tables(con)
+    have = catalog.table_names(con)
     out = [("curation version", __version__), ("catalog", db)]
     if "files" in have:
         out.append(("catalog state (sha256 of files)", catalog_state(con)))
@@ -109,20 +108,13 @@ def _provenance(
     return out
 
 
-def _open(db: str | Path, cohort: str | Path | None) -> duckdb.DuckDBPyConnection:
-    """Open read-only; the first report of a catalog opens it once writable to store its key."""
-    if not Path(db).exists():
-        raise CatalogError(f"{db}: no catalog here (run `curation crawl` first)")
-    con = catalog.connect(db, read_only=True)
-    if pseudonyms.key_is_available(con, cohort):
-        return con
-    con.close()
-    writable = catalog.connect(db)
-    try:
-        pseudonyms.pseudonym_key(writable, cohort)
-    finally:
-        writable.close()
-    return catalog.connect(db, read_only=True)
+def _store_key(db: str | Path, cohort: str | Path | None) -> None:
+    """The first report of a catalog opens it once writable, to store its pseudonym key."""
+    with catalog.opened(db, read_only=True) as con:
+        if pseudonyms.key_is_available(con, cohort):
+            return
+    with catalog.opened(db) as con:
+        pseudonyms.pseudonym_key(con, cohort)
 
 
 def build_report(
@@ -167,18 +159,16 @@ def build_report(
     if cohort is not None and not Path(cohort).is_dir():
         raise InputError(f"{cohort}: no cohort folder here (run `curation cohort` first)")
     own = isinstance(db, str | Path)
-    con = _open(db, cohort) if isinstance(db, str | Path) else db
     name = str(db) if own else "(connection)"
-    try:
-        if "instances" not in tables(con):
+    if isinstance(db, str | Path):
+        _store_key(db, cohort)
+    with catalog.opened(db, read_only=True) as con:
+        if not catalog.has_table(con, "instances"):
             raise CatalogError(f"{name}: the catalog has no table 'instances'; crawl first")
         key, key_source = pseudonyms.pseudonym_key(con, cohort)
         pseudonyms.install(con, key)
         sections = build_sections(con, cohort, thumbnails=thumbnails)
         provenance = _provenance(con, name, cohort, key_source)
-    finally:
-        if own:
-            con.close()
     subtitle = f"catalog {Path(name).name if own else name}" + (
         f", cohort {Path(cohort).name}" if cohort is not None else ""
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
+from curation.catalog import table_names
 from curation.report import figures
 from curation.report.html import esc, table
 from curation.report.thumbnails import flagged_series
@@ -48,18 +49,13 @@ class Section:
         return [b for b in self.blocks if isinstance(b, go.Figure)]
 
 
-def tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names of the tables and views of the catalog."""
-    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
-
-
 def _add(section: Section, *figs: go.Figure | None) -> None:
     section.blocks.extend(f for f in figs if f is not None)
 
 
 def overview_section(con: duckdb.DuckDBPyConnection) -> Section | None:
     """Catalog overview: counts, modality, vendor, site, dates, crawl problems."""
-    if not {"instances", "series", "studies", "patients", "files"} <= tables(con):
+    if not {"instances", "series", "studies", "patients", "files"} <= table_names(con):
         return None
     s = Section(
         "overview",
@@ -94,7 +90,7 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section | None:
         figures.series_by_site(con),
         figures.studies_over_time(con),
     )
-    if "crawl_errors" in tables(con):
+    if "crawl_errors" in table_names(con):
         problems = con.sql(
             """SELECT reason, count(*) AS files, count(*) FILTER (WHERE cataloged) AS still_cataloged
                FROM crawl_errors GROUP BY reason ORDER BY files DESC, reason"""
@@ -107,7 +103,7 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section | None:
 
 def heterogeneity_section(con: duckdb.DuckDBPyConnection) -> Section | None:
     """Heterogeneity of acquisition across sites and vendors."""
-    if not {"instances", "series"} <= tables(con):
+    if not {"instances", "series"} <= table_names(con):
         return None
     s = Section(
         "heterogeneity",
@@ -128,7 +124,7 @@ def heterogeneity_section(con: duckdb.DuckDBPyConnection) -> Section | None:
 
 def findings_section(con: duckdb.DuckDBPyConnection) -> Section | None:
     """QC findings by rule, severity and site, with the worst series listed (pseudonyms)."""
-    if not {"qc_findings", "qc_runs", "series", "studies", "instances"} <= tables(con):
+    if not {"qc_findings", "qc_runs", "series", "studies", "instances"} <= table_names(con):
         return None
     s = Section(
         "findings",
@@ -186,7 +182,7 @@ def findings_section(con: duckdb.DuckDBPyConnection) -> Section | None:
 
 def pixel_metrics_section(con: duckdb.DuckDBPyConnection) -> Section | None:
     """Distributions of the pixel metrics per site, where the pixel step has run."""
-    if "pixel_metrics" not in tables(con):
+    if "pixel_metrics" not in table_names(con):
         return None
     described = con.sql("DESCRIBE pixel_metrics").fetchall()
     metrics = [
@@ -276,7 +272,7 @@ def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | No
 
 def thumbnails_section(con: duckdb.DuckDBPyConnection, limit: int = 12) -> Section | None:
     """Middle slices of the worst flagged series, embedded as images."""
-    if not {"qc_findings", "qc_runs", "series", "instances"} <= tables(con):
+    if not {"qc_findings", "qc_runs", "series", "instances"} <= table_names(con):
         return None
     thumbs = flagged_series(con, limit)
     if not thumbs:
