@@ -265,3 +265,111 @@ def test_hostile_suite_parameters_are_bound(work: Path, capsys: pytest.CaptureFi
         )
         assert main(["qc", "--db", str(work / "catalog.duckdb"), "--suite", str(suite)]) == 3
     _catalog_intact(work / "catalog.duckdb")
+
+
+# -- hostile cohort folders handed to `curation report --cohort` --------------------------------
+
+_LEAK = "leak.csv"
+#: Column names that, pasted into the report's SQL, would copy identifiers into the report or a file.
+HOSTILE_COLUMNS = (
+    "x\" || (SELECT string_agg(PatientID || PatientName, ',') FROM instances) || \"",
+    'criterion" AS step, 1 AS n FROM instances; COPY (SELECT PatientID, PatientName FROM instances) '
+    f"TO '{_LEAK}'; SELECT \"x",
+    "n_series\" FROM (SELECT string_agg(PatientID, ',') AS \"criterion",
+)
+
+
+def _attrition_with_header(name: str) -> pl.DataFrame:
+    return pl.DataFrame({name: ["all series", "include CT"], "n_series": [10, 4]})
+
+
+def _tamper(cohort: Path, case: str, secret: Path) -> None:
+    manifest = pl.read_parquet(cohort / "manifest.parquet")
+    if case.startswith("attrition header"):
+        i = int(case[-1])
+        (cohort / "attrition.csv").unlink()
+        _attrition_with_header(HOSTILE_COLUMNS[i]).write_csv(cohort / "attrition.csv")
+    elif case.startswith("attrition parquet header"):
+        i = int(case[-1])
+        _attrition_with_header(HOSTILE_COLUMNS[i]).write_parquet(cohort / "attrition.parquet")
+    elif case.startswith("manifest label column"):
+        i = int(case[-1])
+        manifest.with_columns(pl.lit("x").alias("label_" + HOSTILE_COLUMNS[i])).write_parquet(
+            cohort / "manifest.parquet"
+        )
+    elif case == "manifest split values with HTML":
+        manifest.with_columns(
+            pl.lit("<img src=x onerror=alert(1)>").alias("split"),
+            pl.lit("<b>x</b>").alias("label_<script>alert(1)</script>"),
+        ).write_parquet(cohort / "manifest.parquet")
+    elif case == "file name with quotes":
+        (cohort / "attrition.csv").rename(
+            cohort
+            / f"x'); COPY (SELECT PatientID FROM instances) TO '{_LEAK}'); --attrition.parquet"
+        )
+    elif case == "manifest is a link outside":
+        (cohort / "manifest.parquet").unlink()
+        (cohort / "manifest.parquet").symlink_to(secret)
+    elif case == "attrition is garbage":
+        (cohort / "attrition.csv").write_bytes(b"\x00\xff\x00garbage;;;\n\x00" * 1000)
+    elif case == "provenance of 10 MB":
+        (cohort / "provenance.json").write_text(json.dumps({"name": "x" * 10_000_000}))
+    else:  # pragma: no cover
+        raise AssertionError(case)
+
+
+COHORT_CASES = (
+    *(f"attrition header {i}" for i in range(len(HOSTILE_COLUMNS))),
+    *(f"attrition parquet header {i}" for i in range(len(HOSTILE_COLUMNS))),
+    *(f"manifest label column {i}" for i in range(len(HOSTILE_COLUMNS))),
+    "manifest split values with HTML",
+    "file name with quotes",
+    "manifest is a link outside",
+    "attrition is garbage",
+    "provenance of 10 MB",
+)
+
+
+@pytest.mark.parametrize("case", COHORT_CASES)
+def test_a_hostile_cohort_folder_leaks_nothing(
+    work: Path, case: str, secret: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = work / "catalog.duckdb"
+    cohort = work / "cohort"
+    spec = work / "cohort.yaml"
+    spec.write_text(
+        _yaml({"name": "c", "include": [{"field": "Modality", "op": "=", "value": "CT"}]})
+    )
+    assert main(["cohort", str(spec), "--db", str(db), "--out", str(cohort), "-q"]) == 0
+    spec.unlink()
+    capsys.readouterr()
+    _tamper(cohort, case, secret)
+    con = catalog.connect(db, read_only=True)
+    identifiers = {
+        v
+        for row in con.sql(
+            "SELECT DISTINCT PatientID, PatientName, AccessionNumber FROM instances"
+        ).fetchall()
+        for v in row
+        if v and len(v) >= 4
+    }
+    con.close()
+    out = work / "report.html"
+    code = main(
+        ["report", "--db", str(db), "--cohort", str(cohort), "--out", str(out), "--thumbnails", "0"]
+    )
+    err = capsys.readouterr().err
+    assert code in (0, 3), err
+    if code == 3:
+        assert len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+    else:
+        html = out.read_text()
+        html = html[html.index("</script>") :]  # after the inlined plotly.js
+        assert not [x for x in identifiers if x in html]
+        assert SECRET_TOKEN not in html
+        assert "<script>alert" not in html and "<img src=x" not in html
+    assert not list(work.rglob(_LEAK)) and not list(work.rglob("pwned*"))
+    assert not (Path.cwd() / _LEAK).exists()
+    _only_expected_files(work, {"cohort", "report.html"})
+    _catalog_intact(db)

@@ -5,14 +5,21 @@ None when the catalog holds nothing to draw (no CT kernels in an MR-only archive
 caller decides whether a figure's tables exist (see :mod:`curation.report.sections`); the functions
 only aggregate, so the data that reaches the browser is counts and per-series values, never a patient
 identifier. The site is ``InstitutionName`` (``(no site)`` where absent), the vendor ``Manufacturer``.
+
+Column names that come from outside the code (a cohort folder's files, which may have been handed
+to the user by anyone) reach SQL only through :func:`curation.catalog.quote_ident`, and figure titles
+show them HTML-escaped (plotly renders a subset of HTML in titles).
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
+
+from curation.catalog import quote_ident
 
 if TYPE_CHECKING:
     import duckdb
@@ -267,13 +274,13 @@ def pixel_metrics(
     """
     if not metrics:
         return None
-    cols = ", ".join(f'CAST(m."{c}" AS DOUBLE) AS "{c}"' for c in metrics)
+    cols = ", ".join(f"CAST(m.{quote_ident(c)} AS DOUBLE) AS {quote_ident(c)}" for c in metrics)
     frame = _frame(
         con,
         f"""UNPIVOT (
                 SELECT coalesce(s.InstitutionName, '(no site)') AS site, {cols}
                 FROM {table} m LEFT JOIN series s USING (SeriesInstanceUID)
-            ) ON {", ".join(f'"{c}"' for c in metrics)} INTO NAME metric VALUE v
+            ) ON {", ".join(quote_ident(c) for c in metrics)} INTO NAME metric VALUE v
             ORDER BY metric, site""",
     )
     frame = frame.filter(frame["v"].is_not_null() & frame["v"].is_finite())
@@ -315,25 +322,46 @@ def pixel_metrics(
 def attrition_funnel(
     con: duckdb.DuckDBPyConnection, relation: str, step: str, count: str
 ) -> go.Figure | None:
-    """The cohort's attrition funnel: what remains after each inclusion step, in file order."""
-    frame = _frame(con, f'SELECT "{step}" AS step, "{count}" AS n FROM {relation}')
+    """The cohort's attrition funnel: what remains after each inclusion step, in file order.
+
+    ``relation`` is SQL the caller built (a table, or ``read_csv`` of a quoted path); ``step`` and
+    ``count`` are column names, quoted here.
+    """
+    frame = _frame(
+        con,
+        f"SELECT CAST({quote_ident(step)} AS VARCHAR) AS step, {quote_ident(count)} AS n "
+        f"FROM {relation}",
+    )
     if frame.is_empty():
         return None
-    fig = go.Figure(go.Funnel(y=[str(s) for s in frame["step"].to_list()], x=frame["n"].to_list()))
+    # Step names are text from the cohort folder: shown as text, never as plotly's HTML subset.
+    steps = [html.escape(str(s)[:120]) for s in frame["step"].to_list()]
+    fig = go.Figure(go.Funnel(y=steps, x=frame["n"].to_list()))
     return _layout(fig, "Cohort attrition: what remains after each step")
 
 
 def split_balance(
     con: duckdb.DuckDBPyConnection, relation: str, by: str, split: str = "split"
 ) -> go.Figure | None:
-    """Manifest rows per split, stacked by ``by`` (site, vendor or label)."""
+    """Manifest rows per split, stacked by ``by`` (site, vendor or label); names quoted here."""
     frame = _frame(
         con,
-        f"""SELECT CAST("{split}" AS VARCHAR) AS split, coalesce(CAST("{by}" AS VARCHAR), '(none)')
-                   AS grp, count(*) AS n
+        f"""SELECT CAST({quote_ident(split)} AS VARCHAR) AS split,
+                   coalesce(CAST({quote_ident(by)} AS VARCHAR), '(none)') AS grp, count(*) AS n
             FROM {relation} GROUP BY ALL ORDER BY grp, split""",
     )
     if frame.is_empty():
         return None
+    # Split and group names are text from the cohort folder: escaped for plotly's HTML subset.
+    frame = frame.with_columns(
+        frame["split"].map_elements(
+            lambda v: html.escape(v[:80]), return_dtype=frame["split"].dtype
+        ),
+        frame["grp"].map_elements(lambda v: html.escape(v[:80]), return_dtype=frame["grp"].dtype),
+    )
     fig = _stacked_bars(frame, "split", "grp", "n")
-    return _layout(fig, f"Split balance: manifest rows per split, by {by}", yaxis_title="rows")
+    return _layout(
+        fig,
+        f"Split balance: manifest rows per split, by {html.escape(by[:80])}",
+        yaxis_title="rows",
+    )

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
-from curation.catalog import table_names
+from curation.catalog import quote_literal, table_names
+from curation.errors import InputError
 from curation.report import figures
 from curation.report.html import esc, table
 from curation.report.thumbnails import flagged_series
@@ -203,16 +206,39 @@ def pixel_metrics_section(con: duckdb.DuckDBPyConnection) -> Section | None:
 
 
 def _first(folder: Path, *patterns: str) -> Path | None:
+    """The first file of ``folder`` matching one of ``patterns``, in pattern order.
+
+    A cohort folder is data someone may have handed over: a match that is a link leading out of
+    the folder (or not a regular file) is refused, so the report reads nothing outside it.
+    """
+    inside = folder.resolve()
     for pattern in patterns:
-        found = sorted(folder.glob(pattern))
-        if found:
-            return found[0]
+        for found in sorted(folder.glob(pattern)):
+            real = found.resolve()
+            if not real.is_relative_to(inside) or not real.is_file():
+                raise InputError(
+                    f"{found}: not a file inside the cohort folder (a link to {real}?); not read"
+                )
+            return found
     return None
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn DuckDB's failure to read a cohort file into an input error naming the file."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read this cohort file: {first}") from exc
+
+
 def _reader(path: Path) -> str:
-    quoted = str(path).replace("'", "''")
-    return f"read_parquet('{quoted}')" if path.suffix == ".parquet" else f"read_csv('{quoted}')"
+    """SQL relation reading a cohort file (its path quoted: it is text from outside)."""
+    quoted = quote_literal(str(path))
+    return f"read_parquet({quoted})" if path.suffix == ".parquet" else f"read_csv({quoted})"
 
 
 def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | None:
@@ -233,22 +259,26 @@ def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | No
     )
     attrition = _first(cohort, "attrition.parquet", "attrition.csv", "*attrition*.parquet")
     if attrition is not None:
-        cols = con.sql(f"DESCRIBE SELECT * FROM {_reader(attrition)}").fetchall()
-        text = [c[0] for c in cols if str(c[1]).upper() == "VARCHAR"]
-        nums = [c[0] for c in cols if str(c[1]).upper() in ("BIGINT", "INTEGER", "UBIGINT")]
-        preferred = [c for c in ("n_series", "n_remaining", "n") if c in nums]
-        step = [c for c in ("criterion", "step_name") if c in text] + text
-        if step and nums:
-            count = (preferred or nums)[0]
-            _add(s, figures.attrition_funnel(con, _reader(attrition), step[0], count))
+        with _reading(attrition):
+            cols = con.sql(f"DESCRIBE SELECT * FROM {_reader(attrition)}").fetchall()
+            text = [c[0] for c in cols if str(c[1]).upper() == "VARCHAR"]
+            nums = [c[0] for c in cols if str(c[1]).upper() in ("BIGINT", "INTEGER", "UBIGINT")]
+            preferred = [c for c in ("n_series", "n_remaining", "n") if c in nums]
+            step = [c for c in ("criterion", "step_name") if c in text] + text
+            if step and nums:
+                count = (preferred or nums)[0]
+                _add(s, figures.attrition_funnel(con, _reader(attrition), step[0], count))
     manifest = _first(cohort, "manifest.parquet", "*manifest*.parquet")
     if manifest is not None:
-        names = {c[0] for c in con.sql(f"DESCRIBE SELECT * FROM {_reader(manifest)}").fetchall()}
-        if "split" in names:
-            labels = sorted(n for n in names if n.startswith("label_"))[:2]
-            for by in ("InstitutionName", "vendor", *labels):
-                if by in names:
-                    _add(s, figures.split_balance(con, _reader(manifest), by))
+        with _reading(manifest):
+            names = {
+                c[0] for c in con.sql(f"DESCRIBE SELECT * FROM {_reader(manifest)}").fetchall()
+            }
+            if "split" in names:
+                labels = sorted(n for n in names if n.startswith("label_"))[:2]
+                for by in ("InstitutionName", "vendor", *labels):
+                    if by in names:
+                        _add(s, figures.split_balance(con, _reader(manifest), by))
     provenance = _first(cohort, "*provenance*.json")
     if provenance is not None:
         try:
@@ -258,8 +288,13 @@ def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | No
         else:
             if isinstance(data, dict):
                 flat = [
-                    (k, v if isinstance(v, str | int | float) else json.dumps(v, default=str)[:300])
-                    for k, v in data.items()
+                    (
+                        str(k)[:80],
+                        v
+                        if isinstance(v, int | float)
+                        else (v if isinstance(v, str) else json.dumps(v, default=str))[:300],
+                    )
+                    for k, v in list(data.items())[:40]
                 ]
                 s.blocks.append("<h3>Cohort provenance</h3>")
                 s.blocks.append(table(["", ""], flat))
