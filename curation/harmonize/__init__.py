@@ -5,8 +5,10 @@
   the tags they come from
 - :mod:`curation.harmonize.csa` — the few Siemens CSA header items that are only in binary elements
 - :mod:`curation.harmonize.classify` — series type (CT phase, kernel class, body part; MR weighting)
-- :mod:`curation.harmonize.view` — :func:`build`: the ``harmonized_series`` and ``harmonized_images``
-  tables, set-based in DuckDB
+- :mod:`curation.harmonize.tables` — the ``harmonized_images`` and ``harmonized_series`` tables,
+  each with the select that fills it
+- :mod:`curation.harmonize.view` — :func:`build`: the named steps that stage what those selects read
+  and rebuild the tables, set-based in DuckDB
 - :mod:`curation.harmonize.agreement` — comparison with dcm2niix's BIDS sidecars
 """
 

@@ -3,7 +3,7 @@ localizer/T1/T2/FLAIR/DWI/ADC/derived.
 
 Each classification is a declaration: an ordered tuple of ``(label, SQL condition)``; the first
 condition that holds gives the label (a SQL ``CASE``). Conditions read the columns of the per-series
-row :mod:`curation.harmonize.view` prepares (series attributes, the first image's acquisition
+row of ``harmonized_series``' select (:mod:`curation.harmonize.tables`) (series attributes, the first image's acquisition
 parameters, harmonized b-values, and ``localizer_fraction``: the share of instances whose ImageType
 says LOCALIZER, so that one embedded localizer slice does not turn an axial series into a localizer).
 Acquisition parameters come first; descriptions are the fallback, because sites name series freely.

@@ -9,7 +9,7 @@ Two kinds of declaration live here:
   series (``level='series'``), for one vendor or for every vendor (``'*'``, the public fallback).
   A field's value is the vendor's expression where it gives one, else the public one.
 
-:mod:`curation.harmonize.view` turns the declarations into SQL; ``docs/harmonize.md`` renders them.
+:mod:`curation.harmonize.tables` turns the declarations into its tables' SQL; ``docs/harmonize.md`` renders them.
 """
 
 from __future__ import annotations
