@@ -245,3 +245,36 @@ def test_report_shows_expectation_findings(catalog: Path, tmp_path: Path) -> Non
     assert (
         "expectations/catalog_instances" in html and "expect.catalog_instances.rows_range" in html
     )
+
+
+def test_an_expectation_gx_cannot_evaluate_is_recorded_and_reported_as_an_error(
+    catalog: Path, tmp_path: Path
+) -> None:
+    # A column that is not there: GX raises inside the expectation, the others still run.
+    suite = _suite(
+        tmp_path,
+        "instances",
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "NoSuchColumn"}},
+        {"type": "expect_column_to_exist", "kwargs": {"column": "Rows"}},
+    )
+    junit = tmp_path / "v.xml"
+    assert (
+        main(["validate", "--db", str(catalog), "--suite", str(suite), "--junit", str(junit)]) == 1
+    )
+    con = duckdb.connect(str(catalog), read_only=True)
+    runs = con.sql("SELECT n_rules, n_findings, n_rule_errors, finished_at FROM qc_runs").fetchall()
+    rule_runs = con.sql(
+        "SELECT rule_id, status, n_findings, seconds FROM qc_rule_runs ORDER BY rule_id"
+    ).fetchall()
+    con.close()
+    assert [r[:3] for r in runs] == [(2, 1, 1)] and runs[0][3] is not None
+    assert "could not be evaluated" in _findings(catalog)[0][3]  # with GX's reason
+    assert rule_runs == [
+        ("expect.custom.column_to_exist.Rows", "ok", 0, None),
+        ("expect.custom.column_values_to_be_unique.NoSuchColumn", "error", 1, None),
+    ]
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites" and root.get("errors") == "1" and root.get("failures") == "0"
+    assert [c.get("name") for c in root.iter("testcase") if c.find("error") is not None] == [
+        "expect.custom.column_values_to_be_unique.NoSuchColumn"
+    ]

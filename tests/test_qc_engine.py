@@ -13,7 +13,8 @@ import pytest
 from curation import schema
 from curation.cli.main import main
 from curation.errors import InputError
-from curation.qc import RULES, Param, Rule, all_rules, register, run
+from curation.qc import RULES, Param, Rule, Severity, all_rules, junit, register, run
+from curation.qc.rule import fail_threshold
 from curation.qc.suite import from_mapping, load
 
 from .conftest import SHARED_DICOM
@@ -195,6 +196,27 @@ def test_cli_exit_codes_json_and_junit(db: Path, tmp_path: Path) -> None:
     assert main(["qc", "--db", str(db), "--suite", str(only_info), "--fail-on", "warning"]) == 0
     assert main(["qc", "--db", str(db), "--suite", str(tmp_path / "missing.yaml")]) == 3
     assert main(["qc", "--db", str(tmp_path / "none.duckdb")]) == 4
+
+
+def test_junit_names_no_patient_id_or_path(db: Path, tmp_path: Path) -> None:
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE instances SET PatientID = 'QX5521'")
+    paths = [r[0] for r in con.sql("SELECT path FROM files").fetchall()]
+    result = run(con)
+    out = junit.write(result, con, tmp_path / "qc.xml", "warning")
+    con.close()
+    text = out.read_text()
+    listed = [c for c in ET.parse(out).getroot().iter("testcase") if c.find("failure") is not None]
+    assert listed and "series " in text  # findings are listed, by series or instance UID
+    assert "QX5521" not in text and not any(p in text for p in paths)
+
+
+def test_one_severity_order_for_every_threshold() -> None:
+    assert [s.value for s in sorted(Severity, key=lambda s: s.rank)] == ["info", "warning", "error"]
+    assert Severity.WARNING.fails("warning") and not Severity.WARNING.fails("error")
+    assert not Severity.ERROR.fails("never") and fail_threshold(Severity.INFO) == 0
+    with pytest.raises(InputError, match="fail_on"):
+        fail_threshold("fatal")
 
 
 def test_cli_list_and_explain(capsys: pytest.CaptureFixture[str]) -> None:

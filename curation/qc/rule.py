@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from curation.errors import InputError
+
 if TYPE_CHECKING:
     import duckdb
     import polars as pl
@@ -67,7 +69,34 @@ class Severity(StrEnum):
 
     @property
     def rank(self) -> int:
-        return {"info": 0, "warning": 1, "error": 2}[self.value]
+        """0 for info, 1 for warning, 2 for error: the one order every threshold compares by."""
+        return _RANKS[self.value]
+
+    def fails(self, fail_on: str | Severity) -> bool:
+        """True when this severity is at or above the threshold ``fail_on`` (``never``: never)."""
+        threshold = fail_threshold(fail_on)
+        return threshold is not None and self.rank >= threshold
+
+
+_RANKS = {"info": 0, "warning": 1, "error": 2}
+#: Values a ``--fail-on`` option accepts, strictest last: a severity, or ``never``.
+FAIL_ON: tuple[str, ...] = ("info", "warning", "error", "never")
+
+
+def fail_threshold(fail_on: str | Severity) -> int | None:
+    """The rank at or above which a finding fails a run; None for ``never``.
+
+    Raises
+    ------
+    InputError
+        ``fail_on`` is neither a severity nor ``never``.
+    """
+    value = str(getattr(fail_on, "value", fail_on))
+    if value == "never":
+        return None
+    if value not in _RANKS:
+        raise InputError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {value!r}")
+    return _RANKS[value]
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,19 @@ whose query fails instead of stopping at it (run everything, then report).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curation import __version__, catalog
 from curation.errors import CatalogError
 from curation.qc import views
-from curation.qc.findings import ensure_tables, findings
-from curation.qc.rule import FINDING_COLUMNS, Severity
+from curation.qc.findings import findings
+from curation.qc.record import RuleRun, RunRecorder
+from curation.qc.rule import Severity
 from curation.qc.suite import SelectedRule, Suite, load
 
 if TYPE_CHECKING:
@@ -28,20 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("curation.qc")
 
+#: ``--fail-on`` values of ``curation qc`` (``RunResult.failed`` also takes ``info``).
 FAIL_ON = ("error", "warning", "never")
-
-
-@dataclass(frozen=True)
-class RuleRun:
-    """How one rule went in a run."""
-
-    rule_id: str
-    level: str
-    severity: str
-    n_findings: int
-    seconds: float
-    status: str = "ok"
-    error: str | None = None
+#: Kept importable from here: the record a run keeps of each rule.
+__all__ = ["FAIL_ON", "RuleRun", "RunResult", "run", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -78,45 +67,17 @@ class RunResult:
 
     def failed(self, fail_on: str | Severity = "error") -> bool:
         """True when a finding is at or above ``fail_on`` (``never`` never fails)."""
-        if str(getattr(fail_on, "value", fail_on)) == "never":
-            return False
-        threshold = Severity(fail_on).rank
-        return any(r.n_findings and Severity(r.severity).rank >= threshold for r in self.rule_runs)
+        return any(r.n_findings and Severity(r.severity).fails(fail_on) for r in self.rule_runs)
 
 
-_INSERT = """
-INSERT INTO qc_findings
-SELECT $__run_id, $__rule_id, $__severity, $__level,
-    q.PatientID::VARCHAR, q.StudyInstanceUID::VARCHAR, q.SeriesInstanceUID::VARCHAR,
-    q.SOPInstanceUID::VARCHAR, q.path::VARCHAR, q.value::VARCHAR, q.message::VARCHAR
-FROM ({query}) AS q({columns})
-"""
-
-
-def _run_rule(con: duckdb.DuckDBPyConnection, run_id: int, sel: SelectedRule) -> int:
+def _run_rule(recorder: RunRecorder, sel: SelectedRule) -> int:
     rule = sel.rule
-    meta = {
-        "__run_id": run_id,
-        "__rule_id": rule.id,
-        "__severity": sel.severity.value,
-        "__level": rule.level.value,
-    }
+    args = (rule.id, sel.severity.value, rule.level.value)
     if isinstance(rule.query, str):
         used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", rule.query))
         bound = {k: v for k, v in sel.params.items() if k in used}
-        sql = _INSERT.format(query=rule.query, columns=", ".join(FINDING_COLUMNS))
-        return int(con.execute(sql, {**meta, **bound}).fetchall()[0][0])
-    frame = rule.query(con, dict(sel.params))
-    if list(frame.columns) != list(FINDING_COLUMNS):
-        raise ValueError(f"returned columns {frame.columns}, expected {list(FINDING_COLUMNS)}")
-    if frame.height == 0:
-        return 0
-    con.register("__qc_frame", frame.to_arrow())
-    try:
-        sql = _INSERT.format(query="SELECT * FROM __qc_frame", columns=", ".join(FINDING_COLUMNS))
-        return int(con.execute(sql, meta).fetchall()[0][0])
-    finally:
-        con.unregister("__qc_frame")
+        return recorder.add_findings(*args, rule.query, bound)
+    return recorder.add_findings(*args, rule.query(recorder.con, dict(sel.params)))
 
 
 def run(
@@ -154,22 +115,15 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
     have = catalog.table_names(con)
     if "instances" not in have:
         raise CatalogError("the catalog has no table 'instances'; run `curation crawl` first")
-    ensure_tables(con)
-    run_id = int(con.sql("SELECT coalesce(max(run_id), 0) + 1 FROM qc_runs").fetchall()[0][0])
-    con.execute(
-        "INSERT INTO qc_runs VALUES ($id, $name, $path, $sha, $params, $version, $t, NULL, "
-        "$n, 0, 0)",
-        {
-            "id": run_id,
-            "name": suite.name,
-            "path": suite.path,
-            "sha": suite.sha256,
-            "params": json.dumps(suite.provenance()),
-            "version": __version__,
-            "t": datetime.now(),
-            "n": len(suite.rules),
-        },
+    recorder = RunRecorder(
+        con,
+        name=suite.name,
+        path=suite.path,
+        sha256=suite.sha256,
+        parameters=suite.provenance(),
+        n_rules=len(suite.rules),
     )
+    run_id = recorder.run_id
     needs_views = any(t in views.VIEW_NAMES for s in suite.rules for t in s.rule.requires)
     t0 = time.perf_counter()
     if needs_views:
@@ -188,7 +142,7 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
             status, error = "skipped", f"the catalog has no table {missing[0]!r} yet"
         else:
             try:
-                n = _run_rule(con, run_id, sel)
+                n = _run_rule(recorder, sel)
             except Exception as exc:  # a broken rule is reported, the others still run
                 status, error = "error", f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
@@ -202,26 +156,9 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
             sel.rule.id, sel.rule.level.value, sel.severity.value, n, seconds, status, error
         )
         outcomes.append(outcome)
-        con.execute(
-            "INSERT INTO qc_rule_runs VALUES ($r, $id, $lvl, $sev, $p, $st, $err, $n, $s)",
-            {
-                "r": run_id,
-                "id": outcome.rule_id,
-                "lvl": outcome.level,
-                "sev": outcome.severity,
-                "p": json.dumps(sel.params),
-                "st": status,
-                "err": error,
-                "n": n,
-                "s": seconds,
-            },
-        )
-    result = RunResult(run_id, suite, tuple(outcomes), views_seconds, time.perf_counter() - t_start)
-    con.execute(
-        "UPDATE qc_runs SET finished_at = $t, n_findings = $n, n_rule_errors = $e WHERE run_id = $r",
-        {"t": datetime.now(), "n": result.n_findings, "e": len(result.errors), "r": run_id},
-    )
-    return result
+        recorder.add_rule_run(outcome, sel.params)
+    recorder.finish()
+    return RunResult(run_id, suite, tuple(outcomes), views_seconds, time.perf_counter() - t_start)
 
 
 def to_json(result: RunResult, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
