@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from curation import catalog
 from curation.errors import InputError
 from curation.expectations.outcome import ExpectationOutcome, SuiteOutcome
 from curation.expectations.suites import SEVERITIES, SuiteFile, rule_id
@@ -36,18 +37,13 @@ IDENTIFYING_COLUMNS = frozenset(
 )
 
 
-def quote(name: str) -> str:
-    """``name`` as a DuckDB identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _load_frame(
     con: duckdb.DuckDBPyConnection, suite: SuiteFile, relation: str, available: list[str]
 ) -> pd.DataFrame:
     wanted = suite.columns()
     cols = available if wanted is None else [c for c in wanted if c in available]
     # A suite naming only missing columns still needs the rows (its column-existence checks fail).
-    select = ", ".join(quote(c) for c in cols) if cols else "1 AS __row"
+    select = ", ".join(catalog.quote_ident(c) for c in cols) if cols else "1 AS __row"
     return con.sql(f"SELECT {select} FROM {relation}").df()
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curation.errors import CatalogError
+from curation import catalog
 from curation.expectations import gx
 from curation.expectations.outcome import SuiteOutcome, ValidationResult
 from curation.expectations.record import record_findings
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("curation.expectations")
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
-
-
 def _source(
     con: duckdb.DuckDBPyConnection, suite: SuiteFile, have: set[str], manifest: Path | None
 ) -> tuple[str, list[str]] | str:
@@ -32,9 +28,9 @@ def _source(
             return "no cohort manifest given (--cohort)"
         if not manifest.is_file():
             return f"{manifest}: no manifest here"
-        relation = "read_parquet('" + str(manifest).replace("'", "''") + "')"
+        relation = f"read_parquet({catalog.quote_literal(str(manifest))})"
     elif suite.source in have:
-        relation = gx.quote(suite.source)
+        relation = catalog.quote_ident(suite.source)
     else:
         return f"the catalog has no table {suite.source!r} (run the step that writes it)"
     cols = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
@@ -83,17 +79,8 @@ def validate(
     manifest_path = Path(manifest) if manifest is not None else None
     if manifest_path is not None and manifest_path.is_dir():
         manifest_path = manifest_path / "manifest.parquet"
-    if isinstance(db, str | Path):
-        from curation import catalog
-
-        if not Path(db).exists():
-            raise CatalogError(f"{db}: no catalog here (run `curation crawl` first)")
-        con = catalog.connect(db, read_only=not record)
-        try:
-            return _validate(con, selected, manifest_path, record)
-        finally:
-            con.close()
-    return _validate(db, selected, manifest_path, record)
+    with catalog.opened(db, read_only=not record) as con:
+        return _validate(con, selected, manifest_path, record)
 
 
 def _validate(
@@ -102,7 +89,7 @@ def _validate(
     manifest: Path | None,
     record: bool,
 ) -> ValidationResult:
-    have = _tables(con)
+    have = catalog.table_names(con)
     context: Any = None
     outcomes = []
     for suite in suites:
