@@ -21,8 +21,8 @@ import polars as pl
 
 from curation import catalog, crawl
 from curation.pixels import compute
-from curation.pixels.rules import PIXEL_RULES
 from curation.qc import run
+from curation.qc.rules.pixel import PIXEL_RULES
 from curation.qc.suite import from_mapping
 
 PIXEL_KINDS = (

@@ -244,8 +244,8 @@ def test_pixel_rules_find_the_planted_artifacts(synth_catalog: Path) -> None:
 
 
 def _check_rules(con: duckdb.DuckDBPyConnection) -> None:
-    from curation.pixels.rules import PIXEL_RULES
     from curation.qc import run
+    from curation.qc.rules.pixel import PIXEL_RULES
     from curation.qc.suite import from_mapping
 
     result = run(con, from_mapping({"name": "pixels", "include": ["pixel.*"]}, "pixels"))

@@ -65,6 +65,25 @@ def test_every_shipped_rule_is_fully_declared() -> None:
             assert p.description, (r.id, p.name)
 
 
+def test_privacy_rules_are_tagged_and_pixel_rules_ship_with_the_others() -> None:
+    from curation.qc import rules
+    from curation.qc.rule import PRIVACY, tagged
+
+    assert {r.id for r in tagged(PRIVACY)} == {
+        "series.phi_in_header",
+        "series.burned_in_annotation",
+        "series.secondary_capture",
+        "pixel.burned_in_text",
+    }
+    pixel_ids = {rid for rid in all_rules() if rid.startswith("pixel.")}
+    assert pixel_ids == {r.id for r in rules.pixel.PIXEL_RULES} and len(pixel_ids) == 9
+    # pixel.metal trusts air where pixel.hu_implausible does: one declaration of the range
+    metal, hu = all_rules()["pixel.metal"], all_rules()["pixel.hu_implausible"]
+    for name in ("min_air_hu", "max_air_hu"):
+        assert metal.param(name) is hu.param(name)
+    assert "-850" not in str(metal.query) and "$max_air_hu" in str(metal.query)
+
+
 def test_qc_tables_are_registered_and_documented() -> None:
     tables = schema.all_tables()
     for name in ("qc_findings", "qc_runs", "qc_rule_runs", "qc_slices", "qc_series_geometry"):

@@ -1,4 +1,5 @@
-"""Pixel-level artifact QC: read a series' pixels, measure them, flag artifacts with ``pixel.*`` rules.
+"""Pixel-level artifact QC: read a series' pixels and measure them; the ``pixel.*`` rules over the
+measures are QC rules like the others (:mod:`curation.qc.rules.pixel`).
 
 - :mod:`curation.pixels.read` — slices to ``float32`` images (every transfer syntax, multi-frame,
   rescale to HU), errors as reason codes; a whole series as a SimpleITK image
@@ -6,7 +7,6 @@
 - :mod:`curation.pixels.metrics` — the metric functions, one per measure
 - :mod:`curation.pixels.compute` — :func:`compute`: series in parallel into ``pixel_metrics``
 - :mod:`curation.pixels.tables` — the ``pixel_metrics`` and ``pixel_slices`` tables
-- :mod:`curation.pixels.rules` — the ``pixel.*`` QC rules over those tables
 - :mod:`curation.pixels.thumbnails` — PNG thumbnails of a series' slices
 
 See ``docs/pixels.md``.

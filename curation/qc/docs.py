@@ -24,7 +24,9 @@ def _rule(r: Rule) -> list[str]:
             if r.detects
             else ""
         )
-        + f"; reads {', '.join(f'`{t}`' for t in r.requires)}.",
+        + f"; reads {', '.join(f'`{t}`' for t in r.requires)}"
+        + (f"; tags {', '.join(f'`{t}`' for t in r.tags)}" if r.tags else "")
+        + ".",
         "",
         f"**Checks.** {r.description}",
         "",

@@ -43,11 +43,15 @@ FINDING_COLUMNS: tuple[str, ...] = (
     "message",
 )
 
+#: Tag of the rules whose findings may mean identifying content (headers or pixels): the report
+#: never draws a thumbnail of a series one of them flagged.
+PRIVACY = "privacy"
+
 ParamValue: TypeAlias = float | int | str | bool | list[str] | list[float]
 QueryFn: TypeAlias = Callable[["duckdb.DuckDBPyConnection", Mapping[str, Any]], "pl.DataFrame"]
 
 _ID = re.compile(r"^(instance|series|study|cohort|pixel)\.[a-z][a-z0-9_]*$")
-#: Id families that are not a level: pixel rules (issue 5) are series-level checks named ``pixel.*``.
+#: Id families that are not a level: pixel rules are series-level checks named ``pixel.*``.
 _FAMILIES = ("pixel.",)
 
 
@@ -170,6 +174,11 @@ class Rule:
     detects
         Defect kinds of the synthetic cohort's ground truth this rule is meant to find; used by
         :mod:`curation.qc.measure` to compute precision and recall.
+    deprecated
+        Why the rule is retired, or None; a retired id is never reused.
+    tags
+        Labels that select rules by what they are about rather than by id (:data:`PRIVACY`), so
+        that renaming or adding a rule does not slip past a filter (:func:`tagged`).
     """
 
     id: str
@@ -233,14 +242,14 @@ def register(rule: Rule) -> Rule:
     return rule
 
 
-#: Modules whose import registers shipped rules: the header suites, and the pixel rules.
-RULE_MODULES: tuple[str, ...] = ("curation.qc.rules", "curation.pixels.rules")
-
-
 def all_rules() -> dict[str, Rule]:
-    """:data:`RULES`, after importing every module of :data:`RULE_MODULES`."""
-    import importlib
+    """:data:`RULES`, after importing the shipped rules (:mod:`curation.qc.rules`)."""
+    # Imported here, not at the top: the rule modules import this module to declare their rules.
+    import curation.qc.rules  # noqa: F401
 
-    for module in RULE_MODULES:
-        importlib.import_module(module)
     return RULES
+
+
+def tagged(tag: str) -> list[Rule]:
+    """Every known rule carrying ``tag`` (e.g. :data:`PRIVACY`), by id."""
+    return [r for _, r in sorted(all_rules().items()) if tag in r.tags]

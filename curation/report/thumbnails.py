@@ -3,7 +3,7 @@
 This is the only part of the report that reads pixels, and only the middle slice of the few series
 it shows. Series that may show identifying text in their pixels are never drawn: those that declare
 ``BurnedInAnnotation`` YES, secondary captures and screen saves, and any series a privacy rule
-flagged (rule ids containing ``burned``, ``phi`` or ``secondary_capture``).
+flagged (every rule tagged :data:`curation.qc.rule.PRIVACY`, whatever its id).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from curation.qc.rule import PRIVACY, tagged
 from curation.report.figures import FINDINGS_SQL
 
 if TYPE_CHECKING:
@@ -22,10 +23,6 @@ log = logging.getLogger("curation.report")
 
 #: Longest side of a thumbnail in pixels: enough to see an artifact, too small to read fine print.
 SIZE = 160
-
-_PRIVACY_RULES = (
-    "(rule_id LIKE '%burned%' OR rule_id LIKE '%phi%' OR rule_id LIKE '%secondary_capture%')"
-)
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ def _candidates_sql(limit: int) -> str:
                 count(*) FILTER (WHERE severity = 'warning') AS n_warning,
                 count(*) AS n_all,
                 string_agg(DISTINCT rule_id, ', ' ORDER BY rule_id) AS rules,
-                bool_or({_PRIVACY_RULES}) AS privacy
+                bool_or(list_contains($privacy_rules, rule_id)) AS privacy
             FROM f WHERE SeriesInstanceUID IS NOT NULL GROUP BY SeriesInstanceUID
         ), burned AS (
             SELECT DISTINCT SeriesInstanceUID FROM instances
@@ -80,7 +77,8 @@ def flagged_series(con: duckdb.DuckDBPyConnection, limit: int = 12) -> list[Thum
     """
     from curation.pixels.thumbnails import thumbnail
 
-    rows = con.sql(_candidates_sql(limit)).fetchall()
+    privacy_rules = [r.id for r in tagged(PRIVACY)]
+    rows = con.sql(_candidates_sql(limit), params={"privacy_rules": privacy_rules}).fetchall()
     out = []
     # One slice per shown series (at most ``limit``), not a loop over the catalog.
     for uid, series, patient, site, modality, rules in rows:

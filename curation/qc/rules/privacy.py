@@ -12,7 +12,7 @@ identifier.
 
 from __future__ import annotations
 
-from curation.qc.rule import Level, Param, Rule, Severity, register
+from curation.qc.rule import PRIVACY, Level, Param, Rule, Severity, register
 
 #: Elements whose job is to hold identifiers: de-identification handles them by name, so an
 #: identifier found there is expected, not a leak.
@@ -48,8 +48,6 @@ TECHNICAL_KEYWORDS = (
     "CodeMeaning",
     "TextValue",
 )
-
-_TEXT_VRS = ("LO", "LT", "SH", "ST", "UT", "UC")
 
 PHI_IN_HEADER = register(
     Rule(
@@ -183,6 +181,7 @@ PHI_IN_HEADER = register(
         ),
         requires=("instances", "elements"),
         detects=("phi_in_header",),
+        tags=(PRIVACY,),
     )
 )
 
@@ -204,6 +203,7 @@ BURNED_IN_ANNOTATION = register(
             GROUP BY SeriesInstanceUID
         """,
         detects=("burned_in_annotation_flag",),
+        tags=(PRIVACY,),
     )
 )
 
@@ -242,5 +242,6 @@ SECONDARY_CAPTURE = register(
         params=(
             Param("sop_classes", SECONDARY_CAPTURE_CLASSES, "", "SOP classes treated as captures"),
         ),
+        tags=(PRIVACY,),
     )
 )

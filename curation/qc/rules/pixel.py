@@ -1,7 +1,7 @@
-"""The ``pixel.*`` QC rules: artifact checks over ``pixel_metrics`` (see :mod:`curation.pixels.compute`).
+"""Pixel: artifact checks over ``pixel_metrics`` and ``pixel_slices`` (written by ``curation pixels``).
 
-Each rule is a declaration registered in :data:`curation.qc.rule.RULES`, run by the QC engine like any
-other; none reads pixels (``curation pixels`` did that). Thresholds combine two things:
+Rules like the others, over tables another step writes: none reads pixels (``curation pixels``,
+:mod:`curation.pixels.compute`, did that), and the runner skips them while those tables are absent. Thresholds combine two things:
 
 * an **absolute sanity bound** (a parameter with a unit), below which nothing is flagged whatever
   the cohort looks like: a metric must be bad in absolute terms, not only unusual;
@@ -19,7 +19,7 @@ path). Messages carry numbers, never identifiers.
 
 from __future__ import annotations
 
-from curation.qc.rule import Level, Param, Rule, Severity, register
+from curation.qc.rule import PRIVACY, Level, Param, Rule, Severity, register
 
 _REQUIRES = ("pixel_metrics", "pixel_slices", "series")
 
@@ -291,14 +291,16 @@ METAL = register(
         title="metal (streak artifacts)",
         description="Flags CT series with metal: in some profiled slice, more than "
         "min_metal_fraction of the pixels are at or above 2500 HU (cortical bone stays below "
-        "~2000), burned-in text excluded, in a series whose air is plausible HU. Metal implants "
+        "~2000), burned-in text excluded, in a series whose air is plausible HU (air_hu within "
+        "[min_air_hu, max_air_hu], the parameters pixel.hu_implausible declares). Metal implants "
         "cause dark and bright streaks that corrupt the surrounding anatomy.",
         not_checked="Streaks without saturated metal in view (photon starvation); MR "
         "susceptibility artifacts; series with implausible HU (pixel.hu_implausible first).",
         query=_query(
             "metal_fraction",
             "high",
-            "Modality = 'CT' AND metal_fraction > $min_metal_fraction AND air_hu BETWEEN -1250 AND -850 "
+            "Modality = 'CT' AND metal_fraction > $min_metal_fraction "
+            "AND air_hu BETWEEN $min_air_hu AND $max_air_hu "
             "AND coalesce(text_aligned, 0) < 5",
             "round(metal_fraction, 5)::VARCHAR",
             "'metal (>= 2500 HU) in ' || n_metal_slices || ' slice(s), up to ' || "
@@ -307,6 +309,8 @@ METAL = register(
         ),
         params=(
             Param("min_metal_fraction", 1e-4, "fraction", "metal pixels per slice needed to flag"),
+            HU.param("min_air_hu"),
+            HU.param("max_air_hu"),
             _MIN_GROUP,
             _K,
         ),
@@ -342,6 +346,7 @@ TEXT = register(
         ),
         requires=_REQUIRES,
         detects=("burned_in_text",),
+        tags=(PRIVACY,),
     )
 )
 
