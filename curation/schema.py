@@ -11,7 +11,7 @@ their unit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -666,48 +666,16 @@ CATALOG_TABLES: tuple[Table, ...] = (
     DICOM_DICTIONARY,
 )
 
-#: Every table known to curation, by name; later steps (qc, cohort, ...) register theirs here.
-TABLES: dict[str, Table] = {t.name: t for t in CATALOG_TABLES}
 
-
-def register(table: Table) -> Table:
-    """Add a table of another step to :data:`TABLES` (rejects a second table of the same name)."""
-    if table.name in TABLES and TABLES[table.name] != table:
-        raise ValueError(f"table {table.name!r} is declared twice")
-    TABLES[table.name] = table
-    return table
-
-
-def all_tables() -> dict[str, Table]:
-    """Every table of every step: imports curation's modules so that each registers its tables."""
-    import importlib
-    import pkgutil
-
-    import curation
-
-    for info in pkgutil.walk_packages(curation.__path__, "curation."):
-        if ".cli." not in info.name and not info.name.endswith("__main__"):
-            importlib.import_module(info.name)
-    return TABLES
-
-
-def render_markdown(tables: list[Table] | None = None) -> str:
-    """The catalog contract as a Markdown page (``docs/catalog.md``)."""
+def render_markdown(tables: Sequence[Table]) -> str:
+    """The catalog contract as a Markdown page (``docs/catalog.md``): ``tables`` in their order."""
     out = [
         "# Catalog tables",
         "",
-        "Generated from `curation/schema.py` by `python -m curation.schema > docs/catalog.md`; "
-        "a test keeps it in sync.",
+        "Generated from the table declarations (listed in `curation/tables.py`) by "
+        "`python -m curation.schema > docs/catalog.md`; a test keeps it in sync.",
         "",
     ]
-    if tables is None:
-        # The crawl's tables first, in their order; then the other steps' tables by name, so the
-        # page does not depend on import order.
-        registered = all_tables()
-        own = [t.name for t in CATALOG_TABLES]
-        tables = [registered[n] for n in own] + [
-            registered[n] for n in sorted(set(registered) - set(own))
-        ]
     for t in tables:
         out += [f"## `{t.name}`", "", f"One row per {t.row}. {t.description}", ""]
         out += ["| column | type | description |", "|---|---|---|"]
@@ -717,8 +685,8 @@ def render_markdown(tables: list[Table] | None = None) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # Run as a script this module is a second copy of itself (__main__); the other steps register
-    # their tables in curation.schema, so render from that one.
-    from curation.schema import render_markdown as _render
+    # The page covers every step's tables; the list of them lives above this floor (imported by
+    # name: only the script reaches up, never the module).
+    import importlib
 
-    print(_render(), end="")
+    print(render_markdown(importlib.import_module("curation.tables").ALL_TABLES), end="")

@@ -10,12 +10,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from curation import schema
 from curation.cli.main import main
 from curation.errors import InputError
 from curation.qc import RULES, Param, Rule, Severity, all_rules, junit, register, run
 from curation.qc.rule import fail_threshold
 from curation.qc.suite import from_mapping, load
+from curation.tables import ALL_TABLES
 
 from .conftest import SHARED_DICOM
 
@@ -85,7 +85,7 @@ def test_privacy_rules_are_tagged_and_pixel_rules_ship_with_the_others() -> None
 
 
 def test_qc_tables_are_registered_and_documented() -> None:
-    tables = schema.all_tables()
+    tables = {t.name: t for t in ALL_TABLES}
     for name in ("qc_findings", "qc_runs", "qc_rule_runs", "qc_slices", "qc_series_geometry"):
         t = tables[name]
         assert all(len(c.description) >= 8 for c in t.columns), name

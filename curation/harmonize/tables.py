@@ -10,7 +10,7 @@ from __future__ import annotations
 from curation.harmonize import classify
 from curation.harmonize.fields import FIELDS, RAW, Field, field_sql
 from curation.harmonize.vendors import vendor_sql
-from curation.schema import Column, Table, col, register
+from curation.schema import Column, Table, col
 
 _IMAGE_FIELDS = [f for f in FIELDS if f.level == "image"]
 _SERIES_FIELDS = [f for f in FIELDS if f.level == "series"]
@@ -97,110 +97,102 @@ def _series_select() -> str:
         FROM row1"""
 
 
-HARMONIZED_IMAGES = register(
-    Table(
-        "harmonized_images",
-        "MR image (an instance, or a frame of an enhanced multi-frame instance)",
-        "Image-level harmonized fields of MR series: the diffusion weighting and direction each "
-        "vendor stores in its own tags, decoded into one pair of columns.",
-        (
-            col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
-            col("SOPInstanceUID", "VARCHAR", "The instance"),
-            col("SeriesInstanceUID", "VARCHAR", "Series of the instance"),
-            col("InstanceNumber", "BIGINT", "Instance Number (0020,0013)"),
-            col(
-                "frame_index",
-                "INTEGER",
-                "0-based frame of a multi-frame instance; 0 for single-frame",
-            ),
-            col("position_mm", "DOUBLE[3]", "Image position (patient) of the image, mm"),
-            col("vendor", "VARCHAR", "Harmonized vendor name (see curation.harmonize.vendors)"),
-            *(_field_column(f) for f in _IMAGE_FIELDS),
+HARMONIZED_IMAGES = Table(
+    "harmonized_images",
+    "MR image (an instance, or a frame of an enhanced multi-frame instance)",
+    "Image-level harmonized fields of MR series: the diffusion weighting and direction each "
+    "vendor stores in its own tags, decoded into one pair of columns.",
+    (
+        col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
+        col("SOPInstanceUID", "VARCHAR", "The instance"),
+        col("SeriesInstanceUID", "VARCHAR", "Series of the instance"),
+        col("InstanceNumber", "BIGINT", "Instance Number (0020,0013)"),
+        col(
+            "frame_index",
+            "INTEGER",
+            "0-based frame of a multi-frame instance; 0 for single-frame",
         ),
-        select=_images_select,
-    )
+        col("position_mm", "DOUBLE[3]", "Image position (patient) of the image, mm"),
+        col("vendor", "VARCHAR", "Harmonized vendor name (see curation.harmonize.vendors)"),
+        *(_field_column(f) for f in _IMAGE_FIELDS),
+    ),
+    select=_images_select,
 )
 
-HARMONIZED_SERIES = register(
-    Table(
-        "harmonized_series",
-        "series",
-        "Vendor-neutral attributes of every series: normalized vendor, units in the column name, "
-        "fields decoded from private tags, and the series type classified from the headers.",
-        (
-            col("SeriesInstanceUID", "VARCHAR", "Series Instance UID"),
-            col("StudyInstanceUID", "VARCHAR", "Study of the series"),
-            col(
-                "PatientID",
-                "VARCHAR",
-                "Patient of the series (an identifier: stays inside the catalog)",
-            ),
-            col("Modality", "VARCHAR", "Modality (0008,0060)"),
-            col(
-                "vendor",
-                "VARCHAR",
-                "Harmonized vendor: GE, Siemens, Philips, Canon, UIH, Hitachi, ... or other",
-            ),
-            col("Manufacturer", "VARCHAR", "Manufacturer as written by the device"),
-            col("ManufacturerModelName", "VARCHAR", "Model name as written"),
-            col("InstitutionName", "VARCHAR", "Institution (the site)"),
-            col("StationName", "VARCHAR", "Station name (the scanner)"),
-            col("BodyPartExamined", "VARCHAR", "Body Part Examined as written"),
-            col("SeriesDescription", "VARCHAR", "Series description as written"),
-            col("ProtocolName", "VARCHAR", "Protocol name as written"),
-            col("SeriesNumber", "BIGINT", "Series number"),
-            col("n_instances", "BIGINT", "Instances in the series"),
-            col("slice_thickness_mm", "DOUBLE", "Slice thickness, mm (first instance)"),
-            col(
-                "pixel_spacing_mm", "DOUBLE[2]", "Pixel spacing [row, column], mm (first instance)"
-            ),
-            col(
-                "kernel",
-                "VARCHAR",
-                "CT reconstruction kernel: first value of ConvolutionKernel, upper case",
-            ),
-            *(_field_column(f) for f in _SERIES_FIELDS),
-            col(
-                "b_values_s_mm2",
-                "DOUBLE[]",
-                "Diffusion series: b-value of each volume in acquisition order (the images at the "
-                "first image's position); NULL when no image has b > 0",
-            ),
-            col(
-                "diffusion_gradients",
-                "DOUBLE[3][]",
-                "Diffusion series: gradient direction of each volume, as the vendor states it",
-            ),
-            col(
-                "n_volumes",
-                "BIGINT",
-                "Images at the first image's position (volumes of a 4D series)",
-            ),
-            col("max_b_value_s_mm2", "DOUBLE", "Largest b-value of any image of the series, s/mm2"),
-            col(
-                "series_type",
-                "VARCHAR",
-                "ct_localizer, ct_axial, ct_reformat; mr_localizer, mr_adc, mr_dwi, mr_derived, "
-                "mr_flair, mr_t1, mr_t2, mr_other (see curation.harmonize.classify)",
-            ),
-            col(
-                "contrast_phase",
-                "VARCHAR",
-                "CT: non_contrast, arterial, portal_venous, delayed, contrast_unknown_phase; MR: "
-                "non_contrast or post_contrast",
-            ),
-            col(
-                "kernel_class",
-                "VARCHAR",
-                "CT kernel class: soft, lung, bone, brain; NULL for other modalities",
-            ),
-            col("body_part", "VARCHAR", "head, chest, abdomen, spine, knee; NULL when unknown"),
-            col(
-                "localizer_fraction", "DOUBLE", "Share of instances whose ImageType says LOCALIZER"
-            ),
+HARMONIZED_SERIES = Table(
+    "harmonized_series",
+    "series",
+    "Vendor-neutral attributes of every series: normalized vendor, units in the column name, "
+    "fields decoded from private tags, and the series type classified from the headers.",
+    (
+        col("SeriesInstanceUID", "VARCHAR", "Series Instance UID"),
+        col("StudyInstanceUID", "VARCHAR", "Study of the series"),
+        col(
+            "PatientID",
+            "VARCHAR",
+            "Patient of the series (an identifier: stays inside the catalog)",
         ),
-        select=_series_select,
-    )
+        col("Modality", "VARCHAR", "Modality (0008,0060)"),
+        col(
+            "vendor",
+            "VARCHAR",
+            "Harmonized vendor: GE, Siemens, Philips, Canon, UIH, Hitachi, ... or other",
+        ),
+        col("Manufacturer", "VARCHAR", "Manufacturer as written by the device"),
+        col("ManufacturerModelName", "VARCHAR", "Model name as written"),
+        col("InstitutionName", "VARCHAR", "Institution (the site)"),
+        col("StationName", "VARCHAR", "Station name (the scanner)"),
+        col("BodyPartExamined", "VARCHAR", "Body Part Examined as written"),
+        col("SeriesDescription", "VARCHAR", "Series description as written"),
+        col("ProtocolName", "VARCHAR", "Protocol name as written"),
+        col("SeriesNumber", "BIGINT", "Series number"),
+        col("n_instances", "BIGINT", "Instances in the series"),
+        col("slice_thickness_mm", "DOUBLE", "Slice thickness, mm (first instance)"),
+        col("pixel_spacing_mm", "DOUBLE[2]", "Pixel spacing [row, column], mm (first instance)"),
+        col(
+            "kernel",
+            "VARCHAR",
+            "CT reconstruction kernel: first value of ConvolutionKernel, upper case",
+        ),
+        *(_field_column(f) for f in _SERIES_FIELDS),
+        col(
+            "b_values_s_mm2",
+            "DOUBLE[]",
+            "Diffusion series: b-value of each volume in acquisition order (the images at the "
+            "first image's position); NULL when no image has b > 0",
+        ),
+        col(
+            "diffusion_gradients",
+            "DOUBLE[3][]",
+            "Diffusion series: gradient direction of each volume, as the vendor states it",
+        ),
+        col(
+            "n_volumes",
+            "BIGINT",
+            "Images at the first image's position (volumes of a 4D series)",
+        ),
+        col("max_b_value_s_mm2", "DOUBLE", "Largest b-value of any image of the series, s/mm2"),
+        col(
+            "series_type",
+            "VARCHAR",
+            "ct_localizer, ct_axial, ct_reformat; mr_localizer, mr_adc, mr_dwi, mr_derived, "
+            "mr_flair, mr_t1, mr_t2, mr_other (see curation.harmonize.classify)",
+        ),
+        col(
+            "contrast_phase",
+            "VARCHAR",
+            "CT: non_contrast, arterial, portal_venous, delayed, contrast_unknown_phase; MR: "
+            "non_contrast or post_contrast",
+        ),
+        col(
+            "kernel_class",
+            "VARCHAR",
+            "CT kernel class: soft, lung, bone, brain; NULL for other modalities",
+        ),
+        col("body_part", "VARCHAR", "head, chest, abdomen, spine, knee; NULL when unknown"),
+        col("localizer_fraction", "DOUBLE", "Share of instances whose ImageType says LOCALIZER"),
+    ),
+    select=_series_select,
 )
 
 HARMONIZE_TABLES = (HARMONIZED_IMAGES, HARMONIZED_SERIES)

@@ -30,7 +30,7 @@ from curation.errors import InputError
 from curation.pixels import metrics as m
 from curation.pixels.read import SliceRef, read_slices, refs_from_table
 from curation.pixels.sample import DEFAULT_SAMPLE, sample_indices, slice_table
-from curation.pixels.tables import PIXEL_METRICS, PIXEL_SLICES
+from curation.pixels.tables import PIXEL_METRICS, PIXEL_SLICES, PIXEL_TABLES
 
 if TYPE_CHECKING:
     import duckdb
@@ -411,7 +411,7 @@ def _compute(
 ) -> ComputeSummary:
     catalog.require(con, "instances", "files", "elements")
     # Derived data `compute` can always rebuild: a table of another version is dropped, not migrated.
-    for table in (PIXEL_METRICS, PIXEL_SLICES):
+    for table in PIXEL_TABLES:
         table.ensure(con, drop_stale=True)
     t0 = time.perf_counter()
     tasks = _tasks(con, series, sample, profile_step)

@@ -5,9 +5,10 @@
 - :mod:`curation.qc.views` — derived per-slice / per-series geometry the rules query
 - :mod:`curation.qc.suite` — suite files (YAML/TOML) that select rules and override settings
 - :mod:`curation.qc.runner` — :func:`run`: every rule runs, findings go to ``qc_findings``
-- :mod:`curation.qc.findings` — the ``qc_runs``, ``qc_rule_runs``, ``qc_findings`` tables
+- :mod:`curation.qc.tables` — the ``qc_runs``, ``qc_rule_runs``, ``qc_findings`` tables
 - :mod:`curation.qc.record` — :class:`RunRecorder`, the one writer of those tables (rules and
   expectation suites alike)
+- :mod:`curation.qc.findings` — reading a run's findings back
 - :mod:`curation.qc.junit` — JUnit XML for CI (rule runs and expectation suites alike)
 """
 

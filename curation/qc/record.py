@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from curation import __version__
-from curation.qc.findings import QC_FINDINGS, QC_RULE_RUNS, QC_RUNS, ensure_tables
 from curation.qc.rule import FINDING_COLUMNS
+from curation.qc.tables import QC_FINDINGS, QC_RULE_RUNS, QC_RUNS, QC_TABLES
 
 if TYPE_CHECKING:
     import duckdb
@@ -82,7 +82,8 @@ class RunRecorder:
         n_rules: int,
     ) -> None:
         self.con = con
-        ensure_tables(con)
+        for table in QC_TABLES:
+            table.ensure(con)
         self.run_id = int(
             con.sql("SELECT coalesce(max(run_id), 0) + 1 FROM qc_runs").fetchall()[0][0]
         )

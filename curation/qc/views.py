@@ -18,8 +18,8 @@ enhanced multi-frame objects alike (whose slices are the rows of ``frames``):
 
 They are TEMP tables of the connection that ran QC (derived state: kept in memory, never written to
 the catalog file, which also keeps a run fast); a notebook that wants to drill from a finding to
-its slices calls :func:`build` on its own connection. Their columns are registered in
-:mod:`curation.schema` like every other table.
+its slices calls :func:`build` on its own connection. Their columns are declared here and listed
+in :mod:`curation.tables` like every other table.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import duckdb
 
 from curation.catalog import has_table
-from curation.schema import Table, col, register
+from curation.schema import Table, col
 
 #: Two slices whose positions along the normal differ by less than this are at the same position.
 POSITION_RESOLUTION_MM = 0.01
@@ -46,139 +46,129 @@ _UIDS = (
     col("SeriesInstanceUID", "VARCHAR", "Series of the instance"),
 )
 
-QC_SLICES = register(
-    Table(
-        "qc_slices",
-        "image slice: a single-frame instance or one frame of a multi-frame instance",
-        "Per-slice geometry; a TEMP table built by curation.qc.views.build(con) (and by every QC run).",
-        (
-            *_UIDS,
-            col("SOPInstanceUID", "VARCHAR", "The instance"),
-            col("file_id", "UBIGINT", "The file (files.file_id)"),
-            col("path", "VARCHAR", "Absolute path of the file"),
-            col(
-                "frame_index", "INTEGER", "0-based frame of a multi-frame instance; NULL otherwise"
-            ),
-            col("InstanceNumber", "BIGINT", "Instance Number of the instance"),
-            col("Modality", "VARCHAR", "Modality of the instance"),
-            col(
-                "ImagePositionPatient", "DOUBLE[3]", "Position of the slice in mm (frame's if any)"
-            ),
-            col("ImageOrientationPatient", "DOUBLE[6]", "Direction cosines of the slice"),
-            col("PixelSpacing", "DOUBLE[2]", "Pixel spacing of the slice in mm"),
-            col("SliceThickness", "DOUBLE", "Slice thickness in mm"),
-            col("Rows", "BIGINT", "Rows of the slice's image"),
-            col("Columns", "BIGINT", "Columns of the slice's image"),
-            col("RescaleSlope", "DOUBLE", "Rescale slope of the slice"),
-            col("RescaleIntercept", "DOUBLE", "Rescale intercept of the slice"),
-            col("is_localizer_type", "BOOLEAN", "ImageType contains LOCALIZER"),
-            col(
-                "is_mosaic",
-                "BOOLEAN",
-                "ImageType contains MOSAIC (Siemens: one file holds a volume)",
-            ),
-            col("has_geometry", "BOOLEAN", "Position and orientation are both present"),
-            col(
-                "orthogonality_error",
-                "DOUBLE",
-                "max(|row·col|, |‖row‖-1|, |‖col‖-1|) of the direction cosines (0 when valid)",
-            ),
-            col(
-                "orientation_angle_deg",
-                "DOUBLE",
-                "Angle between the slice's normal (or row direction) and the series reference, degrees",
-            ),
-            col(
-                "is_localizer",
-                "BOOLEAN",
-                "LOCALIZER in ImageType, or one of at most 3 slices orthogonal to a larger stack",
-            ),
-            col(
-                "in_stack",
-                "BOOLEAN",
-                "Has geometry, is no localizer and lies in the reference stack",
-            ),
-            col(
-                "slice_position_mm",
-                "DOUBLE",
-                "Position projected on the reference slice normal, mm",
-            ),
-            col("row_offset_mm", "DOUBLE", "Position projected on the reference row direction, mm"),
-            col(
-                "col_offset_mm",
-                "DOUBLE",
-                "Position projected on the reference column direction, mm",
-            ),
+QC_SLICES = Table(
+    "qc_slices",
+    "image slice: a single-frame instance or one frame of a multi-frame instance",
+    "Per-slice geometry; a TEMP table built by curation.qc.views.build(con) (and by every QC run).",
+    (
+        *_UIDS,
+        col("SOPInstanceUID", "VARCHAR", "The instance"),
+        col("file_id", "UBIGINT", "The file (files.file_id)"),
+        col("path", "VARCHAR", "Absolute path of the file"),
+        col("frame_index", "INTEGER", "0-based frame of a multi-frame instance; NULL otherwise"),
+        col("InstanceNumber", "BIGINT", "Instance Number of the instance"),
+        col("Modality", "VARCHAR", "Modality of the instance"),
+        col("ImagePositionPatient", "DOUBLE[3]", "Position of the slice in mm (frame's if any)"),
+        col("ImageOrientationPatient", "DOUBLE[6]", "Direction cosines of the slice"),
+        col("PixelSpacing", "DOUBLE[2]", "Pixel spacing of the slice in mm"),
+        col("SliceThickness", "DOUBLE", "Slice thickness in mm"),
+        col("Rows", "BIGINT", "Rows of the slice's image"),
+        col("Columns", "BIGINT", "Columns of the slice's image"),
+        col("RescaleSlope", "DOUBLE", "Rescale slope of the slice"),
+        col("RescaleIntercept", "DOUBLE", "Rescale intercept of the slice"),
+        col("is_localizer_type", "BOOLEAN", "ImageType contains LOCALIZER"),
+        col(
+            "is_mosaic",
+            "BOOLEAN",
+            "ImageType contains MOSAIC (Siemens: one file holds a volume)",
         ),
-    )
+        col("has_geometry", "BOOLEAN", "Position and orientation are both present"),
+        col(
+            "orthogonality_error",
+            "DOUBLE",
+            "max(|row·col|, |‖row‖-1|, |‖col‖-1|) of the direction cosines (0 when valid)",
+        ),
+        col(
+            "orientation_angle_deg",
+            "DOUBLE",
+            "Angle between the slice's normal (or row direction) and the series reference, degrees",
+        ),
+        col(
+            "is_localizer",
+            "BOOLEAN",
+            "LOCALIZER in ImageType, or one of at most 3 slices orthogonal to a larger stack",
+        ),
+        col(
+            "in_stack",
+            "BOOLEAN",
+            "Has geometry, is no localizer and lies in the reference stack",
+        ),
+        col(
+            "slice_position_mm",
+            "DOUBLE",
+            "Position projected on the reference slice normal, mm",
+        ),
+        col("row_offset_mm", "DOUBLE", "Position projected on the reference row direction, mm"),
+        col(
+            "col_offset_mm",
+            "DOUBLE",
+            "Position projected on the reference column direction, mm",
+        ),
+    ),
 )
 
-QC_POSITIONS = register(
-    Table(
-        "qc_positions",
-        "distinct slice position of a series' stack",
-        "Slice positions of each series' main stack, sorted along the normal; TEMP table (views.build).",
-        (
-            col("SeriesInstanceUID", "VARCHAR", "The series"),
-            col("position_index", "BIGINT", "1-based rank of the position along the normal"),
-            col("slice_position_mm", "DOUBLE", "Position along the reference normal, mm"),
-            col(
-                "multiplicity",
-                "BIGINT",
-                "Slices at this position (volumes of a multi-volume series)",
-            ),
-            col("gap_mm", "DOUBLE", "Distance to the previous position, mm; NULL for the first"),
-            col("row_offset_mm", "DOUBLE", "Mean in-plane offset along the row direction, mm"),
-            col("col_offset_mm", "DOUBLE", "Mean in-plane offset along the column direction, mm"),
-            col("SOPInstanceUID", "VARCHAR", "One instance at this position (the smallest UID)"),
+QC_POSITIONS = Table(
+    "qc_positions",
+    "distinct slice position of a series' stack",
+    "Slice positions of each series' main stack, sorted along the normal; TEMP table (views.build).",
+    (
+        col("SeriesInstanceUID", "VARCHAR", "The series"),
+        col("position_index", "BIGINT", "1-based rank of the position along the normal"),
+        col("slice_position_mm", "DOUBLE", "Position along the reference normal, mm"),
+        col(
+            "multiplicity",
+            "BIGINT",
+            "Slices at this position (volumes of a multi-volume series)",
         ),
-    )
+        col("gap_mm", "DOUBLE", "Distance to the previous position, mm; NULL for the first"),
+        col("row_offset_mm", "DOUBLE", "Mean in-plane offset along the row direction, mm"),
+        col("col_offset_mm", "DOUBLE", "Mean in-plane offset along the column direction, mm"),
+        col("SOPInstanceUID", "VARCHAR", "One instance at this position (the smallest UID)"),
+    ),
 )
 
-QC_SERIES_GEOMETRY = register(
-    Table(
-        "qc_series_geometry",
-        "series with image slices",
-        "Stack geometry of each series; a TEMP table built by curation.qc.views.build(con).",
-        (
-            *_UIDS,
-            col("Modality", "VARCHAR", "Modality (most common)"),
-            col("n_slices", "BIGINT", "Slices (frames or single-frame instances) with geometry"),
-            col("n_stack_slices", "BIGINT", "Slices in the reference stack (no localizers)"),
-            col("n_localizer_slices", "BIGINT", "Slices flagged as localizer"),
-            col("n_positions", "BIGINT", "Distinct positions of the stack"),
-            col(
-                "modal_multiplicity",
-                "BIGINT",
-                "Most common number of slices per position (volumes)",
-            ),
-            col("modal_spacing_mm", "DOUBLE", "Most common gap between adjacent positions, mm"),
-            col("min_gap_mm", "DOUBLE", "Smallest gap between adjacent positions, mm"),
-            col("max_gap_mm", "DOUBLE", "Largest gap between adjacent positions, mm"),
-            col("is_mosaic", "BOOLEAN", "Any slice is a Siemens mosaic"),
-            col(
-                "tilt_deg",
-                "DOUBLE",
-                "Angle between the first-to-last position vector and the slice normal, degrees",
-            ),
-            col(
-                "obliquity_deg",
-                "DOUBLE",
-                "Angle between the reference slice normal and the nearest patient axis, degrees",
-            ),
-            col(
-                "inplane_drift_mm",
-                "DOUBLE",
-                "Largest in-plane deviation of a position from the straight stack axis, mm",
-            ),
-            col("SliceThickness", "DOUBLE", "Most common slice thickness of the stack, mm"),
-            col(
-                "slice_gap_mm",
-                "DOUBLE",
-                "modal_spacing_mm - SliceThickness: > 0 gaps between slices, < 0 overlap",
-            ),
+QC_SERIES_GEOMETRY = Table(
+    "qc_series_geometry",
+    "series with image slices",
+    "Stack geometry of each series; a TEMP table built by curation.qc.views.build(con).",
+    (
+        *_UIDS,
+        col("Modality", "VARCHAR", "Modality (most common)"),
+        col("n_slices", "BIGINT", "Slices (frames or single-frame instances) with geometry"),
+        col("n_stack_slices", "BIGINT", "Slices in the reference stack (no localizers)"),
+        col("n_localizer_slices", "BIGINT", "Slices flagged as localizer"),
+        col("n_positions", "BIGINT", "Distinct positions of the stack"),
+        col(
+            "modal_multiplicity",
+            "BIGINT",
+            "Most common number of slices per position (volumes)",
         ),
-    )
+        col("modal_spacing_mm", "DOUBLE", "Most common gap between adjacent positions, mm"),
+        col("min_gap_mm", "DOUBLE", "Smallest gap between adjacent positions, mm"),
+        col("max_gap_mm", "DOUBLE", "Largest gap between adjacent positions, mm"),
+        col("is_mosaic", "BOOLEAN", "Any slice is a Siemens mosaic"),
+        col(
+            "tilt_deg",
+            "DOUBLE",
+            "Angle between the first-to-last position vector and the slice normal, degrees",
+        ),
+        col(
+            "obliquity_deg",
+            "DOUBLE",
+            "Angle between the reference slice normal and the nearest patient axis, degrees",
+        ),
+        col(
+            "inplane_drift_mm",
+            "DOUBLE",
+            "Largest in-plane deviation of a position from the straight stack axis, mm",
+        ),
+        col("SliceThickness", "DOUBLE", "Most common slice thickness of the stack, mm"),
+        col(
+            "slice_gap_mm",
+            "DOUBLE",
+            "modal_spacing_mm - SliceThickness: > 0 gaps between slices, < 0 overlap",
+        ),
+    ),
 )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curation.cohort import pseudonym as cohort_pseudonym
-from curation.schema import Column, Table, register
+from curation.schema import Column, Table
 
 if TYPE_CHECKING:
     import duckdb
@@ -32,17 +32,15 @@ KEY_SETTING = "pseudonym_key"
 #: Hex digits kept from the HMAC (the cohort's).
 DIGITS = cohort_pseudonym.N_HEX
 
-SETTINGS = register(
-    Table(
-        "settings",
-        "catalog setting",
-        "Small named settings of the catalog itself, such as the random per-catalog pseudonym key.",
-        (
-            Column("name", "VARCHAR", "Setting name, e.g. pseudonym_key"),
-            Column("value", "VARCHAR", "Setting value as text (the pseudonym key: 64 hex digits)"),
-            Column("created_at", "TIMESTAMP", "Local time the setting was written"),
-        ),
-    )
+SETTINGS = Table(
+    "settings",
+    "catalog setting",
+    "Small named settings of the catalog itself, such as the random per-catalog pseudonym key.",
+    (
+        Column("name", "VARCHAR", "Setting name, e.g. pseudonym_key"),
+        Column("value", "VARCHAR", "Setting value as text (the pseudonym key: 64 hex digits)"),
+        Column("created_at", "TIMESTAMP", "Local time the setting was written"),
+    ),
 )
 
 
