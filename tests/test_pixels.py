@@ -261,9 +261,68 @@ def _check_rules(con: duckdb.DuckDBPyConnection) -> None:
             got = set(found.filter(pl.col("rule_id") == rule.id).get_column("SeriesInstanceUID"))
             assert want <= got, f"{rule.id} missed {len(want - got)} {kind} series"
             assert not (got - defective), f"{rule.id} flagged clean series"
+    # pixel.unreadable: exactly the series whose pixels could not all be decoded, all of them
+    # series of a planted truncated file (the cohort plants no other pixel-level damage)
+    broken = {
+        r[0]
+        for r in con.sql(
+            "SELECT SeriesInstanceUID FROM pixel_metrics WHERE status <> 'ok'"
+        ).fetchall()
+    }
+    unreadable = set(
+        found.filter(pl.col("rule_id") == "pixel.unreadable").get_column("SeriesInstanceUID")
+    )
+    truncated = set(truth.filter(pl.col("kind") == "truncated").get_column("SeriesInstanceUID"))
+    assert unreadable and unreadable == broken and unreadable <= truncated
     # messages carry numbers, never identifiers
     ids = truth.get_column("PatientID").drop_nulls().unique().to_list()
     assert not any(i in msg for msg in found.get_column("message") for i in ids)
+
+
+FMRI = SHARED_DICOM / "dcm_qa_philips" / "In" / "Magdeburg_2014" / "fmri"
+
+
+@needs_shared
+def test_intensity_drift_on_real_mr_with_a_baseline_shift(tmp_path: Path) -> None:
+    """The real Philips EPI volume twice: as it is, and with a baseline shift from the middle slice
+    on (a receiver change mid-series). Only the shifted copy drifts."""
+    from pydicom.uid import generate_uid
+
+    from curation import crawl
+    from curation.pixels import compute
+    from curation.qc import run
+    from curation.qc.suite import from_mapping
+
+    files = sorted(FMRI.iterdir())
+    shutil.copytree(FMRI, tmp_path / "dicom" / "clean")
+    shifted = tmp_path / "dicom" / "shifted"
+    shifted.mkdir()
+    series_uid = generate_uid(entropy_srcs=[str(tmp_path)])
+    sd = float(np.median([dcmread(f).pixel_array.std() for f in files]))
+    for i, f in enumerate(files):
+        ds = dcmread(f)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series_uid, generate_uid()
+        if ds.InstanceNumber > len(files) // 2:
+            ds.PixelData = (ds.pixel_array + round(3 * sd)).astype(ds.pixel_array.dtype).tobytes()
+        ds.save_as(shifted / f"{i:03d}.dcm")
+    db = tmp_path / "c.duckdb"
+    crawl(tmp_path / "dicom", db, workers=1, progress=False)
+    compute(db, workers=0, progress=False)
+    con = duckdb.connect(str(db))
+    # Two series are too few for the cohort fence (k robust SDs above the median of two values is
+    # above both), so k is lowered: the absolute bound (min_drift) still decides.
+    suite = {
+        "include": ["pixel.intensity_drift"],
+        "rules": {"pixel.intensity_drift": {"params": {"k": 0.5}}},
+    }
+    result = run(con, from_mapping(suite))
+    flagged = con.sql(
+        f"SELECT SeriesInstanceUID, value FROM qc_findings WHERE run_id = {result.run_id}"
+    ).fetchall()
+    drift = dict(con.sql("SELECT SeriesInstanceUID, intensity_drift FROM pixel_metrics").fetchall())
+    con.close()
+    assert [uid for uid, _ in flagged] == [series_uid]
+    assert drift[series_uid] > 2.0 > max(v for k, v in drift.items() if k != series_uid)
 
 
 def test_thumbnail_and_series_image(synth_catalog: Path) -> None:

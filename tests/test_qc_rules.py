@@ -8,12 +8,13 @@ its defect with SQL on a copy of that catalog, the way a broken archive would lo
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from pydicom import Dataset
 
 from curation.qc import run
 from curation.qc.suite import from_mapping
@@ -280,3 +281,111 @@ def test_enhanced_multiframe_geometry_from_frames(enhanced_catalog: Path, tmp_pa
     rows = findings(con, "series.missing_slices")
     assert len(rows) == 1 and rows[0]["value"] == "1"
     con.close()
+
+
+# -- rules whose defect is in the files themselves: modified copies of real files, crawled ----------
+
+
+def _copies(src: Path, out: Path, edit: Callable[[int, Dataset], None]) -> Path:
+    """Copies of the instances of ``src`` (in name order; a DICOMDIR is left out) in ``out``, each
+    changed by ``edit(i, ds)``."""
+    import pydicom
+
+    if not src.is_dir():
+        pytest.skip("../shared/dicom (the real multi-vendor corpus) is not here")
+    out.mkdir(parents=True)
+    datasets = (pydicom.dcmread(p) for p in sorted(q for q in src.rglob("*") if q.is_file()))
+    instances = (ds for ds in datasets if "SOPInstanceUID" in ds)
+    for i, ds in enumerate(instances):
+        edit(i, ds)
+        ds.save_as(out / f"{i:03d}.dcm")
+    return out
+
+
+def _crawl_to(src: Path, db: Path) -> duckdb.DuckDBPyConnection:
+    from curation import crawl
+
+    crawl(src, db, workers=1, progress=False)
+    return duckdb.connect(str(db))
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    if not CT.is_dir():
+        pytest.skip("../shared/dicom (the real multi-vendor corpus) is not here")
+    src = tmp_path / "ct"
+    shutil.copytree(CT, src)
+    victim = sorted(p for p in src.rglob("*") if p.is_file())[5]
+    raw = victim.read_bytes()
+    # SeriesDescription (0008,103E) with the VR bytes "ZZ", which DICOM does not define
+    element = b"\x08\x00\x3e\x10LO"
+    assert raw.count(element) == 1
+    victim.write_bytes(raw.replace(element, b"\x08\x00\x3e\x10ZZ"))
+    con = _crawl_to(src, tmp_path / "c.duckdb")
+    (f,) = findings(con, "instance.unreadable")
+    con.close()
+    assert f["path"] == str(victim) and f["value"] == "invalid_vr"
+
+
+def test_unreadable_file_passes_a_clean_copy(con: duckdb.DuckDBPyConnection) -> None:
+    assert findings(con, "instance.unreadable") == []
+
+
+def test_frame_count_mismatch(tmp_path: Path) -> None:
+    def one_frame_too_many(i: int, ds: Dataset) -> None:
+        if i == 1:
+            ds.NumberOfFrames = int(ds.NumberOfFrames) + 1
+
+    con = _crawl_to(
+        _copies(MR_ENHANCED, tmp_path / "enh", lambda i, ds: None), tmp_path / "a.duckdb"
+    )
+    assert findings(con, "instance.frame_count_mismatch") == []
+    con.close()
+    bad = _copies(MR_ENHANCED, tmp_path / "bad", one_frame_too_many)
+    con = _crawl_to(bad, tmp_path / "b.duckdb")
+    (f,) = findings(con, "instance.frame_count_mismatch")
+    con.close()
+    assert f["path"] == str(bad / "001.dcm") and f["value"] == "6/7"
+
+
+def test_inplane_drift(con: duckdb.DuckDBPyConnection) -> None:
+    assert findings(con, "series.inplane_drift") == []
+    # one slice of the stack 2 mm to the patient's left of the others (a table shift)
+    con.execute(
+        "UPDATE instances SET ImagePositionPatient = [ImagePositionPatient[1] + 2, "
+        "ImagePositionPatient[2], ImagePositionPatient[3]] WHERE InstanceNumber = 14"
+    )
+    (f,) = findings(con, "series.inplane_drift")
+    assert f["SeriesInstanceUID"] == series_uid(con) and float(f["value"]) > 1.5
+
+
+def _four_series(out: Path, thin: bool) -> Path:
+    """The CT's 28 slices as four series of 7; with ``thin``, the third has 0.5 mm slices."""
+    from pydicom.uid import generate_uid
+
+    uids = [generate_uid(entropy_srcs=[str(out), str(k)]) for k in range(4)]
+
+    def split(i: int, ds: Dataset) -> None:
+        k = i // 7
+        ds.SeriesInstanceUID, ds.SeriesNumber = uids[k], 100 + k
+        if thin and k == 2:
+            ds.SliceThickness = "0.5"
+
+    return _copies(CT, out, split)
+
+
+def test_rare_and_outlier_values(tmp_path: Path) -> None:
+    # the cohort is four series: a value held by one of them is rare (share 0.25 < 0.3), and a
+    # tenth of the others' thickness is an outlier (10 robust SDs at the spread's floor)
+    rare = {"max_share": 0.3, "min_series": 4, "attributes": ["SliceThickness"]}
+    outlier = {"min_series": 4, "attributes": ["SliceThickness"]}
+    con = _crawl_to(_four_series(tmp_path / "same", thin=False), tmp_path / "a.duckdb")
+    assert findings(con, "series.rare_value", **rare) == []
+    assert findings(con, "series.outlier_value", **outlier) == []
+    con.close()
+    con = _crawl_to(_four_series(tmp_path / "thin", thin=True), tmp_path / "b.duckdb")
+    thin = con.sql("SELECT SeriesInstanceUID FROM series WHERE SliceThickness < 1").fetchall()
+    (r,) = findings(con, "series.rare_value", **rare)
+    (o,) = findings(con, "series.outlier_value", **outlier)
+    con.close()
+    assert r["SeriesInstanceUID"] == o["SeriesInstanceUID"] == thin[0][0]
+    assert r["value"] == "SliceThickness=0.5" and o["value"] == "SliceThickness=0.5"

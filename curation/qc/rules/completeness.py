@@ -11,9 +11,6 @@ from curation.qc.rules.geometry import GAPS_CTE
 
 # Shared SELECT heads: every rule returns the columns of curation.qc.rule.FINDING_COLUMNS.
 _NO_UIDS = "NULL::VARCHAR AS PatientID, NULL::VARCHAR AS StudyInstanceUID, "
-_SERIES_UIDS = (
-    "g.PatientID, g.StudyInstanceUID, g.SeriesInstanceUID, NULL::VARCHAR AS SOPInstanceUID"
-)
 
 # A file's problem is known from crawl_errors (files that failed or were read with a caveat) and
 # from files.status (the crawler may record a skipped non-DICOM file there only).
