@@ -41,6 +41,11 @@ READ_ERROR_REASONS: dict[str, str] = {
     "invalid_value": "a value cannot be decoded for its VR",
     "bad_charset": "a text value cannot be decoded with the declared SpecificCharacterSet",
     "bad_gzip": "a .gz file is not valid gzip",
+    "header_too_large": "the header needs more bytes or data elements than the crawl's limits "
+    "(max_header_bytes, max_elements): not read again until the file changes",
+    "too_deep": "sequences nested deeper than the crawl's limit (max_depth)",
+    "zero_padding": "zero bytes where a data element should start: the dataset ends there "
+    "(header cataloged), or, where the dataset or an item starts with them, it cannot be a header",
     "permission_denied": "the file cannot be opened for reading",
     "vanished": "the file disappeared between listing and reading",
     "os_error": "another operating-system error while reading",

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from curation import crawl
+from curation.crawler.reader import Limits
 from curation.crawler.run import read_batch
 from curation.errors import READ_ERROR_REASONS
 
@@ -435,3 +436,36 @@ def test_steps_other_than_crawl_do_not_create_a_catalog(tmp_path: Path) -> None:
     assert main(["qc", "--db", str(missing)]) == 4  # catalog problem, named in the message
     assert not missing.exists()
     assert main(["crawl", str(tmp_path / "no such folder"), "--db", str(missing)]) == 3
+
+
+def test_files_over_a_limit_get_a_reason_and_are_not_read_again(tmp_path: Path) -> None:
+    from . import fuzz_cases
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    ct = _test_file("CT_small.dcm").read_bytes()
+    (tree / "zeros.dcm").write_bytes(fuzz_cases.zero_bomb(2 << 20, ct))
+    (tree / "bomb.dcm.gz").write_bytes(fuzz_cases.gzip_bomb(64 << 20))
+    (tree / "deep.dcm").write_bytes(fuzz_cases.deep_sequence(600))
+    (tree / "flood.dcm").write_bytes(fuzz_cases.element_bomb(30_000))
+    # An explicit VR pydicom does not know either (it raised NotImplementedError: was `internal`).
+    rle = _test_file("SC_rgb_rle.dcm").read_bytes()
+    (tree / "vr.dcm").write_bytes(rle.replace(b" \x00 \x00CS", b" \x00 \x00S ", 1))
+    shutil.copy(_test_file("MR_small.dcm"), tree / "ok.dcm")
+    db = tmp_path / "c.duckdb"
+    first = crawl(tree, db, workers=1, progress=False, limits=Limits(max_elements=10_000))
+    reasons = dict(_q(db, "SELECT regexp_extract(path, '[^/]+$'), reason FROM files"))
+    assert reasons == {
+        "zeros.dcm": "zero_padding",
+        "bomb.dcm.gz": "zero_padding",
+        "deep.dcm": "too_deep",
+        "flood.dcm": "header_too_large",
+        "vr.dcm": None,  # cataloged, the element kept as UN
+        "ok.dcm": None,
+    }
+    assert _q(db, "SELECT reason, cataloged FROM crawl_errors WHERE path LIKE '%vr.dcm'") == [
+        ("invalid_vr", True)
+    ]
+    assert first.n_errors == 5
+    again = crawl(tree, db, workers=1, progress=False, limits=Limits(max_elements=10_000))
+    assert (again.n_read, again.n_unchanged) == (0, 6)

@@ -7,14 +7,25 @@ is the one deliberate difference documented in docs/reader.md.
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from curation.crawler.pydicom_reader import read_with_pydicom
-from curation.crawler.reader import Header, Unsupported, read_header, read_header_bytes, sniff
+from curation.crawler.reader import (
+    DEFAULT_LIMITS,
+    MAX_DEPTH,
+    Header,
+    Limits,
+    Unsupported,
+    read_header,
+    read_header_bytes,
+    sniff,
+)
 from curation.errors import DicomReadError
 
+from . import fuzz_cases
 from .conftest import SHARED_DICOM, needs_shared, pydicom_test_files, shared_corpus_files
 
 ElementKey = tuple[str, int]
@@ -113,3 +124,95 @@ def test_bad_sequence_length_is_reported() -> None:
     with pytest.raises(DicomReadError) as info:
         read_header_bytes(meta + seq + item, complete=True)
     assert info.value.reason == "bad_length"
+
+
+# -- work limits: no file can make the reader walk, read or inflate without end ------------------
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def _reason(path: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    with pytest.raises(DicomReadError) as info:
+        read_header(path, limits=limits)
+    return info.value.reason
+
+
+def test_zeros_where_the_dataset_starts_are_given_up_at_once(tmp_path: Path) -> None:
+    ct = fuzz_cases.seeds()["CT_small.dcm"]
+    after_meta = _write(tmp_path, "a.dcm", fuzz_cases.zero_bomb(4 << 20, ct))
+    after_preamble = _write(tmp_path, "b.dcm", b"\0" * 128 + b"DICM" + bytes(4 << 20))
+    # Given up before a tenth element: the megabytes of zeros are not walked as elements.
+    tiny = Limits(max_elements=10)
+    assert _reason(after_meta, tiny) == "zero_padding"
+    assert _reason(after_preamble, tiny) == "zero_padding"
+
+
+def test_zero_padding_after_a_dataset_ends_it_with_a_caveat(tmp_path: Path) -> None:
+    src = next(f for f in pydicom_test_files() if f.name == "rtplan.dcm")  # no pixel data
+    whole, _ = read_header(str(src))
+    padded, _ = read_header(_write(tmp_path, "p.dcm", src.read_bytes() + bytes(1 << 20)))
+    assert _rows(padded) == _rows(whole)
+    assert [r for r, _ in padded.caveats] == ["zero_padding"]
+
+
+def test_gzip_bomb_is_inflated_no_further_than_the_limit(tmp_path: Path) -> None:
+    # 64 KB on disk, a header of 64 MB once inflated (one long value before the pixel data).
+    bomb = _write(tmp_path, "v.dcm.gz", fuzz_cases.gzip_value_bomb(64 << 20))
+    tracemalloc.start()
+    try:
+        assert _reason(bomb, Limits(max_header_bytes=1 << 20)) == "header_too_large"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB allocated for a 1 MiB header limit"
+    # A header of small elements: the element limit.
+    flood = _write(tmp_path, "f.dcm.gz", fuzz_cases.gzip_element_bomb(200_000))
+    assert _reason(flood, Limits(max_elements=50_000)) == "header_too_large"
+    zeros = _write(tmp_path, "z.dcm.gz", fuzz_cases.gzip_bomb(64 << 20))
+    assert _reason(zeros) == "zero_padding"
+
+
+def test_element_limit(tmp_path: Path) -> None:
+    path = _write(tmp_path, "e.dcm", fuzz_cases.element_bomb(20_000))
+    assert _reason(path, Limits(max_elements=5_000)) == "header_too_large"
+    header, _ = read_header(path)  # within the default limit: read whole
+    assert len(header.elements) - header.start > 20_000
+
+
+def test_nesting_limit_has_its_own_reason(tmp_path: Path) -> None:
+    deep = _write(tmp_path, "d.dcm", fuzz_cases.deep_sequence(MAX_DEPTH + 1))
+    assert _reason(deep) == "too_deep"
+    header, _ = read_header(deep, limits=Limits(max_depth=MAX_DEPTH + 1))
+    assert max(p.count("[") for p in header.elements.seq_path) == MAX_DEPTH + 1
+    # Far deeper than Python's recursion allows: the limit, not a RecursionError.
+    assert _reason(_write(tmp_path, "dd.dcm", fuzz_cases.deep_sequence(2_000))) == "too_deep"
+
+
+def test_header_byte_limit_versus_a_truncated_file(tmp_path: Path) -> None:
+    ct = fuzz_cases.seeds()["CT_small.dcm"]
+    # A length of almost 4 GB: in a small file the element runs past its end (truncated); in a
+    # file larger than the limit the header would need more than the limit (not read past it).
+    assert _reason(_write(tmp_path, "s.dcm", fuzz_cases.huge_length(ct))) == "truncated"
+    big = _write(tmp_path, "b.dcm", fuzz_cases.huge_length(ct) + bytes(200_000))
+    assert _reason(big, Limits(max_header_bytes=100_000)) == "header_too_large"
+
+
+def test_long_header_read_in_steps_equals_one_read(tmp_path: Path) -> None:
+    # The walk goes on where the last read stopped: same rows as reading all bytes at once,
+    # also when a read ends inside a sequence item that sets its own character set.
+    files = [f for f in pydicom_test_files() if f.stat().st_size > 40_000][:40]
+    assert files
+    for f in files:
+        try:
+            stepped, gz = read_header(str(f))
+        except (Unsupported, DicomReadError):
+            continue
+        if gz:
+            continue
+        whole = read_header_bytes(f.read_bytes(), complete=True)
+        assert _rows(stepped) == _rows(whole), f
+        assert stepped.caveats == whole.caveats, f

@@ -76,8 +76,39 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<L")
 _IMPLICIT_HEADER = struct.Struct("<HHL")
 _EXPLICIT_HEADER = struct.Struct("<HH2sH")
+_ZEROS = bytes(8)  # an element header of zeros: (0000,0000), no VR, length 0
 _PN_DELIMS = {0x5E, 0x3D, 0x5C}  # ^ = \ as bytes, what pydicom.charset.decode_bytes expects
 _TEXT_DELIMS = {0x5C}
+
+
+#: Work limits per file, so that no file can stall or exhaust a crawl (hostile or broken input:
+#: a gzip bomb, megabytes of zeros, a header of millions of elements, sequences nested without
+#: end). Real headers stay far below them: the largest of ``../shared/dicom`` (enhanced Philips MR)
+#: has 8,182 elements in 146 kB and nests 6 sequences deep. A file over a limit is reported
+#: (``header_too_large``, ``too_deep``) and not read again until it changes.
+#: Bytes of header read, or decompressed from a gzip file, before the reader gives up.
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+#: Data elements (rows, nested ones included) of one header.
+MAX_ELEMENTS = 1_000_000
+#: Levels of nested sequences.
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The work limits of one file's read (defaults: the module constants above)."""
+
+    max_header_bytes: int = MAX_HEADER_BYTES
+    max_elements: int = MAX_ELEMENTS
+    max_depth: int = MAX_DEPTH
+
+    def __post_init__(self) -> None:
+        for name in ("max_header_bytes", "max_elements", "max_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be at least 1, not {getattr(self, name)}")
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class Unsupported(Exception):
@@ -194,22 +225,50 @@ class _Walker:
         "caveats",
         "codec",
         "complete",
+        "dataset_start",
         "default_charset",
+        "depth",
         "encodings",
+        "ended",
         "explicit",
+        "max_depth",
+        "max_elements",
         "out",
         "pixel_length",
         "pixel_offset",
         "pixel_representation",
+        "resume_pos",
+        "row_limit",
         "simple_charset",
         "stop_offset",
+        "top_creators",
     )
 
-    def __init__(self, buf: bytes, complete: bool, explicit: bool, out: ElementColumns) -> None:
+    def __init__(
+        self,
+        buf: bytes,
+        complete: bool,
+        explicit: bool,
+        out: ElementColumns,
+        limits: Limits = DEFAULT_LIMITS,
+        start: int | None = None,
+    ) -> None:
         self.buf = buf
         self.complete = complete
         self.explicit = explicit
         self.out = out
+        # The header's rows begin at ``start``; it may hold at most ``max_elements`` of them.
+        self.max_elements = limits.max_elements
+        self.row_limit = (len(out) if start is None else start) + limits.max_elements
+        self.max_depth = limits.max_depth
+        self.depth = 0
+        # Where the top-level walk goes on when more bytes arrive (see walk), and the private
+        # creators of the top-level dataset, which outlive one call of walk.
+        self.resume_pos = 0
+        # Where the dataset begins, when zero padding may end it (None: the file meta walker).
+        self.dataset_start: int | None = None
+        self.top_creators: dict[int, str] = {}
+        self.ended = False  # the dataset ended in zero padding
         self.codec = "iso8859"
         self.encodings: tuple[str, ...] = ("iso8859",)
         self.simple_charset = True
@@ -270,22 +329,35 @@ class _Walker:
 
     # -- structure ----------------------------------------------------------------------------
     def walk(self, pos: int, end: int | None, path: str, top: bool) -> int:
-        """Read elements from ``pos`` until ``end`` (or an item delimiter when ``end`` is None)."""
+        """Read elements from ``pos`` until ``end`` (or an item delimiter when ``end`` is None).
+
+        The top-level walk can be continued: when it runs out of bytes (:class:`_NeedMore`), the
+        rows of every whole top-level element are kept and ``resume_pos`` is the start of the
+        element it stopped in, where the next call goes on once more bytes are read. A long header
+        is so walked once, not once per read.
+        """
         buf = self.buf
         buflen = len(buf)
         explicit = self.explicit
         out = self.out
-        o_tag, o_vr, o_val = out.tag.append, out.vr.append, out.value.append
+        tags = out.tag
+        o_tag, o_vr, o_val = tags.append, out.vr.append, out.value.append
         o_len, o_path, o_cre = (
             out.value_length.append,
             out.seq_path.append,
             out.private_creator.append,
         )
         o_items = out.n_items.append
-        creators: dict[int, str] = {}
+        row_limit = self.row_limit
+        # The top level's private blocks outlive one call (the walk may be continued).
+        creators: dict[int, str] = self.top_creators if top else {}
         saved_charset: tuple[tuple[str, ...], str, bool, bool] | None = None
         limit = buflen if end is None else end
         while pos < limit:
+            if top:
+                self.resume_pos = pos
+            if len(tags) >= row_limit:
+                self._too_many(pos)
             if pos + 8 > buflen:
                 if self.complete:
                     raise DicomReadError(
@@ -302,6 +374,13 @@ class _Walker:
                 else:
                     info = _EXPLICIT_VR.get(vr_b)
                     if info is None:
+                        if (
+                            tag == 0
+                            and vr_b == b"\x00\x00"
+                            and length == 0
+                            and self._zeros(pos, top)
+                        ):
+                            return pos
                         raise Unsupported(
                             f"invalid VR {vr_b!r} for ({group:04X},{elem:04X}) at byte {pos}"
                         )
@@ -320,6 +399,8 @@ class _Walker:
             else:
                 group, elem, length = _IMPLICIT_HEADER.unpack_from(buf, pos)
                 tag = group << 16 | elem
+                if tag == 0 and length == 0 and self._zeros(pos, top):
+                    return pos
                 pos += 8
                 vr = ""
             if group == 0xFFFE:
@@ -429,11 +510,45 @@ class _Walker:
             self.encodings, self.codec, self.simple_charset, self.default_charset = saved_charset
         return pos
 
+    def _too_many(self, pos: int) -> None:
+        raise DicomReadError(
+            "header_too_large",
+            f"more than {self.max_elements} data elements and items (limit max_elements); "
+            f"stopped at byte {pos}",
+        )
+
+    def _zeros(self, pos: int, top: bool) -> bool:
+        """Zero bytes where an element should start (an empty ``(0000,0000)``): no header has them.
+
+        After some of the dataset, at its top level, they are padding: the dataset ends there, with
+        a caveat (True). Anywhere else (the dataset starts with them, or a sequence item holds
+        them) the bytes cannot be a header: the read stops at once, before walking megabytes of
+        zeros as 8-byte elements.
+        """
+        if top and self.dataset_start is not None and pos > self.dataset_start:
+            self.caveats.append(
+                ("zero_padding", f"zero bytes from byte {pos} on; the dataset is read up to there")
+            )
+            self.ended = True
+            return True
+        where = "a sequence item" if not top else "the dataset"
+        raise DicomReadError(
+            "zero_padding", f"{where} holds zero bytes at byte {pos} where an element should start"
+        )
+
     def _sequence(
         self, pos: int, length: int, tag: int, path: str, creator: str | None, encoded_un: bool
     ) -> int:
+        if self.depth >= self.max_depth:
+            raise DicomReadError(
+                "too_deep",
+                f"sequence ({tag >> 16:04X},{tag & 0xFFFF:04X}) nested more than {self.max_depth} "
+                f"levels deep (limit max_depth) at byte {pos}",
+            )
         out = self.out
         row = len(out.tag)
+        n_caveats = len(self.caveats)
+        charset = (self.encodings, self.codec, self.simple_charset, self.default_charset)
         out.tag.append(tag)
         out.vr.append("SQ")
         out.value.append(None)
@@ -442,23 +557,26 @@ class _Walker:
         out.private_creator.append(creator)
         out.n_items.append(0)
         saved_explicit = self.explicit
-        if encoded_un:
-            # A sequence written as UN is encoded implicit VR little endian (PS3.5 6.2.2).
-            if not self._looks_sq_item(pos):
-                raise Unsupported(f"UN ({tag >> 16:04X},{tag & 0xFFFF:04X}) of undefined length")
-            self.explicit = False
-        end = None if length == UNDEFINED else pos + length
-        if end is not None and end > len(self.buf):
-            if self.complete:
-                raise DicomReadError(
-                    "truncated",
-                    f"sequence ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past end of file",
-                )
-            raise _NeedMore(end)
         prefix = f"{path}/{tag:08X}" if path else f"{tag:08X}"
         buf = self.buf
         n = 0
+        self.depth += 1
         try:
+            if encoded_un:
+                # A sequence written as UN is encoded implicit VR little endian (PS3.5 6.2.2).
+                if not self._looks_sq_item(pos):
+                    raise Unsupported(
+                        f"UN ({tag >> 16:04X},{tag & 0xFFFF:04X}) of undefined length"
+                    )
+                self.explicit = False
+            end = None if length == UNDEFINED else pos + length
+            if end is not None and end > len(buf):
+                if self.complete:
+                    raise DicomReadError(
+                        "truncated",
+                        f"sequence ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past end of file",
+                    )
+                raise _NeedMore(end)
             while end is None or pos < end:
                 if pos + 8 > len(buf):
                     if self.complete:
@@ -474,6 +592,8 @@ class _Walker:
                         "bad_length",
                         f"expected an item in sequence {tag:08X}, found ({group:04X},{elem:04X})",
                     )
+                if len(out.tag) + n >= self.row_limit:
+                    self._too_many(pos)  # a flood of empty items adds no rows; count them too
                 item_path = f"{prefix}[{n}]"
                 n += 1
                 if ilen == UNDEFINED:
@@ -491,8 +611,16 @@ class _Walker:
                             )
                         raise _NeedMore(iend)
                     pos = self.walk(pos, iend, item_path, False)
+        except _NeedMore:
+            # The walk goes on later from before this sequence: drop what it read of it, and
+            # leave the character set as it was before (an item may have set its own).
+            out.truncate(row)
+            del self.caveats[n_caveats:]
+            self.encodings, self.codec, self.simple_charset, self.default_charset = charset
+            raise
         finally:
             self.explicit = saved_explicit
+            self.depth -= 1
         out.n_items[row] = n
         return pos
 
@@ -553,7 +681,12 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def read_header_bytes(buf: bytes, complete: bool, out: ElementColumns | None = None) -> Header:
+def read_header_bytes(
+    buf: bytes,
+    complete: bool,
+    out: ElementColumns | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Header:
     """Read the header from ``buf`` (the first bytes of a file, or all of it when ``complete``).
 
     Raises
@@ -565,94 +698,143 @@ def read_header_bytes(buf: bytes, complete: bool, out: ElementColumns | None = N
     DicomReadError
         When the bytes are not a readable DICOM header (the reason code says why).
     """
-    kind = sniff(buf)
-    if kind is None:
-        if len(buf) < 132 and not complete:
-            raise _NeedMore(132)
-        raise DicomReadError("not_dicom", "no DICM preamble and no plausible dataset start")
     out = ElementColumns() if out is None else out
     start = len(out)
     try:
-        return _read_dataset(buf, complete, out, start, kind)
+        return _HeaderRead(out, limits).feed(buf, complete)
     except BaseException:
         out.truncate(start)
         raise
 
 
-def _read_dataset(buf: bytes, complete: bool, out: ElementColumns, start: int, kind: str) -> Header:
-    pos = 132 if kind == "preamble" else 0
-    transfer_syntax: str | None = None
-    media_class: str | None = None
-    meta = _Walker(buf, complete, True, out)
-    if kind == "preamble" or (len(buf) >= 2 and buf[0:2] == b"\x02\x00"):
-        # File meta group: always explicit VR little endian. Its group length, when present and
-        # right, lets one walk read it all; then (or else) element by element until group != 2.
-        if buf[pos : pos + 8] == b"\x02\x00\x00\x00UL\x04\x00" and len(buf) >= pos + 12:
-            group_end = pos + 12 + _U32.unpack_from(buf, pos + 8)[0]
-            if group_end + 2 <= len(buf) and buf[group_end : group_end + 2] != b"\x02\x00":
-                mark = len(out)
-                try:
-                    meta.walk(pos, group_end, "", True)
-                    pos = group_end
-                except DicomReadError:
-                    out.truncate(mark)  # a wrong group length: read element by element instead
-        while True:
-            if pos + 8 > len(buf):
-                if complete:
-                    raise DicomReadError("truncated", "file ends inside the file meta information")
-                raise _NeedMore(pos + 8)
-            group = _U16.unpack_from(buf, pos)[0]
-            if group != 0x0002:
+class _HeaderRead:
+    """One header read from a buffer that grows: each :meth:`feed` walks only what is new.
+
+    The file meta information is read whole (it is small; when it runs past the buffer it is read
+    again from the start); the dataset's top-level walk is continued from the start of the
+    element it stopped in (see :meth:`_Walker.walk`).
+    """
+
+    def __init__(self, out: ElementColumns, limits: Limits) -> None:
+        self.out = out
+        self.limits = limits
+        self.start = len(out)
+        self.transfer_syntax: str | None = None
+        self.media_class: str | None = None
+        self.meta: _Walker | None = None
+        self.walker: _Walker | None = None
+
+    def feed(self, buf: bytes, complete: bool) -> Header:
+        """Go on reading with ``buf`` (the same bytes as before, and more); see read_header_bytes."""
+        walker = self.walker
+        if walker is None:
+            walker = self.walker = self._begin(buf, complete)
+        else:
+            walker.buf = buf
+            walker.complete = complete
+        pos = walker.walk(walker.resume_pos, None, "", True)
+        walker.resume_pos = pos
+        if walker.stop_offset is None and not walker.ended and not complete:
+            raise _NeedMore(len(buf) + 1)  # no pixel data seen yet: the dataset may go on
+        assert self.meta is not None
+        out, start = self.out, self.start
+        sop = None
+        for i in range(start, len(out)):
+            if out.tag[i] == 0x00080018 and not out.seq_path[i]:
+                sop = out.value[i]
                 break
-            if not _is_explicit_at(buf, pos):
-                raise Unsupported("file meta information is not explicit VR")
-            vr_b = buf[pos + 4 : pos + 6]
-            hdr = 12 if vr_b in _LONG_VRS else 8
-            length = (
-                _U32.unpack_from(buf, pos + 8)[0]
-                if hdr == 12
-                else _U16.unpack_from(buf, pos + 6)[0]
+        return Header(
+            elements=out,
+            start=start,
+            transfer_syntax=self.transfer_syntax,
+            sop_instance_uid=sop,
+            media_storage_sop_class=self.media_class,
+            pixel_data_offset=walker.pixel_offset,
+            pixel_data_length=walker.pixel_length,
+            encapsulated_offset=walker.stop_offset
+            if walker.stop_offset is not None and walker.pixel_length is None
+            else None,
+            caveats=self.meta.caveats + walker.caveats,
+        )
+
+    def _begin(self, buf: bytes, complete: bool) -> _Walker:
+        """Sniff the bytes and read the file meta information: the walker of the dataset."""
+        kind = sniff(buf)
+        if kind is None:
+            if len(buf) < 132 and not complete:
+                raise _NeedMore(132)
+            raise DicomReadError("not_dicom", "no DICM preamble and no plausible dataset start")
+        try:
+            return self._read_meta(buf, complete, kind)
+        except _NeedMore:
+            self.out.truncate(self.start)  # read again, whole, with more bytes
+            raise
+
+    def _read_meta(self, buf: bytes, complete: bool, kind: str) -> _Walker:
+        out, start, limits = self.out, self.start, self.limits
+        pos = 132 if kind == "preamble" else 0
+        transfer_syntax: str | None = None
+        media_class: str | None = None
+        meta = self.meta = _Walker(buf, complete, True, out, limits, start)
+        if kind == "preamble" or (len(buf) >= 2 and buf[0:2] == b"\x02\x00"):
+            # File meta group: always explicit VR little endian. Its group length, when present and
+            # right, lets one walk read it all; then (or else) element by element until group != 2.
+            if buf[pos : pos + 8] == b"\x02\x00\x00\x00UL\x04\x00" and len(buf) >= pos + 12:
+                group_end = pos + 12 + _U32.unpack_from(buf, pos + 8)[0]
+                if group_end + 2 <= len(buf) and buf[group_end : group_end + 2] != b"\x02\x00":
+                    mark = len(out)
+                    try:
+                        meta.walk(pos, group_end, "", True)
+                        pos = group_end
+                    except DicomReadError:
+                        out.truncate(mark)  # a wrong group length: read element by element instead
+            while True:
+                if pos + 8 > len(buf):
+                    if complete:
+                        raise DicomReadError(
+                            "truncated", "file ends inside the file meta information"
+                        )
+                    raise _NeedMore(pos + 8)
+                group = _U16.unpack_from(buf, pos)[0]
+                if group != 0x0002:
+                    break
+                if not _is_explicit_at(buf, pos):
+                    raise Unsupported("file meta information is not explicit VR")
+                vr_b = buf[pos + 4 : pos + 6]
+                hdr = 12 if vr_b in _LONG_VRS else 8
+                length = (
+                    _U32.unpack_from(buf, pos + 8)[0]
+                    if hdr == 12
+                    else _U16.unpack_from(buf, pos + 6)[0]
+                )
+                meta.walk(pos, pos + hdr + length, "", True)
+                pos += hdr + length
+            for tag, value in zip(out.tag[start:], out.value[start:], strict=True):
+                if tag == 0x00020010:
+                    transfer_syntax = (value or "").rstrip("\x00 ")
+                elif tag == 0x00020002:
+                    media_class = value
+        if transfer_syntax is None:
+            explicit = _is_explicit_at(buf, pos)
+        elif transfer_syntax == IMPLICIT_LE:
+            explicit = False
+        elif transfer_syntax in (EXPLICIT_BE, DEFLATED):
+            raise Unsupported(f"transfer syntax {transfer_syntax}")
+        else:
+            explicit = True
+        if pos + 8 > len(buf) and not complete:
+            raise _NeedMore(pos + 8)  # the checks below need the first element
+        if buf[pos : pos + 8] == _ZEROS:
+            raise DicomReadError(
+                "zero_padding", f"the dataset starts with zero bytes at byte {pos}, not an element"
             )
-            meta.walk(pos, pos + hdr + length, "", True)
-            pos += hdr + length
-        for tag, value in zip(out.tag[start:], out.value[start:], strict=True):
-            if tag == 0x00020010:
-                transfer_syntax = (value or "").rstrip("\x00 ")
-            elif tag == 0x00020002:
-                media_class = value
-    if transfer_syntax is None:
-        explicit = _is_explicit_at(buf, pos)
-    elif transfer_syntax == IMPLICIT_LE:
-        explicit = False
-    elif transfer_syntax in (EXPLICIT_BE, DEFLATED):
-        raise Unsupported(f"transfer syntax {transfer_syntax}")
-    else:
-        explicit = True
-    if explicit != _is_explicit_at(buf, pos) and pos + 8 <= len(buf):
-        # Declared and actual encodings disagree; pydicom knows how to cope.
-        raise Unsupported("dataset encoding differs from its transfer syntax")
-    walker = _Walker(buf, complete, explicit, out)
-    walker.walk(pos, None, "", True)
-    if walker.stop_offset is None and not complete:
-        raise _NeedMore(len(buf) + 1)  # no pixel data seen yet: the dataset may go on
-    sop = None
-    for i in range(start, len(out)):
-        if out.tag[i] == 0x00080018 and not out.seq_path[i]:
-            sop = out.value[i]
-            break
-    return Header(
-        elements=out,
-        start=start,
-        transfer_syntax=transfer_syntax,
-        sop_instance_uid=sop,
-        media_storage_sop_class=media_class,
-        pixel_data_offset=walker.pixel_offset,
-        pixel_data_length=walker.pixel_length,
-        encapsulated_offset=walker.stop_offset
-        if walker.stop_offset is not None and walker.pixel_length is None
-        else None,
-        caveats=meta.caveats + walker.caveats,
-    )
+        if explicit != _is_explicit_at(buf, pos) and pos + 8 <= len(buf):
+            # Declared and actual encodings disagree; pydicom knows how to cope.
+            raise Unsupported("dataset encoding differs from its transfer syntax")
+        self.transfer_syntax, self.media_class = transfer_syntax, media_class
+        walker = _Walker(buf, complete, explicit, out, limits, start)
+        walker.resume_pos = walker.dataset_start = pos
+        return walker
 
 
 #: First read of a file. Most CT/MR headers fit; longer ones (Siemens CSA, enhanced multi-frame)
@@ -660,87 +842,120 @@ def _read_dataset(buf: bytes, complete: bool, out: ElementColumns, start: int, k
 INITIAL_READ = 16 * 1024
 
 
-def _read_gzipped(f: BinaryIO, first: bytes, out: ElementColumns | None) -> Header:
+def _too_large(limits: Limits, what: str) -> DicomReadError:
+    return DicomReadError(
+        "header_too_large",
+        f"the header goes on past {limits.max_header_bytes} bytes{what} (limit max_header_bytes)",
+    )
+
+
+def _read_gzipped(f: BinaryIO, first: bytes, out: ElementColumns | None, limits: Limits) -> Header:
     """Read the header of a gzip-wrapped file, decompressing only as far as the header goes.
 
     Decompressing a whole 500 kB CT file costs ~2 ms, more than reading 20 plain headers; the
     header needs its first few kB. The price: a gzip file cut inside its pixel data is not noticed
-    here (the pixel step reports it), where a plain file's is.
+    here (the pixel step reports it), where a plain file's is. Nothing past ``max_header_bytes``
+    is ever decompressed (a small file may inflate to gigabytes).
     """
+    out = ElementColumns() if out is None else out
+    start = len(out)
+    reader = _HeaderRead(out, limits)
+    cap = limits.max_header_bytes
     decoder = zlib.decompressobj(wbits=31)  # 31: gzip framing
     compressed = first
     data = b""
-    want = INITIAL_READ
-    while True:
-        try:
-            data += decoder.decompress(compressed, max(0, want - len(data)))
-        except zlib.error as exc:
-            raise DicomReadError("bad_gzip", f"not valid gzip: {exc}") from exc
-        compressed = decoder.unconsumed_tail
-        if len(data) < want and not compressed:
-            more = f.read(64 * 1024)
-            if more:
-                compressed = more
-                continue
-            if not decoder.eof:
+    want = min(INITIAL_READ, cap)
+    try:
+        while True:
+            if want > len(data) and compressed:
+                try:
+                    # max_length > 0 always: 0 would mean "no limit" to zlib.
+                    data += decoder.decompress(compressed, want - len(data))
+                except zlib.error as exc:
+                    raise DicomReadError("bad_gzip", f"not valid gzip: {exc}") from exc
+                compressed = decoder.unconsumed_tail
+            if len(data) < want and not compressed and not decoder.eof:
+                more = f.read(64 * 1024)
+                if more:
+                    compressed = more
+                    continue
                 raise DicomReadError("bad_gzip", "gzip stream ends early")
-        complete = decoder.eof and not compressed
-        if not data:
-            raise DicomReadError("zero_byte", "the gzip file holds no data")
-        if len(data) < want and not complete:
-            continue
-        try:
-            return read_header_bytes(data, complete, out)
-        except _NeedMore as more_needed:
-            want = max(more_needed.end + INITIAL_READ, 2 * len(data))
+            complete = decoder.eof and not compressed
+            if not data:
+                raise DicomReadError("zero_byte", "the gzip file holds no data")
+            try:
+                return reader.feed(data, complete)
+            except _NeedMore as more_needed:
+                if len(data) >= cap:
+                    raise _too_large(limits, " once decompressed") from None
+                want = min(max(more_needed.end + INITIAL_READ, 2 * len(data)), cap)
+    except BaseException:
+        out.truncate(start)
+        raise
 
 
-def read_header(path: str, out: ElementColumns | None = None) -> tuple[Header, bool]:
+def read_header(
+    path: str, out: ElementColumns | None = None, limits: Limits = DEFAULT_LIMITS
+) -> tuple[Header, bool]:
     """Read a file's header with the fast reader: ``(header, gzipped)``.
 
-    Reads the first 16 kB, then more only when the header runs past them; gzip-wrapped files are
-    decompressed whole. Raises :class:`Unsupported` for files the fast reader leaves to pydicom,
-    and :class:`~curation.errors.DicomReadError` for files that are not readable DICOM.
+    Reads the first 16 kB, then more only when the header runs past them (never more than
+    ``limits.max_header_bytes``); gzip-wrapped files are decompressed as far as the header goes.
+    Raises :class:`Unsupported` for files the fast reader leaves to pydicom, and
+    :class:`~curation.errors.DicomReadError` for files that are not readable DICOM.
     """
     # Unbuffered: the reads are large and few; Python's buffer would only copy them once more.
     with open(path, "rb", buffering=0) as f:
-        data = f.read(INITIAL_READ)
+        cap = limits.max_header_bytes
+        first = min(INITIAL_READ, cap)
+        data = f.read(first)
         if not data:
             raise DicomReadError("zero_byte", "the file is empty")
         if data[:2] == b"\x1f\x8b":
-            return _read_gzipped(f, data, out), True
-        complete = len(data) < INITIAL_READ
-        while True:
-            try:
-                header = read_header_bytes(data, complete, out)
-                if header.encapsulated_offset is not None:
-                    _check_fragments(f, header)
-                return header, False
-            except _NeedMore as more:
-                # Read what the walk asked for plus a margin, so a long header costs few passes.
-                want = max(more.end + INITIAL_READ, 2 * len(data)) - len(data)
-                extra = f.read(want)
-                complete = len(extra) < want
-                data += extra
+            return _read_gzipped(f, data, out, limits), True
+        complete = len(data) < first
+        out = ElementColumns() if out is None else out
+        start = len(out)
+        reader = _HeaderRead(out, limits)
+        try:
+            while True:
+                try:
+                    header = reader.feed(data, complete)
+                    if header.encapsulated_offset is not None:
+                        _check_fragments(f, header, limits)
+                    return header, False
+                except _NeedMore as more:
+                    if len(data) >= cap:
+                        raise _too_large(limits, "") from None
+                    # Read what the walk asked for plus a margin, so a long header costs few
+                    # reads; the walk goes on where it stopped (it does not start over).
+                    want = min(max(more.end + INITIAL_READ, 2 * len(data)), cap) - len(data)
+                    extra = f.read(want)
+                    complete = len(extra) < want
+                    data += extra
+        except BaseException:
+            out.truncate(start)
+            raise
 
 
 _SEQ_DELIM_BYTES = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
 
-def _check_fragments(f: BinaryIO, header: Header) -> None:
+def _check_fragments(f: BinaryIO, header: Header, limits: Limits) -> None:
     """Note a caveat when encapsulated pixel data is cut short by the end of the file.
 
     Encapsulated pixel data ends with a sequence delimiter, usually the file's last 8 bytes: one
     small read confirms it. Otherwise the fragment items are walked by their 8-byte headers (a few
-    reads per frame) to find whether one runs past the end.
+    reads per frame) to find whether one runs past the end; at most ``max_elements`` of them (a
+    file of millions of empty fragments is left unchecked rather than walked for minutes).
     """
     size = f.seek(0, 2)
-    f.seek(size - 8)
+    f.seek(max(0, size - 8))
     if f.read(8) == _SEQ_DELIM_BYTES:
         return
     pos = header.encapsulated_offset
     assert pos is not None
-    while True:
+    for _ in range(limits.max_elements):
         f.seek(pos)
         item = f.read(8)
         if len(item) < 8:

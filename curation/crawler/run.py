@@ -35,7 +35,14 @@ from curation import __version__, catalog
 from curation.crawler import discover
 from curation.crawler.elements import to_table as element_table
 from curation.crawler.pydicom_reader import read_with_pydicom
-from curation.crawler.reader import ElementColumns, Header, Unsupported, read_header
+from curation.crawler.reader import (
+    DEFAULT_LIMITS,
+    ElementColumns,
+    Header,
+    Limits,
+    Unsupported,
+    read_header,
+)
 from curation.errors import DicomReadError, InputError
 
 log = logging.getLogger("curation.crawler")
@@ -147,7 +154,22 @@ def _failed(reason: str, message: str, reader: str | None = None) -> _Outcome:
     return _Outcome("error", reason, None, False, reader, [(reason, message, False)])
 
 
-def _read_one(path: str, size: int, out: ElementColumns) -> _Outcome:
+#: Fast-reader diagnoses that pydicom is not asked to second-guess: it would return a silently
+#: partial dataset for a truncated header, and would do without limits the work that was refused.
+_FINAL_REASONS = frozenset(
+    (
+        "zero_byte",
+        "not_dicom",
+        "bad_gzip",
+        "truncated",
+        "header_too_large",
+        "too_deep",
+        "zero_padding",
+    )
+)
+
+
+def _read_one(path: str, size: int, out: ElementColumns, limits: Limits) -> _Outcome:
     """Read one file's header into ``out``; every failure becomes an outcome, never an exception."""
     if size == 0:
         return _failed("zero_byte", "the file is empty")
@@ -155,18 +177,17 @@ def _read_one(path: str, size: int, out: ElementColumns) -> _Outcome:
     reader = "fast"
     try:
         try:
-            header, gz = read_header(path, out)
+            header, gz = read_header(path, out, limits)
         except Unsupported as why:
             log.debug("%s: pydicom reads it (%s)", path, why)
             reader = "pydicom"
-            header, gz = read_with_pydicom(path, out)
+            header, gz = read_with_pydicom(path, out, limits)
         except DicomReadError as fast_error:
-            # pydicom would return a silently partial dataset for a truncated header: no rescue.
-            if fast_error.reason in ("zero_byte", "not_dicom", "bad_gzip", "truncated"):
+            if fast_error.reason in _FINAL_REASONS:
                 raise
             # pydicom is more forgiving of some malformations; keep the fast reader's diagnosis.
             try:
-                header, gz = read_with_pydicom(path, out)
+                header, gz = read_with_pydicom(path, out, limits)
             except DicomReadError:
                 raise fast_error from None
             reader = "pydicom"
@@ -203,20 +224,22 @@ def _read_one(path: str, size: int, out: ElementColumns) -> _Outcome:
 _NEVER_DICOM = _Outcome("skipped", "not_dicom", None, False, None, [])
 
 
-def read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
+def read_batch(
+    items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Limits = DEFAULT_LIMITS
+) -> Batch:
     """Read ``(path, size, mtime_ns)`` files into Arrow tables staged for the catalog."""
     # The rows are acyclic lists and strings freed by reference counting; pausing the cyclic
     # collector, which would otherwise scan them again and again, makes reading ~25% faster.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _read_batch(items, crawl_id)
+        return _read_batch(items, crawl_id, limits)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
+def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Limits) -> Batch:
     files: dict[str, list[object]] = {n: [] for n in _FILE_SCHEMA.names}
     errors: dict[str, list[object]] = {n: [] for n in _ERROR_SCHEMA.names}
     cols = ElementColumns()
@@ -230,7 +253,7 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int) -> Batch:
         if discover.never_dicom(os.path.basename(path)):
             outcome = _NEVER_DICOM
         else:
-            outcome = _read_one(path, size, cols)
+            outcome = _read_one(path, size, cols, limits)
         header = outcome.header
         sop = header.sop_instance_uid if header else None
         row: tuple[object, ...] = (fid, path, size, mtime_ns, outcome.status, outcome.reason, sop,
@@ -377,11 +400,13 @@ def _yield_to_writer() -> None:
         os.nice(5)
 
 
-def _results(items: list[tuple[str, int, int]], crawl_id: int, workers: int) -> Iterator[Batch]:
+def _results(
+    items: list[tuple[str, int, int]], crawl_id: int, workers: int, limits: Limits
+) -> Iterator[Batch]:
     """Read batches, in this process (1 worker) or in a pool with a bounded number in flight."""
     if workers <= 1:
         for chunk in _chunks(items, TASK_FILES):
-            yield read_batch(chunk, crawl_id)
+            yield read_batch(chunk, crawl_id, limits)
         return
     # forkserver: children never inherit the parent's open DuckDB connection or its threads.
     ctx = multiprocessing.get_context("forkserver")
@@ -393,7 +418,7 @@ def _results(items: list[tuple[str, int, int]], crawl_id: int, workers: int) -> 
         chunks = _chunks(items, TASK_FILES)
         try:
             for chunk in chunks:
-                fut = pool.submit(read_batch, chunk, crawl_id)
+                fut = pool.submit(read_batch, chunk, crawl_id, limits)
                 pending.add(fut)
                 # Bounded memory: at most a few batches per worker in flight.
                 while len(pending) >= 3 * workers:
@@ -417,6 +442,7 @@ def crawl(
     workers: int | None = None,
     progress: bool | None = None,
     commit_every: int = COMMIT_FILES,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> CrawlSummary:
     """Crawl ``paths`` (folders or files) into the catalog ``db``.
 
@@ -434,6 +460,10 @@ def crawl(
         Show a progress bar; default: only when stderr is a terminal.
     commit_every
         Files written per transaction. Smaller loses less work to a kill, larger is faster.
+    limits
+        Work limits per file (header bytes, data elements, sequence depth; see
+        :class:`curation.crawler.reader.Limits`). A file over a limit is a ``crawl_errors`` row
+        (``header_too_large``, ``too_deep``), not read again until it changes.
 
     Returns
     -------
@@ -478,7 +508,7 @@ def crawl(
         con.execute(f"SET memory_limit = '{CRAWL_MEMORY_LIMIT}'")
         writer = _Writer(con, commit_every)
         try:
-            for part in _results(to_read, crawl_id, workers):
+            for part in _results(to_read, crawl_id, workers, limits):
                 writer.put(part)
                 statuses.update(part.files.column("status").to_pylist())
                 problems.update(part.errors.column("reason").to_pylist())
