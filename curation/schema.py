@@ -489,10 +489,6 @@ CRAWL_ERRORS = Table(
 )
 
 
-def _agg_columns(level: str) -> tuple[Column, ...]:
-    return (col("n_instances", "BIGINT", f"Number of instances in the {level}"),)
-
-
 # -- the aggregates: each derived from ``instances`` by its own select (catalog.rebuild_aggregates) --
 
 

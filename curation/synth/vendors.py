@@ -274,8 +274,6 @@ SITES: tuple[Site, ...] = (
     ),
 )
 
-SITES_BY_KEY = {s.key: s for s in SITES}
-
 
 # --- private elements ----------------------------------------------------------------------------
 
