@@ -95,7 +95,7 @@ def _validate(
     for suite in suites:
         source = _source(con, suite, have, manifest)
         if isinstance(source, str):
-            log.info("suite %s skipped: %s", suite.name, source)
+            log.debug("suite %s skipped: %s", suite.name, source)
             outcomes.append(SuiteOutcome(suite, "skipped", reason=source))
             continue
         if context is None:
@@ -110,7 +110,7 @@ def _validate(
                 outcome.seconds,
                 run_id=record_findings(con, outcome, manifest),
             )
-        log.info(
+        log.debug(
             "suite %s: %d of %d expectations failed",
             suite.name,
             len(outcome.failures),

@@ -460,5 +460,5 @@ def _compute(
     finally:
         bar.close()
     summary = ComputeSummary(len(tasks), n_slices, n_bad, time.perf_counter() - t0)
-    log.info("%s", summary)
+    log.debug("%s", summary)  # the caller prints it (the CLI on stdout)
     return summary

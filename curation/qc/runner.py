@@ -69,6 +69,23 @@ class RunResult:
         """True when a finding is at or above ``fail_on`` (``never`` never fails)."""
         return any(r.n_findings and Severity(r.severity).fails(fail_on) for r in self.rule_runs)
 
+    def __str__(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        line = (
+            f"qc run {self.run_id} of suite {self.suite.name}: {self.n_findings} finding(s) "
+            f"({counts}) from {len(self.rule_runs)} rules in {self.seconds:.2f} s"
+        )
+        if self.errors or self.skipped:
+            line += f"; {len(self.errors)} rule(s) failed to run, {len(self.skipped)} skipped"
+        return line
+
+    def __repr__(self) -> str:
+        # The suite holds every rule's SQL: a notebook printing the result wants the outcome.
+        return (
+            f"RunResult(run_id={self.run_id}, suite={self.suite.name!r}, "
+            f"rules={len(self.rule_runs)}, counts={self.counts}, seconds={self.seconds:.2f})"
+        )
+
 
 def _run_rule(recorder: RunRecorder, sel: SelectedRule) -> int:
     rule = sel.rule
@@ -130,7 +147,7 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
         views.build(con)
         have |= set(views.VIEW_NAMES)
     views_seconds = time.perf_counter() - t0
-    log.info("qc run %d: suite %s, %d rules", run_id, suite.name, len(suite.rules))
+    log.debug("qc run %d: suite %s, %d rules", run_id, suite.name, len(suite.rules))
     outcomes = []
     for sel in suite.rules:
         t0 = time.perf_counter()
@@ -147,7 +164,7 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
                 status, error = "error", f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
         if status == "skipped":
-            log.info("rule %s skipped: %s", sel.rule.id, error)
+            log.debug("rule %s skipped: %s", sel.rule.id, error)
         elif error:
             log.error("rule %s could not run: %s", sel.rule.id, error)
         else:

@@ -187,7 +187,7 @@ def build_report(
     )
     pngs = tuple(export_png(sections, png_dir)) if png_dir is not None else ()
     result = ReportResult(path, tuple(s.id for s in sections), len(figs), n_thumbs, pngs)
-    log.info("%s", result)
+    log.debug("%s", result)  # the caller prints it (the CLI on stdout)
     return result
 
 

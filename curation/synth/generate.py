@@ -202,7 +202,7 @@ def generate_cohort(
         reports_table=tables["reports"],
         elapsed_s=elapsed,
     )
-    log.info(
+    log.debug(  # the caller prints the summary (the CLI on stdout)
         "wrote %d files (%.1f MB) in %.1f s (%.0f files/s)",
         summary.n_files,
         summary.n_bytes / 1e6,
