@@ -333,7 +333,7 @@ def test_thumbnail_and_series_image(synth_catalog: Path) -> None:
 
 def _check_thumbnail_and_image(con: duckdb.DuckDBPyConnection) -> None:
     from curation.pixels import series_image
-    from curation.pixels.thumbnails import thumbnail
+    from curation.pixels.draw import thumbnail
 
     uid, n = con.sql(
         "SELECT SeriesInstanceUID, n_slices FROM pixel_metrics WHERE Modality = 'CT' "

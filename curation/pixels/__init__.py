@@ -7,7 +7,7 @@ measures are QC rules like the others (:mod:`curation.qc.rules.pixel`).
 - :mod:`curation.pixels.metrics` — the metric functions, one per measure
 - :mod:`curation.pixels.compute` — :func:`compute`: series in parallel into ``pixel_metrics``
 - :mod:`curation.pixels.tables` — the ``pixel_metrics`` and ``pixel_slices`` tables
-- :mod:`curation.pixels.thumbnails` — PNG thumbnails of a series' slices
+- :mod:`curation.pixels.draw` — drawing a slice as a PNG thumbnail (the report chooses which)
 
 See ``docs/pixels.md``.
 """

@@ -1,4 +1,4 @@
-"""Thumbnails of flagged series: the middle slice as a PNG data URI (:mod:`curation.pixels.thumbnails`).
+"""Thumbnails of flagged series: the middle slice as a PNG data URI (:mod:`curation.pixels.draw`).
 
 This is the only part of the report that reads pixels, and only the middle slice of the few series
 it shows. Series that may show identifying text in their pixels are never drawn: those that declare
@@ -71,11 +71,11 @@ def flagged_series(con: duckdb.DuckDBPyConnection, limit: int = 12) -> list[Thum
     """Thumbnails of the middle slice of the ``limit`` worst flagged series (see module doc).
 
     ``con`` needs the ``pseudonym`` macro (:func:`curation.report.pseudonyms.install`). The slice is
-    drawn by :func:`curation.pixels.thumbnails.thumbnail` (windowed to its 1st-99th percentile). A
+    drawn by :func:`curation.pixels.draw.thumbnail` (windowed to its 1st-99th percentile). A
     series whose pixels cannot be read keeps its entry with ``problem`` set (the pixel reader's
     reason code), so the report says why it shows no picture.
     """
-    from curation.pixels.thumbnails import thumbnail
+    from curation.pixels.draw import thumbnail
 
     privacy_rules = [r.id for r in tagged(PRIVACY)]
     rows = con.sql(_candidates_sql(limit), params={"privacy_rules": privacy_rules}).fetchall()

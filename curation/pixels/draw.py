@@ -1,4 +1,4 @@
-"""PNG thumbnails of a series' slices, for the QC report and notebooks.
+"""Drawing a series' slices as PNG thumbnails, for the QC report (which chooses them) and notebooks.
 
 A thumbnail is one slice, windowed to its 1st-99th percentile (so noise, clipping and streaks
 stay visible whatever the modality), downsampled to ``size`` pixels on its long side. Thumbnails
