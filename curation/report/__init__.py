@@ -4,7 +4,7 @@
 - :mod:`curation.report.sections` — the sections, each present only when its tables exist
 - :mod:`curation.report.thumbnails` — middle slices of flagged series as embedded PNGs
 - :mod:`curation.report.pseudonyms` — keyed-hash pseudonyms (HMAC-SHA256) computed in SQL
-- :mod:`curation.report.html` — assembling the file (plotly.js embedded once, images as data URIs)
+- :mod:`curation.report.html` — the :class:`Section` a page is made of, and assembling the file (plotly.js embedded once, images as data URIs)
 
 Patients and series appear in the report only as pseudonyms; aggregates carry no identifier at all.
 """
@@ -22,9 +22,8 @@ import duckdb
 from curation import __version__, catalog
 from curation.errors import CatalogError, InputError
 from curation.report import pseudonyms
-from curation.report.html import render
+from curation.report.html import Section, render
 from curation.report.sections import (
-    Section,
     cohort_section,
     findings_section,
     heterogeneity_section,

@@ -9,14 +9,31 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-if TYPE_CHECKING:
-    from curation.report.sections import Section
+
+@dataclass
+class Section:
+    """One section of the report: a title, a sentence saying what it shows, and its blocks.
+
+    A block is a plotly figure or an HTML fragment (already escaped).
+    """
+
+    id: str
+    title: str
+    intro: str
+    blocks: list[go.Figure | str] = field(default_factory=list)
+
+    @property
+    def figures(self) -> list[go.Figure]:
+        """The section's plotly figures."""
+        return [b for b in self.blocks if isinstance(b, go.Figure)]
+
 
 #: Plotly config of every figure: no logo, no link out to plotly's cloud.
 PLOTLY_CONFIG = {"displaylogo": False, "showLink": False, "responsive": True}

@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ import plotly.graph_objects as go
 from curation.catalog import quote_literal, table_names
 from curation.errors import InputError
 from curation.report import figures
-from curation.report.html import esc, table
+from curation.report.html import Section, esc, table
 from curation.report.thumbnails import flagged_series
 
 if TYPE_CHECKING:
@@ -32,24 +31,6 @@ log = logging.getLogger("curation.report")
 _NOT_METRICS = {"seconds"}
 #: Worst series listed in the findings section.
 WORST_SERIES = 15
-
-
-@dataclass
-class Section:
-    """One section of the report: a title, a sentence saying what it shows, and its blocks.
-
-    A block is a plotly figure or an HTML fragment (already escaped).
-    """
-
-    id: str
-    title: str
-    intro: str
-    blocks: list[go.Figure | str] = field(default_factory=list)
-
-    @property
-    def figures(self) -> list[go.Figure]:
-        """The section's plotly figures."""
-        return [b for b in self.blocks if isinstance(b, go.Figure)]
 
 
 def _add(section: Section, *figs: go.Figure | None) -> None:
