@@ -14,7 +14,7 @@ from curation.cli.main import main
 from curation.errors import InputError
 from curation.qc import RULES, Param, Rule, Severity, all_rules, junit, register, run
 from curation.qc.rule import fail_threshold
-from curation.qc.suite import from_mapping, load
+from curation.qc.suite import from_mapping, load_suite
 from curation.tables import ALL_TABLES
 
 from .conftest import SHARED_DICOM
@@ -110,7 +110,7 @@ def test_suite_yaml_and_toml(tmp_path: Path) -> None:
         "name: ct\ninclude: ['series.*']\nexclude: ['series.obliquity']\n"
         "rules:\n  series.missing_slices: {severity: warning, params: {spacing_tolerance_mm: 0.2}}\n"
     )
-    s = load(y)
+    s = load_suite(y)
     ids = {r.rule.id for r in s.rules}
     assert "series.missing_slices" in ids and "series.obliquity" not in ids
     assert not any(i.startswith("instance.") for i in ids)
@@ -121,7 +121,7 @@ def test_suite_yaml_and_toml(tmp_path: Path) -> None:
     t.write_text(
         'name = "t"\ninclude = ["instance.*"]\n[rules."instance.zero_byte"]\nseverity = "info"\n'
     )
-    assert {r.rule.id for r in load(t).rules} == {
+    assert {r.rule.id for r in load_suite(t).rules} == {
         i for i in all_rules() if i.startswith("instance.")
     }
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from curation.qc.findings import findings, latest_run_id
 from curation.qc.rule import RULES, Level, Param, Rule, Severity, all_rules, register
 from curation.qc.runner import RunResult, run
-from curation.qc.suite import Suite, load
+from curation.qc.suite import Suite, load_suite
 
 __all__ = [
     "RULES",
@@ -30,7 +30,7 @@ __all__ = [
     "all_rules",
     "findings",
     "latest_run_id",
-    "load",
+    "load_suite",
     "register",
     "run",
 ]

@@ -20,7 +20,7 @@ from curation.qc import views
 from curation.qc.findings import findings
 from curation.qc.record import RuleRun, RunRecorder
 from curation.qc.rule import Severity
-from curation.qc.suite import SelectedRule, Suite, load
+from curation.qc.suite import SelectedRule, Suite, load_suite
 
 if TYPE_CHECKING:
     import duckdb
@@ -122,7 +122,7 @@ def run(
     InputError
         The suite file cannot be read or names unknown rules/parameters.
     """
-    loaded = suite if isinstance(suite, Suite) else load(suite)
+    loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     with catalog.opened(db) as con:
         return _run(con, loaded)
 

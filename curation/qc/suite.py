@@ -127,7 +127,7 @@ def from_mapping(data: dict[str, Any], where: str = "<suite>") -> Suite:
     )
 
 
-def load(path: str | Path | None = None) -> Suite:
+def load_suite(path: str | Path | None = None) -> Suite:
     """Load the suite file at ``path`` (YAML or TOML), or the shipped default suite."""
     if path is None:
         raw = resources.files("curation.qc").joinpath(DEFAULT_SUITE).read_bytes()
