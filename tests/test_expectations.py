@@ -81,6 +81,11 @@ def test_shipped_suites_pass_on_the_sample_catalog_and_are_recorded(catalog: Pat
         "expectations/catalog_studies",
     ]
     assert n_rule_runs == sum(r[1] for r in runs) and all(r[2] == 0 for r in runs)
+    # printing the result shows the outcome, not the suites' JSON
+    text, rep = str(result), repr(result)
+    assert text.startswith("4 expectation suite(s), ") and "1 suite(s) skipped" in text
+    assert rep.startswith("ValidationResult(suites=['catalog_files'")
+    assert len(text) < 200 and len(rep) < 300 and len(repr(result.suites[0])) < 200
 
 
 def test_failures_land_in_qc_findings_exit_1_and_junit(catalog: Path, tmp_path: Path) -> None:

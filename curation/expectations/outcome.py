@@ -42,6 +42,18 @@ class SuiteOutcome:
         """The expectations that failed (or could not be evaluated)."""
         return [o for o in self.outcomes if not o.success]
 
+    def __repr__(self) -> str:
+        # The suite file's JSON is kilobytes: a notebook printing an outcome wants the outcome.
+        if self.status == "skipped":
+            return (
+                f"SuiteOutcome(suite={self.suite.name!r}, status='skipped', reason={self.reason!r})"
+            )
+        return (
+            f"SuiteOutcome(suite={self.suite.name!r}, status={self.status!r}, "
+            f"expectations={len(self.outcomes)}, failures={len(self.failures)}, "
+            f"rows={self.n_rows}, run_id={self.run_id})"
+        )
+
 
 @dataclass(frozen=True)
 class ValidationResult:
@@ -62,6 +74,22 @@ class ValidationResult:
     def skipped(self) -> list[SuiteOutcome]:
         """Suites that did not run because their source is absent."""
         return [s for s in self.suites if s.status == "skipped"]
+
+    def __str__(self) -> str:
+        ran = [s for s in self.suites if s.status != "skipped"]
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        line = (
+            f"{len(ran)} expectation suite(s), {sum(len(s.outcomes) for s in ran)} expectations, "
+            f"failed: {counts}"
+        )
+        if self.skipped:
+            line += f"; {len(self.skipped)} suite(s) skipped"
+        return line
+
+    def __repr__(self) -> str:
+        return (
+            f"ValidationResult(suites={[s.suite.name for s in self.suites]}, counts={self.counts})"
+        )
 
     def failed(self, fail_on: str = "error") -> bool:
         """True when an expectation at or above ``fail_on`` failed (``never`` never fails).
