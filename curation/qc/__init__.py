@@ -1,7 +1,8 @@
 """QC: rules declared once, run set-based over the catalog, findings kept with their provenance.
 
 - :mod:`curation.qc.rule` — the :class:`Rule` declaration and the registry :data:`RULES`
-- :mod:`curation.qc.rules` — the shipped rules (completeness, geometry, heterogeneity, privacy)
+- :mod:`curation.qc.rules` — the shipped rules (completeness, geometry, heterogeneity, privacy,
+  pixel); :func:`~curation.qc.rule.tagged` selects them by tag (``privacy``)
 - :mod:`curation.qc.views` — derived per-slice / per-series geometry the rules query
 - :mod:`curation.qc.suite` — suite files (YAML/TOML) that select rules and override settings
 - :mod:`curation.qc.runner` — :func:`run`: every rule runs, findings go to ``qc_findings``
