@@ -5,6 +5,9 @@ Every message names the thing that was wrong (a file, a tag, a rule, a table) an
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class CurationError(Exception):
     """Base of every error curation raises on purpose."""
@@ -16,6 +19,40 @@ class InputError(CurationError):
 
 class CatalogError(CurationError):
     """The catalog database is missing, locked, or does not hold what a step needs."""
+
+
+class OutputError(CurationError):
+    """An output file or folder cannot be written (read-only folder, disk full, not a folder).
+
+    The message names the path; ``curation`` exits 5.
+    """
+
+    def __init__(self, path: str | object, reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: cannot write: {reason}")
+
+
+def output_error(path: str | object, exc: BaseException) -> OutputError:
+    """An :class:`OutputError` for ``path`` from the operating-system (or writer) error ``exc``."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        where = exc.filename if exc.filename is not None else path
+    else:
+        reason, where = (str(exc).strip().splitlines() or [type(exc).__name__])[0], path
+    return OutputError(where, reason)
+
+
+@contextmanager
+def writing(path: str | object, *also: type[BaseException]) -> Iterator[None]:
+    """Turn an operating-system error (or one of ``also``, a writer's own) while writing ``path``
+    into an :class:`OutputError` naming it."""
+    kinds: tuple[type[BaseException], ...] = (OSError, *also)
+    try:
+        yield
+    except OutputError:
+        raise
+    except kinds as exc:
+        raise output_error(path, exc) from exc
 
 
 class DicomReadError(CurationError):

@@ -663,6 +663,20 @@ CATALOG_TABLES: tuple[Table, ...] = (
 )
 
 
+#: Catalog-level settings; the one written so far is the per-catalog pseudonym key
+#: (:mod:`curation.pseudonym`), created on first use by the step that needs it.
+SETTINGS = Table(
+    "settings",
+    "catalog setting",
+    "Small named settings of the catalog itself, such as the random per-catalog pseudonym key.",
+    (
+        col("name", "VARCHAR", "Setting name, e.g. pseudonym_key"),
+        col("value", "VARCHAR", "Setting value as text (the pseudonym key: 64 hex digits)"),
+        col("created_at", "TIMESTAMP", "Local time the setting was written"),
+    ),
+)
+
+
 def render_markdown(tables: Sequence[Table]) -> str:
     """The catalog contract as a Markdown page (``docs/catalog.md``): ``tables`` in their order."""
     out = [

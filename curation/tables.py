@@ -14,7 +14,6 @@ from curation.harmonize.tables import HARMONIZE_TABLES
 from curation.pixels.tables import PIXEL_TABLES
 from curation.qc.tables import QC_TABLES
 from curation.qc.views import QC_POSITIONS, QC_SERIES_GEOMETRY, QC_SLICES
-from curation.report.pseudonyms import SETTINGS
 from curation.schema import Table
 
 ALL_TABLES: tuple[Table, ...] = (
@@ -27,5 +26,5 @@ ALL_TABLES: tuple[Table, ...] = (
     *PIXEL_TABLES,
     LABELS,
     *COHORT_TABLES,
-    SETTINGS,
+    schema.SETTINGS,
 )

@@ -14,8 +14,8 @@ import pytest
 
 from curation import catalog, harmonize
 from curation.cohort import build_cohort, load, load_labels, parse, synthetic_report_labels
-from curation.cohort.pseudonym import ENV_VAR
 from curation.errors import InputError
+from curation.pseudonym import ENV_VAR
 
 from .conftest import SAMPLE_DATA, needs_shared
 

@@ -10,10 +10,11 @@ import duckdb
 import pytest
 
 from curation import crawl
+from curation import pseudonym as pseudonyms
 from curation.cli.main import main
 from curation.demo import find_sample_data
 from curation.qc.rule import PRIVACY, tagged
-from curation.report import ReportResult, build_report, pseudonyms
+from curation.report import ReportResult, build_report
 from curation.report.thumbnails import flagged_series
 
 COHORT_KEY = b"report-test-key-0123456789"
@@ -129,7 +130,7 @@ def test_report_holds_no_patient_identifiers(
         for v in (pid, name)
         if v and v.strip()
     }
-    key, source = pseudonyms.pseudonym_key(con, cohort_dir)
+    key, source = pseudonyms.catalog_key(con, cohort_dir)
     assert key == COHORT_KEY and source.endswith("pseudonym.key")
     flagged = con.sql(
         "SELECT DISTINCT PatientID FROM qc_findings WHERE SeriesInstanceUID IS NOT NULL"
@@ -143,7 +144,7 @@ def test_report_holds_no_patient_identifiers(
     )
     assert leaked == []
     # Not vacuous: flagged patients are in the report, under their pseudonyms.
-    shown = [p for (p,) in flagged if p and pseudonyms.pseudonym(p, key) in html]
+    shown = [p for (p,) in flagged if p and pseudonyms.pseudonym(p, key, "P-") in html]
     assert shown
 
 
@@ -161,7 +162,7 @@ def test_report_pseudonyms_match_the_manifest(full_catalog: Path, cohort_dir: Pa
     manifest = duckdb.sql(f"SELECT patient_key FROM '{cohort_dir / 'manifest.parquet'}'")
     keys = {k for (k,) in manifest.fetchall()}
     con = duckdb.connect(str(full_catalog), read_only=True)
-    key, _ = pseudonyms.pseudonym_key(con, cohort_dir)
+    key, _ = pseudonyms.catalog_key(con, cohort_dir)
     ids = [p for (p,) in con.sql("SELECT DISTINCT PatientID FROM instances").fetchall() if p]
     con.close()
     assert keys and keys <= {pseudonyms.pseudonym(p, key, "") for p in ids}
@@ -170,15 +171,15 @@ def test_report_pseudonyms_match_the_manifest(full_catalog: Path, cohort_dir: Pa
 def test_pseudonym_key_is_stored_once_and_env_overrides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(pseudonyms.KEY_ENV, raising=False)
+    monkeypatch.delenv(pseudonyms.ENV_VAR, raising=False)
     con = duckdb.connect(str(tmp_path / "c.duckdb"))
-    assert not pseudonyms.key_is_available(con)
-    first, source = pseudonyms.pseudonym_key(con)
-    assert source == "catalog settings" and pseudonyms.key_is_available(con)
-    assert pseudonyms.pseudonym_key(con)[0] == first and len(first) == 64
+    assert not pseudonyms.catalog_key_is_available(con)
+    first, source = pseudonyms.catalog_key(con)
+    assert source == "catalog settings" and pseudonyms.catalog_key_is_available(con)
+    assert pseudonyms.catalog_key(con)[0] == first and len(first) == 64
     assert con.sql("SELECT count(*) FROM settings").fetchall() == [(1,)]
-    monkeypatch.setenv(pseudonyms.KEY_ENV, "a team key, shared")
-    assert pseudonyms.pseudonym_key(con) == (b"a team key, shared", "env")
+    monkeypatch.setenv(pseudonyms.ENV_VAR, "a team key, shared")
+    assert pseudonyms.catalog_key(con) == (b"a team key, shared", "env")
 
 
 def test_thumbnails_never_show_privacy_flagged_series(full_catalog: Path) -> None:

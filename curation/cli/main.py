@@ -12,7 +12,10 @@ Exit codes (shared by every subcommand):
       expectations)
 2     usage error (unknown option, missing argument)
 3     input error: a path, spec or option value that cannot be used (the message names it)
-4     catalog error: the DuckDB file is missing, locked, or lacks a table the step needs
+4     catalog error: the DuckDB file is missing, locked, cut short or damaged, or lacks a table
+      the step needs (the message names the file)
+5     an output cannot be written: read-only folder, disk full, a file where a folder should be
+      (the message names the path)
 130   interrupted (Ctrl-C); work already committed to the catalog is kept
 ====  ==========================================================================================
 """
@@ -26,13 +29,14 @@ import sys
 from collections.abc import Sequence
 
 from curation import __version__
-from curation.errors import CatalogError, CurationError, InputError
+from curation.errors import CatalogError, CurationError, InputError, OutputError, output_error
 
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_CATALOG = 4
+EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
 
 #: subcommand name -> (module under curation.cli, one-line help). Add a subcommand here.
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="curation",
         description="Turn a DICOM archive into clean, harmonized, documented training cohorts.",
         epilog="Exit codes: 0 ok, 1 failed on request (findings, unreadable files under --strict), "
-        "2 usage, 3 bad input, 4 catalog problem, 130 interrupted.",
+        "2 usage, 3 bad input, 4 catalog problem, 5 output not writable, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"curation {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -115,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args._module.run(args))
+    except OutputError as exc:
+        print(f"curation {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
     except InputError as exc:
         print(f"curation {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -127,6 +134,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"curation {args.command}: interrupted; committed work is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        # A write the step did not wrap (its own outputs are OutputErrors): still one line.
+        print(f"curation {args.command}: error: {output_error(None, exc)}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except Exception as exc:
+        if not _catalog_failure(exc):
+            raise
+        db = getattr(args, "db", None) or "the catalog"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(
+            f"curation {args.command}: catalog error: {db}: cannot be read or written "
+            f"(cut short, damaged, or its disk full?): {first}",
+            file=sys.stderr,
+        )
+        return EXIT_CATALOG
+
+
+def _catalog_failure(exc: Exception) -> bool:
+    """True for DuckDB's errors about the database file itself (I/O, checksum, corruption).
+
+    DuckDB reads a catalog lazily: a file cut short or damaged opens, and fails at the first query
+    that reaches the missing or damaged block. Errors about a query (binder, parser, conversion)
+    are bugs and keep their traceback. DuckDB is only looked at if a step imported it.
+    """
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is None or not isinstance(exc, duckdb.Error):
+        return False
+    return isinstance(exc, duckdb.IOException) or type(exc) is duckdb.Error
 
 
 if __name__ == "__main__":  # pragma: no cover

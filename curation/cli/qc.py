@@ -10,8 +10,11 @@ rule; --json and --junit write the run for other tools and CI.
   curation qc --explain series.missing_slices           what a rule checks, and what not
 
 Exit code 0 when no finding is at or above --fail-on (default error), 1 when one is, 3 for a bad
-suite file or rule id, 4 when the catalog cannot be opened, lacks the crawl's tables, or a rule's
-query failed on it.
+suite file or rule id, 4 when the catalog cannot be opened or read, lacks the crawl's tables, or a
+rule's query failed on it, 5 when --json or --junit cannot be written.
+
+A suite file is code by design: it decides which checks run and how strictly (review it as you would
+a script). Its parameter values are bound as query parameters, never pasted into SQL.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from curation.errors import CatalogError, InputError
+from curation.errors import CatalogError, InputError, writing
 from curation.qc import junit
 from curation.qc.rule import Rule, all_rules
 from curation.qc.runner import FAIL_ON, to_json
@@ -99,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {rr.rule_id:36s} {rr.severity:8s} {status}")
         print("  by severity: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
         if args.json:
-            Path(args.json).write_text(json.dumps(to_json(result, con), indent=1, default=str))
+            with writing(args.json):
+                Path(args.json).write_text(json.dumps(to_json(result, con), indent=1, default=str))
         if args.junit:
-            junit.write(result, con, args.junit, args.fail_on)
+            with writing(args.junit):
+                junit.write(result, con, args.junit, args.fail_on)
     finally:
         con.close()
     if result.errors:

@@ -8,8 +8,10 @@ Patients and series appear only as keyed-hash pseudonyms.
   curation report --db catalog.duckdb --out report.html
   curation report --db catalog.duckdb --cohort cohort/ --out report.html --png figures/
 
-Exit code 0 when the report was written, 3 for a bad --cohort or missing PNG exporter, 4 when the
-catalog cannot be opened or holds no crawl.
+Exit code 0 when the report was written, 3 for a bad --cohort (a cohort folder is data: its files
+are read as tables, never as SQL) or missing PNG exporter, 4 when the catalog cannot be opened or
+read, holds no crawl, or holds no pseudonym key and cannot be written to store one (then set
+CURATION_PSEUDONYM_KEY or pass --key-file), 5 when --out cannot be written.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--png", metavar="DIR", help="also write each figure as PNG (kaleido)")
     parser.add_argument("--title", default="Curation QC report", help="title of the report")
+    parser.add_argument(
+        "--key-file",
+        help="file holding the pseudonym key (default: $CURATION_PSEUDONYM_KEY, the cohort's "
+        "pseudonym.key, else the catalog's own key, stored on first use)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         thumbnails=args.thumbnails,
         png_dir=args.png,
         title=args.title,
+        key_file=args.key_file,
     )
     print(result)
     if result.pngs:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from curation.errors import CatalogError
+from curation.errors import CatalogError, writing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         + ", ".join(f"{k} {v}" for k, v in result.counts.items())
     )
     if args.junit:
-        expectations.write_junit(result, args.junit, args.fail_on)
+        with writing(args.junit):
+            expectations.write_junit(result, args.junit, args.fail_on)
     if args.suite and result.skipped:
         raise CatalogError("; ".join(f"suite {s.suite.name}: {s.reason}" for s in result.skipped))
     return 1 if result.failed(args.fail_on) else 0

@@ -3,7 +3,6 @@
 - :mod:`curation.cohort.spec` — the YAML spec and its Python form, validated
 - :mod:`curation.cohort.attrition` — criteria as parameterized SQL, the CONSORT-style attrition
 - :mod:`curation.cohort.split` — deterministic patient-level splits, stratified; the leakage check
-- :mod:`curation.cohort.pseudonym` — HMAC-SHA256 pseudonyms under the user's key
 - :mod:`curation.cohort.manifest` — manifest.parquet/.csv, datalist.json, provenance.json
 - :mod:`curation.cohort.volumes` — optional NIfTI export, resampled and normalized
 - :mod:`curation.cohort.labels` — loading labels to filter and stratify on

@@ -16,10 +16,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from curation import __version__
+from curation import __version__, pseudonym
 from curation.catalog import quote_ident
 from curation.cohort import attrition as attr
-from curation.cohort import pseudonym, split
+from curation.cohort import split
 from curation.cohort.manifest import MANIFEST_ATTRIBUTES, write
 from curation.cohort.spec import CohortSpec, load
 from curation.cohort.tables import COHORT_ATTRITION, COHORT_MEMBERS, ensure_tables, table_exists
@@ -101,7 +101,7 @@ def build_cohort(
         Where to write manifest.parquet/.csv, datalist.json, attrition.csv, provenance.json.
         None builds in the catalog only.
     key_file, key
-        The pseudonym key (see :mod:`curation.cohort.pseudonym`); ``key`` bytes win over the file.
+        The pseudonym key (see :mod:`curation.pseudonym`); ``key`` bytes win over the file.
 
     Raises
     ------
@@ -122,7 +122,7 @@ def build_cohort(
     loaded = spec if isinstance(spec, CohortSpec) else load(spec)
     out = Path(out_dir) if out_dir is not None else None
     if key is None:
-        key, _ = pseudonym.resolve_key(key_file, out)
+        key, _ = pseudonym.cohort_key(key_file, out)
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     if not table_exists(con, "series"):

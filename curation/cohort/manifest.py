@@ -15,6 +15,8 @@ from typing import Any
 
 import polars as pl
 
+from curation.errors import writing
+
 log = logging.getLogger("curation.cohort")
 
 #: harmonized_series columns copied into the manifest (those present).
@@ -63,31 +65,39 @@ def write(
     attrition: pl.DataFrame,
     provenance: dict[str, Any],
 ) -> dict[str, Path]:
-    """Write the manifest files, attrition and provenance into ``out_dir``; return their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "manifest": out_dir / "manifest.parquet",
-        "csv": out_dir / "manifest.csv",
-        "datalist": out_dir / "datalist.json",
-        "attrition": out_dir / "attrition.csv",
-        "provenance": out_dir / "provenance.json",
-    }
-    manifest.write_parquet(paths["manifest"])
-    _csv_ready(manifest).write_csv(paths["csv"])
-    attrition.write_csv(paths["attrition"])
-    image_col = "image" if "image" in manifest.columns else "dicom_files"
-    label_cols = [c for c in manifest.columns if c.startswith("label_")]
-    # Rows are rendered by polars (row-oriented JSON), sections joined here.
-    sections = []
-    for split in manifest["split"].unique(maintain_order=True).to_list():
-        rows = manifest.filter(pl.col("split") == split).select(
-            pl.col(image_col).alias("image"),
-            "series_key",
-            "patient_key",
-            *(pl.col(c).alias(c[6:]) for c in label_cols),
-        )
-        name = DATALIST_SECTIONS.get(split, split)
-        sections.append(f"{json.dumps(name)}: {rows.write_json()}")
-    paths["datalist"].write_text("{" + ",\n".join(sections) + "}\n")
-    paths["provenance"].write_text(json.dumps(provenance, indent=1, default=str))
+    """Write the manifest files, attrition and provenance into ``out_dir``; return their paths.
+
+    Raises
+    ------
+    OutputError
+        ``out_dir`` cannot be written (read-only, disk full, a file where a folder should be).
+    """
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir, pl.exceptions.PolarsError):
+        paths = {
+            "manifest": out_dir / "manifest.parquet",
+            "csv": out_dir / "manifest.csv",
+            "datalist": out_dir / "datalist.json",
+            "attrition": out_dir / "attrition.csv",
+            "provenance": out_dir / "provenance.json",
+        }
+        manifest.write_parquet(paths["manifest"])
+        _csv_ready(manifest).write_csv(paths["csv"])
+        attrition.write_csv(paths["attrition"])
+        image_col = "image" if "image" in manifest.columns else "dicom_files"
+        label_cols = [c for c in manifest.columns if c.startswith("label_")]
+        # Rows are rendered by polars (row-oriented JSON), sections joined here.
+        sections = []
+        for split in manifest["split"].unique(maintain_order=True).to_list():
+            rows = manifest.filter(pl.col("split") == split).select(
+                pl.col(image_col).alias("image"),
+                "series_key",
+                "patient_key",
+                *(pl.col(c).alias(c[6:]) for c in label_cols),
+            )
+            name = DATALIST_SECTIONS.get(split, split)
+            sections.append(f"{json.dumps(name)}: {rows.write_json()}")
+        paths["datalist"].write_text("{" + ",\n".join(sections) + "}\n")
+        paths["provenance"].write_text(json.dumps(provenance, indent=1, default=str))
     return paths

@@ -3,7 +3,6 @@
 - :mod:`curation.report.figures` — one function per figure, each a set-based query → plotly Figure
 - :mod:`curation.report.sections` — the sections, each present only when its tables exist
 - :mod:`curation.report.thumbnails` — middle slices of flagged series as embedded PNGs
-- :mod:`curation.report.pseudonyms` — keyed-hash pseudonyms (HMAC-SHA256) computed in SQL
 - :mod:`curation.report.html` — the :class:`Section` a page is made of, and assembling the file (plotly.js embedded once, images as data URIs)
 
 Patients and series appear in the report only as pseudonyms; aggregates carry no identifier at all.
@@ -19,9 +18,8 @@ from pathlib import Path
 
 import duckdb
 
-from curation import __version__, catalog
-from curation.errors import CatalogError, InputError
-from curation.report import pseudonyms
+from curation import __version__, catalog, pseudonym
+from curation.errors import CatalogError, InputError, writing
 from curation.report.html import Section, render
 from curation.report.sections import (
     cohort_section,
@@ -59,7 +57,7 @@ def build_sections(
 ) -> list[Section]:
     """Every section the catalog (and cohort folder) has the data for, in report order.
 
-    ``con`` must carry the ``pseudonym`` macro (:func:`curation.report.pseudonyms.install`).
+    ``con`` must carry the ``pseudonym`` macro (:func:`curation.pseudonym.install`).
     """
     built = [
         overview_section(con),
@@ -103,17 +101,21 @@ def _provenance(
         ).fetchall()[0][0]
         out.append(("QC runs shown", runs or "none"))
     out.append(("cohort", str(cohort) if cohort is not None else "none given"))
-    out.append(("pseudonyms", f"HMAC-SHA256 (curation.cohort.pseudonym), key from {key_source}"))
+    out.append(("pseudonyms", f"HMAC-SHA256 (curation.pseudonym), key from {key_source}"))
     return out
 
 
-def _store_key(db: str | Path, cohort: str | Path | None) -> None:
-    """The first report of a catalog opens it once writable, to store its pseudonym key."""
+def _store_key(db: str | Path, cohort: str | Path | None, key_file: str | Path | None) -> None:
+    """The first report of a catalog without a key opens it once writable, to store its key."""
     with catalog.opened(db, read_only=True) as con:
-        if pseudonyms.key_is_available(con, cohort):
+        if pseudonym.catalog_key_is_available(con, cohort, key_file):
             return
-    with catalog.opened(db) as con:
-        pseudonyms.pseudonym_key(con, cohort)
+    try:
+        with catalog.opened(db) as con:
+            pseudonym.catalog_key(con, cohort, key_file)
+    except CatalogError as exc:
+        # a read-only file or medium, or a catalog another process holds open for writing
+        raise pseudonym.no_key_error(db, exc.__cause__ or exc) from exc
 
 
 def build_report(
@@ -124,6 +126,7 @@ def build_report(
     thumbnails: int = 12,
     png_dir: str | Path | None = None,
     title: str = "Curation QC report",
+    key_file: str | Path | None = None,
 ) -> ReportResult:
     """Write the self-contained HTML report of catalog ``db`` to ``out``.
 
@@ -142,6 +145,9 @@ def build_report(
         Also write every figure as a PNG into this folder (needs kaleido and a Chromium).
     title
         The report's title.
+    key_file
+        File holding the pseudonym key; default: ``CURATION_PSEUDONYM_KEY``, the cohort folder's
+        ``pseudonym.key``, else the catalog's own key (see :mod:`curation.pseudonym`).
 
     Returns
     -------
@@ -151,7 +157,10 @@ def build_report(
     Raises
     ------
     CatalogError
-        The catalog cannot be opened or holds no crawl (no ``instances`` table).
+        The catalog cannot be opened or holds no crawl (no ``instances`` table), or no key is
+        given and the catalog, holding none, cannot be written to store one.
+    OutputError
+        ``out`` cannot be written.
     InputError
         ``cohort`` is not a folder, or PNG export was asked for without kaleido.
     """
@@ -160,22 +169,24 @@ def build_report(
     own = isinstance(db, str | Path)
     name = str(db) if own else "(connection)"
     if isinstance(db, str | Path):
-        _store_key(db, cohort)
+        _store_key(db, cohort, key_file)
     with catalog.opened(db, read_only=True) as con:
         if not catalog.has_table(con, "instances"):
             raise CatalogError(f"{name}: the catalog has no table 'instances'; crawl first")
-        key, key_source = pseudonyms.pseudonym_key(con, cohort)
-        pseudonyms.install(con, key)
+        key, key_source = pseudonym.catalog_key(con, cohort, key_file)
+        pseudonym.install(con, key)
         sections = build_sections(con, cohort, thumbnails=thumbnails)
         provenance = _provenance(con, name, cohort, key_source)
     subtitle = f"catalog {Path(name).name if own else name}" + (
         f", cohort {Path(cohort).name}" if cohort is not None else ""
     )
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        render(sections, title=title, subtitle=subtitle, provenance=provenance), encoding="utf-8"
-    )
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            render(sections, title=title, subtitle=subtitle, provenance=provenance),
+            encoding="utf-8",
+        )
     figs = [f for s in sections for f in s.figures]
     n_thumbs = sum(
         b.count("<img")

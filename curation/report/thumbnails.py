@@ -70,7 +70,7 @@ def _candidates_sql(limit: int) -> str:
 def flagged_series(con: duckdb.DuckDBPyConnection, limit: int = 12) -> list[Thumbnail]:
     """Thumbnails of the middle slice of the ``limit`` worst flagged series (see module doc).
 
-    ``con`` needs the ``pseudonym`` macro (:func:`curation.report.pseudonyms.install`). The slice is
+    ``con`` needs the ``pseudonym`` macro (:func:`curation.pseudonym.install`). The slice is
     drawn by :func:`curation.pixels.draw.thumbnail` (windowed to its 1st-99th percentile). A
     series whose pixels cannot be read keeps its entry with ``problem`` set (the pixel reader's
     reason code), so the report says why it shows no picture.

@@ -19,7 +19,9 @@ _PROBLEM_FILES = """
         SELECT path, reason, cataloged FROM crawl_errors
         UNION ALL
         SELECT path, reason, status = 'ok' AS cataloged FROM files
-        WHERE status <> 'ok' AND reason IS NOT NULL
+        -- 'skipped' files (sidecars such as LICENSE, README, *.json; DICOMDIR) are what the crawl
+        -- decided not to read: not problems, so no rule reports them
+        WHERE status = 'error' AND reason IS NOT NULL
     ) GROUP BY path, reason
 """
 
