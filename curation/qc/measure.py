@@ -4,6 +4,11 @@ For every defect kind some rule ``detects`` (see :attr:`curation.qc.rule.Rule.de
 those rules are compared with the planted defects on the kind's unit: the series for series-level
 truth, the SOP instance for instance-level truth, the file path for file-level truth.
 
+Planted junk files whose name the crawl knows as never DICOM (``Thumbs.db``, ``.DS_Store``, a
+``.jpg`` thumbnail) are cataloged by the crawl as ``skipped`` (``files.status``), like the sidecars of
+a real export; no rule reports skipped files (the rule and the crawl agree), so they are not counted
+as defects a rule should find.
+
 A finding on a unit without that defect is a false positive. Those that land on a unit carrying
 another planted defect are counted apart as ``collateral`` (a zero-byte file inside a stack does leave
 a missing slice): ``precision`` counts them as false, ``precision_clean`` does not.
@@ -72,6 +77,16 @@ def score(
         "ELSE path END AS path FROM qc_findings WHERE run_id = $r",
         params={"r": run_id, "root": "" if root is None else str(Path(root).resolve()) + "/"},
     ).pl()
+    skipped = set(
+        con.sql(
+            "SELECT CASE WHEN $root <> '' AND starts_with(path, $root) THEN path[length($root) + 1:] "
+            "ELSE path END FROM files WHERE status = 'skipped'",
+            params={"root": "" if root is None else str(Path(root).resolve()) + "/"},
+        )
+        .pl()
+        .to_series()
+        .to_list()
+    )
     # every unit that carries any planted defect, for telling collateral from clean false positives
     defective = {col: set(truth.get_column(col).drop_nulls().to_list()) for col in _UNIT.values()}
     kinds: dict[str, list[str]] = {}
@@ -84,6 +99,8 @@ def score(
         level = rows.get_column("level")[0] if rows.height else "series"
         unit = _UNIT[level]
         want = set(rows.get_column(unit).drop_nulls().to_list())
+        if level == "file":
+            want -= skipped
         got = set(
             found.filter(pl.col("rule_id").is_in(rule_ids)).get_column(unit).drop_nulls().to_list()
         )
