@@ -40,16 +40,20 @@ class Table:
     """One catalog table: what a row is, its columns, and (for a derived table) its ``select``.
 
     The table owns its SQL: :meth:`ensure` creates it, :meth:`rebuild` replaces its rows with those
-    of ``select``, a query (or a function returning one, for queries built from other declarations
-    when first needed) whose output columns carry the table's column names.
+    of ``select``: a query whose output columns carry the table's column names, or a function of the
+    connection returning one (built when needed: from other declarations, or from which tables the
+    catalog has). A ``temporary`` table is derived state of one connection (``CREATE TEMP``): never
+    written to the catalog file, and buildable on a read-only connection.
     """
 
     name: str
     row: str
     description: str
     columns: tuple[Column, ...]
-    kind: str = "table"  # "table" or "view"
-    select: str | Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    select: str | Callable[[duckdb.DuckDBPyConnection], str] | None = field(
+        default=None, repr=False, compare=False
+    )
+    temporary: bool = False
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -61,10 +65,13 @@ class Table:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
-    def ddl(self) -> str:
-        """``CREATE TABLE IF NOT EXISTS`` with the declared columns and types."""
+    def ddl(self, *, replace: bool = False) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` (``replace``: ``CREATE OR REPLACE``) with the columns."""
         cols = ",\n    ".join(f'"{c.name}" {c.sql_type}' for c in self.columns)
-        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    {cols}\n)"
+        head = "CREATE OR REPLACE" if replace else "CREATE"
+        temp = " TEMP" if self.temporary else ""
+        tail = "" if replace else " IF NOT EXISTS"
+        return f"{head}{temp} TABLE{tail} {self.name} (\n    {cols}\n)"
 
     def ensure(self, con: duckdb.DuckDBPyConnection, *, drop_stale: bool = False) -> None:
         """Create the table if it does not exist.
@@ -90,16 +97,15 @@ class Table:
         con.execute(self.ddl())
 
     def rebuild(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Drop the table and fill it anew from its declared ``select`` (columns taken by name).
+        """Create the table anew and fill it from its declared ``select`` (columns taken by name).
 
         Runs in the caller's transaction, if any.
         """
         if self.select is None:
             raise ValueError(f"table {self.name!r} declares no select to rebuild it from")
-        sql = self.select() if callable(self.select) else self.select
+        sql = self.select(con) if callable(self.select) else self.select
         cols = ", ".join(f'"{c}"' for c in self.column_names)
-        con.execute(f"DROP TABLE IF EXISTS {self.name}")
-        con.execute(self.ddl())
+        con.execute(self.ddl(replace=True))
         con.execute(f"INSERT INTO {self.name} ({cols}) SELECT {cols} FROM ({sql})")
 
 
@@ -497,7 +503,7 @@ def _constant(name: str) -> str:
     return f'CASE WHEN count(DISTINCT "{name}") <= 1 THEN any_value("{name}") END AS "{name}"'
 
 
-def _series_select() -> str:
+def _series_select(con: duckdb.DuckDBPyConnection) -> str:
     # Every declared column that is neither a key nor a count is "the value, if constant".
     constant_cols = [
         c.name

@@ -13,16 +13,14 @@ from curation.cohort.tables import COHORT_TABLES, LABELS
 from curation.harmonize.tables import HARMONIZE_TABLES
 from curation.pixels.tables import PIXEL_TABLES
 from curation.qc.tables import QC_TABLES
-from curation.qc.views import QC_POSITIONS, QC_SERIES_GEOMETRY, QC_SLICES
+from curation.qc.views import GEOMETRY_TABLES
 from curation.schema import Table
 
 ALL_TABLES: tuple[Table, ...] = (
     *schema.CATALOG_TABLES,
     *HARMONIZE_TABLES,
     *QC_TABLES,
-    QC_SLICES,
-    QC_POSITIONS,
-    QC_SERIES_GEOMETRY,
+    *GEOMETRY_TABLES,
     *PIXEL_TABLES,
     LABELS,
     *COHORT_TABLES,

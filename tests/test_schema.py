@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from pathlib import Path
@@ -137,3 +138,17 @@ def test_rebuild_replaces_the_rows_with_its_select_by_column_name() -> None:
     bare = schema.Table("t_bare", "row", "No select.", _T.columns)
     with pytest.raises(ValueError, match="no select"):
         bare.rebuild(con)
+
+
+def test_a_temporary_table_rebuilds_on_a_read_only_catalog_and_stays_out_of_it(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "c.duckdb"
+    catalog.connect(db, create=True).close()
+    temp = dataclasses.replace(_T, name="t_temp", temporary=True)
+    with catalog.opened(db, read_only=True) as con:
+        temp.rebuild(con)
+        temp.rebuild(con)  # again: replaced, not appended
+        assert con.sql("SELECT count(*) FROM t_temp").fetchall() == [(3,)]
+    with catalog.opened(db, read_only=True) as con:
+        assert not catalog.has_table(con, "t_temp")

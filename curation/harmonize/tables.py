@@ -7,10 +7,15 @@ its declaration in :mod:`curation.harmonize.fields`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from curation.harmonize import classify
 from curation.harmonize.fields import FIELDS, RAW, Field, field_sql
 from curation.harmonize.vendors import vendor_sql
 from curation.schema import Column, Table, col
+
+if TYPE_CHECKING:
+    import duckdb
 
 _IMAGE_FIELDS = [f for f in FIELDS if f.level == "image"]
 _SERIES_FIELDS = [f for f in FIELDS if f.level == "series"]
@@ -33,7 +38,7 @@ def _raw_columns() -> str:
     )
 
 
-def _images_select() -> str:
+def _images_select(con: duckdb.DuckDBPyConnection) -> str:
     image_fields = ", ".join(f'{field_sql(f)} AS "{f.name}"' for f in _IMAGE_FIELDS)
     return f"""
         WITH img AS (
@@ -60,7 +65,7 @@ def _images_select() -> str:
         FROM img"""
 
 
-def _series_select() -> str:
+def _series_select(con: duckdb.DuckDBPyConnection) -> str:
     series_fields = ", ".join(f'{field_sql(f)} AS "{f.name}"' for f in _SERIES_FIELDS)
     cls = classify.classification_sql()
     return f"""

@@ -40,138 +40,6 @@ ORTHOGONAL_ANGLE_DEG = 45.0
 LOCALIZER_MAX_SLICES = 3
 
 
-_UIDS = (
-    col("PatientID", "VARCHAR", "Patient of the instance"),
-    col("StudyInstanceUID", "VARCHAR", "Study of the instance"),
-    col("SeriesInstanceUID", "VARCHAR", "Series of the instance"),
-)
-
-QC_SLICES = Table(
-    "qc_slices",
-    "image slice: a single-frame instance or one frame of a multi-frame instance",
-    "Per-slice geometry; a TEMP table built by curation.qc.views.build(con) (and by every QC run).",
-    (
-        *_UIDS,
-        col("SOPInstanceUID", "VARCHAR", "The instance"),
-        col("file_id", "UBIGINT", "The file (files.file_id)"),
-        col("path", "VARCHAR", "Absolute path of the file"),
-        col("frame_index", "INTEGER", "0-based frame of a multi-frame instance; NULL otherwise"),
-        col("InstanceNumber", "BIGINT", "Instance Number of the instance"),
-        col("Modality", "VARCHAR", "Modality of the instance"),
-        col("ImagePositionPatient", "DOUBLE[3]", "Position of the slice in mm (frame's if any)"),
-        col("ImageOrientationPatient", "DOUBLE[6]", "Direction cosines of the slice"),
-        col("PixelSpacing", "DOUBLE[2]", "Pixel spacing of the slice in mm"),
-        col("SliceThickness", "DOUBLE", "Slice thickness in mm"),
-        col("Rows", "BIGINT", "Rows of the slice's image"),
-        col("Columns", "BIGINT", "Columns of the slice's image"),
-        col("RescaleSlope", "DOUBLE", "Rescale slope of the slice"),
-        col("RescaleIntercept", "DOUBLE", "Rescale intercept of the slice"),
-        col("is_localizer_type", "BOOLEAN", "ImageType contains LOCALIZER"),
-        col(
-            "is_mosaic",
-            "BOOLEAN",
-            "ImageType contains MOSAIC (Siemens: one file holds a volume)",
-        ),
-        col("has_geometry", "BOOLEAN", "Position and orientation are both present"),
-        col(
-            "orthogonality_error",
-            "DOUBLE",
-            "max(|row·col|, |‖row‖-1|, |‖col‖-1|) of the direction cosines (0 when valid)",
-        ),
-        col(
-            "orientation_angle_deg",
-            "DOUBLE",
-            "Angle between the slice's normal (or row direction) and the series reference, degrees",
-        ),
-        col(
-            "is_localizer",
-            "BOOLEAN",
-            "LOCALIZER in ImageType, or one of at most 3 slices orthogonal to a larger stack",
-        ),
-        col(
-            "in_stack",
-            "BOOLEAN",
-            "Has geometry, is no localizer and lies in the reference stack",
-        ),
-        col(
-            "slice_position_mm",
-            "DOUBLE",
-            "Position projected on the reference slice normal, mm",
-        ),
-        col("row_offset_mm", "DOUBLE", "Position projected on the reference row direction, mm"),
-        col(
-            "col_offset_mm",
-            "DOUBLE",
-            "Position projected on the reference column direction, mm",
-        ),
-    ),
-)
-
-QC_POSITIONS = Table(
-    "qc_positions",
-    "distinct slice position of a series' stack",
-    "Slice positions of each series' main stack, sorted along the normal; TEMP table (views.build).",
-    (
-        col("SeriesInstanceUID", "VARCHAR", "The series"),
-        col("position_index", "BIGINT", "1-based rank of the position along the normal"),
-        col("slice_position_mm", "DOUBLE", "Position along the reference normal, mm"),
-        col(
-            "multiplicity",
-            "BIGINT",
-            "Slices at this position (volumes of a multi-volume series)",
-        ),
-        col("gap_mm", "DOUBLE", "Distance to the previous position, mm; NULL for the first"),
-        col("row_offset_mm", "DOUBLE", "Mean in-plane offset along the row direction, mm"),
-        col("col_offset_mm", "DOUBLE", "Mean in-plane offset along the column direction, mm"),
-        col("SOPInstanceUID", "VARCHAR", "One instance at this position (the smallest UID)"),
-    ),
-)
-
-QC_SERIES_GEOMETRY = Table(
-    "qc_series_geometry",
-    "series with image slices",
-    "Stack geometry of each series; a TEMP table built by curation.qc.views.build(con).",
-    (
-        *_UIDS,
-        col("Modality", "VARCHAR", "Modality (most common)"),
-        col("n_slices", "BIGINT", "Slices (frames or single-frame instances) with geometry"),
-        col("n_stack_slices", "BIGINT", "Slices in the reference stack (no localizers)"),
-        col("n_localizer_slices", "BIGINT", "Slices flagged as localizer"),
-        col("n_positions", "BIGINT", "Distinct positions of the stack"),
-        col(
-            "modal_multiplicity",
-            "BIGINT",
-            "Most common number of slices per position (volumes)",
-        ),
-        col("modal_spacing_mm", "DOUBLE", "Most common gap between adjacent positions, mm"),
-        col("min_gap_mm", "DOUBLE", "Smallest gap between adjacent positions, mm"),
-        col("max_gap_mm", "DOUBLE", "Largest gap between adjacent positions, mm"),
-        col("is_mosaic", "BOOLEAN", "Any slice is a Siemens mosaic"),
-        col(
-            "tilt_deg",
-            "DOUBLE",
-            "Angle between the first-to-last position vector and the slice normal, degrees",
-        ),
-        col(
-            "obliquity_deg",
-            "DOUBLE",
-            "Angle between the reference slice normal and the nearest patient axis, degrees",
-        ),
-        col(
-            "inplane_drift_mm",
-            "DOUBLE",
-            "Largest in-plane deviation of a position from the straight stack axis, mm",
-        ),
-        col("SliceThickness", "DOUBLE", "Most common slice thickness of the stack, mm"),
-        col(
-            "slice_gap_mm",
-            "DOUBLE",
-            "modal_spacing_mm - SliceThickness: > 0 gaps between slices, < 0 overlap",
-        ),
-    ),
-)
-
-
 def _raw_slices_sql(with_frames: bool) -> str:
     common = """
         i.PatientID, i.StudyInstanceUID, i.SeriesInstanceUID, i.SOPInstanceUID, i.file_id, i.path,
@@ -201,9 +69,12 @@ def _raw_slices_sql(with_frames: bool) -> str:
         FROM frames f JOIN instances i ON f.file_id = i.file_id"""
 
 
+def _slices_select(con: duckdb.DuckDBPyConnection) -> str:
+    return _slices_sql(has_table(con, "frames"))
+
+
 def _slices_sql(with_frames: bool) -> str:
     return f"""
-CREATE OR REPLACE TEMP TABLE qc_slices AS
 WITH raw AS ({_raw_slices_sql(with_frames)}),
 vec AS (
     SELECT *,
@@ -282,7 +153,6 @@ FROM flagged
 
 
 _POSITIONS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE qc_positions AS
 WITH keyed AS (
     SELECT SeriesInstanceUID, SOPInstanceUID, slice_position_mm, row_offset_mm, col_offset_mm,
         round(slice_position_mm / {POSITION_RESOLUTION_MM}) AS pos_key
@@ -304,7 +174,6 @@ WINDOW w AS (PARTITION BY SeriesInstanceUID ORDER BY slice_position_mm)
 """
 
 _SERIES_GEOMETRY_SQL = """
-CREATE OR REPLACE TEMP TABLE qc_series_geometry AS
 WITH s AS (
     SELECT SeriesInstanceUID,
         mode(PatientID) AS PatientID, mode(StudyInstanceUID) AS StudyInstanceUID,
@@ -370,13 +239,150 @@ SELECT v.PatientID, v.StudyInstanceUID, v.SeriesInstanceUID, v.Modality, v.n_sli
 FROM vec v LEFT JOIN p USING (SeriesInstanceUID) LEFT JOIN drift dr USING (SeriesInstanceUID)
 """
 
+_UIDS = (
+    col("PatientID", "VARCHAR", "Patient of the instance"),
+    col("StudyInstanceUID", "VARCHAR", "Study of the instance"),
+    col("SeriesInstanceUID", "VARCHAR", "Series of the instance"),
+)
+
+QC_SLICES = Table(
+    "qc_slices",
+    "image slice: a single-frame instance or one frame of a multi-frame instance",
+    "Per-slice geometry; a TEMP table built by curation.qc.views.build(con) (and by every QC run).",
+    (
+        *_UIDS,
+        col("SOPInstanceUID", "VARCHAR", "The instance"),
+        col("file_id", "UBIGINT", "The file (files.file_id)"),
+        col("path", "VARCHAR", "Absolute path of the file"),
+        col("frame_index", "INTEGER", "0-based frame of a multi-frame instance; NULL otherwise"),
+        col("InstanceNumber", "BIGINT", "Instance Number of the instance"),
+        col("Modality", "VARCHAR", "Modality of the instance"),
+        col("ImagePositionPatient", "DOUBLE[3]", "Position of the slice in mm (frame's if any)"),
+        col("ImageOrientationPatient", "DOUBLE[6]", "Direction cosines of the slice"),
+        col("PixelSpacing", "DOUBLE[2]", "Pixel spacing of the slice in mm"),
+        col("SliceThickness", "DOUBLE", "Slice thickness in mm"),
+        col("Rows", "BIGINT", "Rows of the slice's image"),
+        col("Columns", "BIGINT", "Columns of the slice's image"),
+        col("RescaleSlope", "DOUBLE", "Rescale slope of the slice"),
+        col("RescaleIntercept", "DOUBLE", "Rescale intercept of the slice"),
+        col("is_localizer_type", "BOOLEAN", "ImageType contains LOCALIZER"),
+        col(
+            "is_mosaic",
+            "BOOLEAN",
+            "ImageType contains MOSAIC (Siemens: one file holds a volume)",
+        ),
+        col("has_geometry", "BOOLEAN", "Position and orientation are both present"),
+        col(
+            "orthogonality_error",
+            "DOUBLE",
+            "max(|row·col|, |‖row‖-1|, |‖col‖-1|) of the direction cosines (0 when valid)",
+        ),
+        col(
+            "orientation_angle_deg",
+            "DOUBLE",
+            "Angle between the slice's normal (or row direction) and the series reference, degrees",
+        ),
+        col(
+            "is_localizer",
+            "BOOLEAN",
+            "LOCALIZER in ImageType, or one of at most 3 slices orthogonal to a larger stack",
+        ),
+        col(
+            "in_stack",
+            "BOOLEAN",
+            "Has geometry, is no localizer and lies in the reference stack",
+        ),
+        col(
+            "slice_position_mm",
+            "DOUBLE",
+            "Position projected on the reference slice normal, mm",
+        ),
+        col("row_offset_mm", "DOUBLE", "Position projected on the reference row direction, mm"),
+        col(
+            "col_offset_mm",
+            "DOUBLE",
+            "Position projected on the reference column direction, mm",
+        ),
+    ),
+    select=_slices_select,
+    temporary=True,
+)
+
+QC_POSITIONS = Table(
+    "qc_positions",
+    "distinct slice position of a series' stack",
+    "Slice positions of each series' main stack, sorted along the normal; TEMP table (views.build).",
+    (
+        col("SeriesInstanceUID", "VARCHAR", "The series"),
+        col("position_index", "BIGINT", "1-based rank of the position along the normal"),
+        col("slice_position_mm", "DOUBLE", "Position along the reference normal, mm"),
+        col(
+            "multiplicity",
+            "BIGINT",
+            "Slices at this position (volumes of a multi-volume series)",
+        ),
+        col("gap_mm", "DOUBLE", "Distance to the previous position, mm; NULL for the first"),
+        col("row_offset_mm", "DOUBLE", "Mean in-plane offset along the row direction, mm"),
+        col("col_offset_mm", "DOUBLE", "Mean in-plane offset along the column direction, mm"),
+        col("SOPInstanceUID", "VARCHAR", "One instance at this position (the smallest UID)"),
+    ),
+    select=_POSITIONS_SQL,
+    temporary=True,
+)
+
+QC_SERIES_GEOMETRY = Table(
+    "qc_series_geometry",
+    "series with image slices",
+    "Stack geometry of each series; a TEMP table built by curation.qc.views.build(con).",
+    (
+        *_UIDS,
+        col("Modality", "VARCHAR", "Modality (most common)"),
+        col("n_slices", "BIGINT", "Slices (frames or single-frame instances) with geometry"),
+        col("n_stack_slices", "BIGINT", "Slices in the reference stack (no localizers)"),
+        col("n_localizer_slices", "BIGINT", "Slices flagged as localizer"),
+        col("n_positions", "BIGINT", "Distinct positions of the stack"),
+        col(
+            "modal_multiplicity",
+            "BIGINT",
+            "Most common number of slices per position (volumes)",
+        ),
+        col("modal_spacing_mm", "DOUBLE", "Most common gap between adjacent positions, mm"),
+        col("min_gap_mm", "DOUBLE", "Smallest gap between adjacent positions, mm"),
+        col("max_gap_mm", "DOUBLE", "Largest gap between adjacent positions, mm"),
+        col("is_mosaic", "BOOLEAN", "Any slice is a Siemens mosaic"),
+        col(
+            "tilt_deg",
+            "DOUBLE",
+            "Angle between the first-to-last position vector and the slice normal, degrees",
+        ),
+        col(
+            "obliquity_deg",
+            "DOUBLE",
+            "Angle between the reference slice normal and the nearest patient axis, degrees",
+        ),
+        col(
+            "inplane_drift_mm",
+            "DOUBLE",
+            "Largest in-plane deviation of a position from the straight stack axis, mm",
+        ),
+        col("SliceThickness", "DOUBLE", "Most common slice thickness of the stack, mm"),
+        col(
+            "slice_gap_mm",
+            "DOUBLE",
+            "modal_spacing_mm - SliceThickness: > 0 gaps between slices, < 0 overlap",
+        ),
+    ),
+    select=_SERIES_GEOMETRY_SQL,
+    temporary=True,
+)
+
+
 #: The derived tables, in build order.
-VIEW_NAMES: tuple[str, ...] = ("qc_slices", "qc_positions", "qc_series_geometry")
+GEOMETRY_TABLES = (QC_SLICES, QC_POSITIONS, QC_SERIES_GEOMETRY)
+VIEW_NAMES: tuple[str, ...] = tuple(t.name for t in GEOMETRY_TABLES)
 
 
 def build(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)build the derived geometry tables from ``instances`` (and ``frames`` when present)."""
-    with_frames = has_table(con, "frames")
-    con.execute(_slices_sql(with_frames))
-    con.execute(_POSITIONS_SQL)
-    con.execute(_SERIES_GEOMETRY_SQL)
+    for table in GEOMETRY_TABLES:
+        table.rebuild(con)
