@@ -1,18 +1,26 @@
-"""Crawl speed: curation's crawler against the usual pydicom way, on the same files, in one run.
+"""Crawl speed: curation's crawler against the usual pydicom way and dcm2niix, same files, one run.
 
-Generates (once, cached under benchmarks/_work/) a synthetic cohort of realistic CT and MR files with
-vendor private tags and real pixel payloads (``curation sample --profile bench``), then measures:
+Two corpora: ``--corpus synthetic`` (default) generates (once, cached under benchmarks/_work/) a
+synthetic cohort of realistic CT and MR files with vendor private tags (``curation sample --profile
+bench``); ``--corpus dense`` takes the Philips and Siemens MR series of ../shared/dicom (dense real
+headers: ~600 elements per Philips file, large private sequences) and replicates them to at least
+``--files`` files. Then it measures, each in a fresh process:
 
 - a naive baseline: ``pydicom.dcmread(stop_before_pixels=True)`` + ``iterall()`` + ``str(value)``,
   rows appended to the same DuckDB tables (``elements`` and ``instances``) through pandas;
-- ``curation.crawl`` with 1 worker and with all cores, each into a fresh catalog;
+- ``curation.crawl`` with 1 worker, with the compiled walker and with the pure-Python one
+  (``CURATION_WALKER=python``), and with all cores, each into a fresh catalog;
 - a re-crawl with nothing changed;
-- peak RSS of the crawling process and of one worker.
+- ``dcm2niix -b o`` (its header scan: BIDS sidecars only, no images), where installed;
+- peak RSS of the crawling process and of one worker;
+- the split of one worker's time per stage (header reading, Arrow tables, DuckDB appends, aggregate
+  rebuild), measured in one process without the writer thread's overlap.
 
-Each measurement runs in a fresh process. Machines here are noisy: read the ratios, which come from
-the same run on the same files, not the absolute times.
+Machines here are noisy: read the ratios, which come from the same run on the same files, not the
+absolute times; ``--repeat`` runs the crawls several times and prints the spread.
 
-    python benchmarks/crawl_speed.py --files 20000
+    python benchmarks/crawl_speed.py --corpus dense --files 20000 --repeat 3
+    python benchmarks/crawl_speed.py --files 20000 --replicas 4
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +54,7 @@ import duckdb, pandas as pd, pydicom
 from curation import catalog
 from curation.schema import INSTANCE_ATTRIBUTES
 files = [l for l in open(sys.argv[1]).read().splitlines()]
-con = catalog.connect(sys.argv[2])
+con = catalog.connect(sys.argv[2], create=True)
 catalog.ensure_tables(con)
 keywords = [a.keyword for a in INSTANCE_ATTRIBUTES]
 pydicom.config.convert_wrong_length_to_UN = True  # else one malformed private value stops it
@@ -81,9 +92,52 @@ print(json.dumps({"seconds": seconds, "n_seen": len(files),
 """
 
 
-def _run(code: str, *args: str) -> dict[str, float]:
+_STAGES = """
+import json, sys, time
+from curation import catalog
+from curation.crawler import discover, run
+listing = discover.walk([sys.argv[1]])
+items = sorted(zip(listing.paths, listing.sizes, listing.mtimes_ns))
+con = catalog.connect(sys.argv[2], create=True)
+catalog.ensure_tables(con)
+con.execute("SET threads = 1")
+con.execute(f"SET memory_limit = '{run.CRAWL_MEMORY_LIMIT}'")
+read_one = run._read_one
+spent = {"read": 0.0, "batch": 0.0, "append": 0.0}
+def timed_read_one(*args):
+    t = time.perf_counter()
+    try:
+        return read_one(*args)
+    finally:
+        spent["read"] += time.perf_counter() - t
+run._read_one = timed_read_one
+parts, n = [], 0
+for i in range(0, len(items), run.TASK_FILES):
+    t = time.perf_counter()
+    parts.append(run.read_batch(items[i : i + run.TASK_FILES], 1))
+    spent["batch"] += time.perf_counter() - t
+    n += parts[-1].files.num_rows
+    if n >= run.COMMIT_FILES or i + run.TASK_FILES >= len(items):
+        t = time.perf_counter()
+        run._write(con, parts)
+        spent["append"] += time.perf_counter() - t
+        parts, n = [], 0
+con.execute("RESET threads")
+t = time.perf_counter()
+catalog.rebuild_aggregates(con)
+aggregate = time.perf_counter() - t
+print(json.dumps({"n_seen": len(items), "read": spent["read"], "arrow": spent["batch"] - spent["read"],
+                  "append": spent["append"], "aggregate": aggregate}))
+"""
+
+
+def _run(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{proc.stderr[-3000:]}")
@@ -152,11 +206,56 @@ def replicate(tree: Path, copies: int) -> Path:
     return out
 
 
+def dense(n_files: int) -> Path:
+    """The Philips and Siemens MR series of ../shared/dicom, replicated to at least ``n_files``."""
+    shared = HERE.parent.parent / "shared" / "dicom"
+    manifest = shared / "MANIFEST.tsv"
+    if not manifest.exists():
+        raise SystemExit(f"--corpus dense needs {manifest}")
+    src = WORK / "dense-src"
+    n_src = 0
+    for line in manifest.read_text().splitlines()[1:]:
+        cols = line.split("\t")
+        source, series_dir, n, vendor, modality = cols[0], cols[1], int(cols[2]), cols[4], cols[6]
+        if modality != "MR" or not vendor.lower().startswith(("philips", "siemens")):
+            continue
+        if "Little Endian" not in cols[9]:
+            # Compressed series: dcm2niix reads their pixel data (a hole in a sparse replica).
+            continue
+        n_src += n
+        link = src / series_dir
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(shared / source / series_dir.split("/", 1)[1])
+    copies = -(-n_files // n_src)
+    return replicate(src, copies)
+
+
+def dcm2niix(tree: Path, work: Path) -> dict[str, float] | None:
+    """Whole-process time of ``dcm2niix -b o`` (header scan, sidecars only), or None if absent."""
+    exe = shutil.which("dcm2niix") or str(Path(sys.executable).parent / "dcm2niix")
+    if not os.path.exists(exe):
+        print("dcm2niix not installed (pip install dcm2niix): skipped", file=sys.stderr)
+        return None
+    out = work / "dcm2niix"
+    out.mkdir()
+    t = time.perf_counter()
+    proc = subprocess.run([exe, "-b", "o", "-z", "n", "-o", str(out), str(tree)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    seconds = time.perf_counter() - t
+    found = re.search(r"Found (\d+) DICOM file", proc.stdout)
+    if proc.returncode not in (0, 2) or not found:  # 2: some files were not convertible
+        print(f"dcm2niix failed ({proc.returncode}): {proc.stderr[-500:]}", file=sys.stderr)
+        return None
+    return {"seconds": seconds, "n_seen": int(found.group(1)), "rss_main_mb": 0.0}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--files", type=int, default=20000, help="size of the generated cohort")
+    parser.add_argument("--corpus", choices=("synthetic", "dense"), default="synthetic")
+    parser.add_argument("--files", type=int, default=20000, help="files of the corpus")
     parser.add_argument(
         "--tree", type=Path, default=None, help="crawl this folder instead of a generated cohort"
     )
@@ -170,20 +269,49 @@ def main(argv: list[str] | None = None) -> int:
         help="crawl this many sparse replicas of the cohort instead (same headers, pixel payload "
         "as a hole): a cheap 100,000-file archive for the RSS target",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each crawl (spread shown)")
+    parser.add_argument(
+        "--no-python-walker", action="store_true", help="skip the pure-Python walker's crawl"
+    )
     args = parser.parse_args(argv)
 
-    tree = args.tree or cohort(args.files)
+    if args.tree:
+        tree = args.tree
+    elif args.corpus == "dense":
+        tree = dense(args.files)
+    else:
+        tree = cohort(args.files)
     if args.replicas:
         tree = replicate(tree, args.replicas)
     cores = os.cpu_count() or 1
+    from curation.crawler import compiled
+
+    walker = "compiled" if compiled.AVAILABLE else "python (compiled walker not built)"
+    runs: dict[str, list[dict[str, float]]] = {}
+
+    def measure(key: str, code: str, *a: str, env: dict[str, str] | None = None) -> None:
+        runs.setdefault(key, []).append(_run(code, *a, env=env))
+        print(f"{key}: {runs[key][-1]}", file=sys.stderr)
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # Warm the page cache so that every contender reads from memory alike.
         subprocess.run(["find", str(tree), "-type", "f", "-exec", "cat", "{}", "+"],
                        stdout=subprocess.DEVNULL, check=False)  # fmt: skip
-        one = _run(_CRAWL, str(tree), str(work / "one.duckdb"), "1")
-        many = _run(_CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
-        again = _run(_CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
+        for k in range(args.repeat):
+            for db in work.glob("*.duckdb*"):
+                db.unlink()
+            measure("one", _CRAWL, str(tree), str(work / "one.duckdb"), "1")
+            if not args.no_python_walker:
+                measure("py", _CRAWL, str(tree), str(work / "py.duckdb"), "1",
+                        env={"CURATION_WALKER": "python"})  # fmt: skip
+            measure("many", _CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
+            measure("again", _CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
+            (work / f"d{k}").mkdir()
+            peer = dcm2niix(tree, work / f"d{k}")
+            if peer:
+                runs.setdefault("dcm2niix", []).append(peer)
+        measure("stages", _STAGES, str(tree), str(work / "stages.duckdb"))
         # The baseline reads a sample of the files the crawl cataloged (pydicom would stop at the
         # planted junk files, which is the point of the crawler, not of this comparison).
         import duckdb
@@ -195,41 +323,60 @@ def main(argv: list[str] | None = None) -> int:
                     "SELECT path FROM files WHERE status = 'ok' AND NOT gzip ORDER BY path"
                 ).fetchall()
             ]
+            n_elements = con.sql("SELECT count(*) FROM elements").fetchall()[0][0]
         sample = ok[:: max(1, len(ok) // args.baseline_files)][: args.baseline_files]
         (work / "sample.txt").write_text("\n".join(sample))
         base = _run(_BASELINE, str(work / "sample.txt"), str(work / "baseline.duckdb"))
-        n_listed = int(many["n_seen"])
 
     def rate(r: dict[str, float]) -> float:
         return r["n_seen"] / r["seconds"]
 
-    rows = [
-        (
-            "naive pydicom baseline (1 process)",
-            rate(base),
-            base["rss_main_mb"],
-            None,
-            base["n_seen"],
-        ),
-        ("curation crawl, 1 worker", rate(one), one["rss_main_mb"], None, one["n_seen"]),
-        (
-            f"curation crawl, {cores} workers",
-            rate(many),
-            many["rss_main_mb"],
-            many["rss_worker_mb"],
-            many["n_seen"],
-        ),
-        ("re-crawl, nothing changed", rate(again), again["rss_main_mb"], None, again["n_seen"]),
-    ]
-    print(f"\ncrawl speed on {n_listed} files ({tree}), {cores} cores\n")
+    def best(key: str) -> tuple[dict[str, float], str]:
+        """The fastest run, and the spread of all runs as text."""
+        rs = sorted(runs[key], key=rate, reverse=True)
+        spread = "" if len(rs) == 1 else f"{rate(rs[-1]):,.0f}-{rate(rs[0]):,.0f}"
+        return rs[0], spread
+
+    rows = [("naive pydicom baseline (1 process)", base, "")]
+    rows.append((f"curation crawl, 1 worker ({walker.split()[0]})", *best("one")))
+    if "py" in runs:
+        rows.append(("curation crawl, 1 worker (pure Python)", *best("py")))
+    rows.append((f"curation crawl, {cores} workers", *best("many")))
+    rows.append(("re-crawl, nothing changed", *best("again")))
+    if "dcm2niix" in runs:
+        rows.append(("dcm2niix -b o (1 process)", *best("dcm2niix")))
+    n_listed = int(runs["many"][0]["n_seen"])
+    print(f"\ncrawl speed on {n_listed} files ({tree}), {cores} cores, walker: {walker}, "
+          f"{n_elements / max(1, len(ok)):.0f} elements per cataloged file\n")  # fmt: skip
     print(
-        f"| {'what':<36} | {'files':>7} | {'files/s':>9} | {'x baseline':>10} | {'peak RSS MB':>12} |"
+        f"| {'what':<40} | {'files':>7} | {'files/s':>9} | {'spread':>13} | {'x baseline':>10} | {'peak RSS MB':>16} |"
     )
-    print(f"|{'-' * 38}|{'-' * 9}|{'-' * 11}|{'-' * 12}|{'-' * 14}|")
-    for what, r, rss, rss_w, n in rows:
-        rss_txt = f"{rss:.0f}" + (f" + {rss_w:.0f}/worker" if rss_w else "")
-        print(f"| {what:<36} | {n:>7} | {r:>9,.0f} | {r / rate(base):>9.1f}x | {rss_txt:>12} |")
-    print(f"\nfiles/s per worker with {cores} workers: {rate(many) / cores:,.0f}")
+    print(f"|{'-' * 42}|{'-' * 9}|{'-' * 11}|{'-' * 15}|{'-' * 12}|{'-' * 18}|")
+    for what, r, spread in rows:
+        rss_w = r.get("rss_worker_mb") if "workers" in what else None
+        rss_txt = f"{r['rss_main_mb']:.0f}" + (f" + {rss_w:.0f}/worker" if rss_w else "")
+        print(
+            f"| {what:<40} | {int(r['n_seen']):>7} | {rate(r):>9,.0f} | {spread:>13} | "
+            f"{rate(r) / rate(base):>9.1f}x | {rss_txt:>16} |"
+        )
+    one, many = best("one")[0], best("many")[0]
+    print(f"\nper worker: {rate(one) / rate(base):.1f}x the naive baseline (1 worker)")
+    if "py" in runs:
+        print(
+            f"compiled walker: {rate(one) / rate(best('py')[0]):.2f}x the pure-Python crawl (1 worker)"
+        )
+    if "dcm2niix" in runs:
+        d = best("dcm2niix")[0]
+        print(f"{cores} workers: {rate(many) / rate(d):.2f}x dcm2niix -b o (whole process each)")
+    st = runs["stages"][0]
+    total = st["read"] + st["arrow"] + st["append"] + st["aggregate"]
+    print(f"\none worker's time per stage ({int(st['n_seen'])} files, {total:.1f} s, no overlap):")
+    for stage, what in (("read", "header reading (walk + file I/O)"),
+                        ("arrow", "Arrow tables (instances, element names, dictionaries)"),
+                        ("append", "DuckDB appends (elements, instances, frames, files)"),
+                        ("aggregate", "aggregate rebuild (series, studies, patients)")):  # fmt: skip
+        print(f"  {what:<56} {st[stage]:7.2f} s  {100 * st[stage] / total:5.1f} %  "
+              f"{1e6 * st[stage] / st['n_seen']:7.0f} us/file")  # fmt: skip
     return 0
 
 

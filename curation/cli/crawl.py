@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable
 
 from curation.crawler.reader import MAX_DEPTH, MAX_ELEMENTS, MAX_HEADER_BYTES, Limits
-from curation.crawler.run import crawl
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -64,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``curation crawl``."""
+    from curation.crawler.run import crawl
+
     limits = Limits(
         max_header_bytes=int(args.max_header_mb * 2**20),
         max_elements=args.max_elements,

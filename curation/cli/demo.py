@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-from curation.demo import run_demo
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``curation demo``."""
@@ -25,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``curation demo``."""
+    from curation.demo import run_demo
+
     result = run_demo(args.out, workers=args.workers)
     print(result.crawl)
     print()

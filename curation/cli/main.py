@@ -1,7 +1,8 @@
 """Entry point of the ``curation`` command.
 
 Each subcommand lives in its own module of :mod:`curation.cli` and exposes ``add_arguments(parser)``
-and ``run(args) -> int``. Modules are imported lazily so that ``curation --help`` stays fast.
+and ``run(args) -> int``. Only the module of the subcommand being run is imported, and each imports
+what its step needs when it runs, so that ``curation --help`` stays fast.
 
 Exit codes (shared by every subcommand):
 
@@ -63,8 +64,15 @@ def _available() -> dict[str, tuple[str, str]]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``curation`` with every available subcommand."""
+def build_parser(
+    command: str | None = None, *, all_commands: bool = True
+) -> argparse.ArgumentParser:
+    """The argument parser of ``curation`` with every available subcommand.
+
+    With ``all_commands=False`` only ``command`` (the one being run) is defined in full: the other
+    subcommands keep their one-line help, and their modules, with what they import, are not
+    imported (``curation --help`` then imports none).
+    """
     parser = argparse.ArgumentParser(
         prog="curation",
         description="Turn a DICOM archive into clean, harmonized, documented training cohorts.",
@@ -89,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in _available().items():
+        if not all_commands and name != command:
+            sub.add_parser(name, help=help_)
+            continue
         mod = importlib.import_module(f"curation.cli.{module}")
         p = sub.add_parser(
             name, help=help_, description=(mod.__doc__ or help_).strip(), parents=[common]
@@ -111,7 +122,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``curation`` command; returns the exit code (see the module docstring)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The subcommand is the first word that is not an option (the global options take no value).
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command, all_commands=False)
     args = parser.parse_args(argv)
     if getattr(args, "_module", None) is None:
         parser.print_help()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import BinaryIO
@@ -656,6 +657,15 @@ def _ambiguous(tag: int) -> bool:
         return False
 
 
+def _python_walk(walker: _Walker, pos: int, end: int | None, path: str, top: bool) -> int:
+    return walker.walk(pos, end, path, top)
+
+
+#: The walk of one dataset: the compiled walker when built (chosen at the end of this module by
+#: :func:`curation.crawler.compiled.select`), else :meth:`_Walker.walk`.
+_walk: Callable[[_Walker, int, int | None, str, bool], int] = _python_walk
+
+
 def _is_explicit_at(buf: bytes, pos: int) -> bool:
     return len(buf) >= pos + 6 and buf[pos + 4 : pos + 6] in _ALL_VRS
 
@@ -732,7 +742,7 @@ class _HeaderRead:
         else:
             walker.buf = buf
             walker.complete = complete
-        pos = walker.walk(walker.resume_pos, None, "", True)
+        pos = _walk(walker, walker.resume_pos, None, "", True)
         walker.resume_pos = pos
         if walker.stop_offset is None and not walker.ended and not complete:
             raise _NeedMore(len(buf) + 1)  # no pixel data seen yet: the dataset may go on
@@ -784,7 +794,7 @@ class _HeaderRead:
                 if group_end + 2 <= len(buf) and buf[group_end : group_end + 2] != b"\x02\x00":
                     mark = len(out)
                     try:
-                        meta.walk(pos, group_end, "", True)
+                        _walk(meta, pos, group_end, "", True)
                         pos = group_end
                     except DicomReadError:
                         out.truncate(mark)  # a wrong group length: read element by element instead
@@ -807,7 +817,7 @@ class _HeaderRead:
                     if hdr == 12
                     else _U16.unpack_from(buf, pos + 6)[0]
                 )
-                meta.walk(pos, pos + hdr + length, "", True)
+                _walk(meta, pos, pos + hdr + length, "", True)
                 pos += hdr + length
             for tag, value in zip(out.tag[start:], out.value[start:], strict=True):
                 if tag == 0x00020010:
@@ -978,3 +988,9 @@ def _check_fragments(f: BinaryIO, header: Header, limits: Limits) -> None:
             )
             return
         pos += 8 + length
+
+
+# Last, once every helper the compiled walker is handed exists.
+from curation.crawler.compiled import select as _select_walker  # noqa: E402
+
+_select_walker()

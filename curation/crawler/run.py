@@ -32,8 +32,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from curation import __version__, catalog
-from curation.crawler import discover
-from curation.crawler.elements import to_table as element_table
+from curation.crawler import compiled, discover
 from curation.crawler.pydicom_reader import read_with_pydicom
 from curation.crawler.reader import (
     DEFAULT_LIMITS,
@@ -44,6 +43,9 @@ from curation.crawler.reader import (
     read_header,
 )
 from curation.errors import DicomReadError, InputError
+
+# Reader processes start with these imported (numpy, pydicom, pyarrow, the header walker).
+_READER_MODULES = ["curation.crawler.run", "curation.crawler.elements"]
 
 log = logging.getLogger("curation.crawler")
 
@@ -71,7 +73,6 @@ _FILE_SCHEMA = pa.schema(
     ]
 )
 _RAW_INSTANCE_COLUMNS = catalog.raw_instance_columns()
-_FG_PATHS = frozenset(p for _, _, p in _RAW_INSTANCE_COLUMNS if p)
 _RAW_INSTANCE_KEYS = [(p, t) for _, t, p in _RAW_INSTANCE_COLUMNS]
 _RAW_INSTANCE_SCHEMA = pa.schema(
     [("file_id", pa.uint64()), ("n_elements", pa.int64())]
@@ -240,13 +241,16 @@ def read_batch(
 
 
 def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Limits) -> Batch:
+    from curation.crawler.elements import to_table as element_table
+
+    pick = compiled.picker(_RAW_INSTANCE_KEYS)
     files: dict[str, list[object]] = {n: [] for n in _FILE_SCHEMA.names}
     errors: dict[str, list[object]] = {n: [] for n in _ERROR_SCHEMA.names}
     cols = ElementColumns()
     ids: list[int] = []
     counts: list[int] = []
     sops: list[str] = []
-    rows: list[tuple[str | None, ...]] = []
+    rows: list[list[str | None]] = []
     for path, size, mtime_ns in items:
         fid = file_id(path)
         mark = len(cols)
@@ -272,13 +276,7 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Li
         sops.append(sop or "")
         counts.append(end - start)
         # The instance's attributes as text; DuckDB types them in bulk (catalog.instances_sql).
-        paths, tags, values = cols.seq_path, cols.tag, cols.value
-        found = {
-            (paths[i], tags[i]): values[i]
-            for i in range(start, end)
-            if not paths[i] or paths[i] in _FG_PATHS
-        }
-        rows.append(tuple(map(found.get, _RAW_INSTANCE_KEYS)))
+        rows.append(pick(cols.seq_path, cols.tag, cols.value, start, end))
     instances: dict[str, Any] = {"file_id": ids, "n_elements": counts}
     # One transpose per batch instead of a Python loop per column.
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(_RAW_INSTANCE_KEYS)
@@ -410,7 +408,7 @@ def _results(
         return
     # forkserver: children never inherit the parent's open DuckDB connection or its threads.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["curation.crawler.run"])
+    ctx.set_forkserver_preload(_READER_MODULES)
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_yield_to_writer
     ) as pool:
@@ -496,6 +494,9 @@ def crawl(
             listing.n_duplicate_links,
         )  # fmt: skip
         _record_listing_problems(con, listing, crawl_id)
+        # The one line saying that the (slower) pure-Python walker is in use.
+        if to_read and (note := compiled.describe()):
+            log.info("%s", note)
         statuses: Counter[str] = Counter()
         problems: Counter[str] = Counter()
         bar = tqdm(total=len(to_read), unit="file", disable=None if progress is None else not progress,
