@@ -757,6 +757,9 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
             if (end >= 0) FAIL(bail());
             FAIL(short_read(w, vend));
         }
+        /* The caller's end (a file meta element's, from its own length) may lie past the bytes
+         * read: the value is not all there (the Python walker slices what there is, then stops). */
+        if (vend > buflen) FAIL(bail());
         const int kind = VRS[vr].kind;
         PyObject *value = NULL; /* new reference, or NULL for None */
         if (kind == K_PLAIN || (kind == K_CHARSET && w->default_charset)) {
@@ -1039,6 +1042,135 @@ fail:
     return NULL;
 }
 
+/* ---- Arrow buffers ------------------------------------------------------------------------- */
+
+/* A validity bitmap for ``n`` rows, all valid (to be cleared where None), as a new bytes object. */
+static PyObject *new_validity(Py_ssize_t n) {
+    PyObject *bits = PyBytes_FromStringAndSize(NULL, (n + 7) / 8);
+    if (bits != NULL) memset(PyBytes_AS_STRING(bits), 0xFF, (size_t)((n + 7) / 8));
+    return bits;
+}
+
+PyDoc_STRVAR(arrow_strings_doc,
+             "arrow_strings(values) -> (validity, offsets, data, null_count)\n\n"
+             "The buffers of an Arrow string array of a list of str and None (validity is None when\n"
+             "nothing is None): what pyarrow.array(values, pyarrow.string()) builds, in one pass.");
+
+static PyObject *py_arrow_strings(PyObject *self, PyObject *values) {
+    if (!PyList_CheckExact(values)) {
+        PyErr_SetString(PyExc_TypeError, "arrow_strings() needs a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    /* First pass: total bytes, nulls (the UTF-8 of each str is cached on it by the first call). */
+    Py_ssize_t total = 0, nulls = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        if (v == Py_None) {
+            nulls++;
+            continue;
+        }
+        if (!PyUnicode_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "arrow_strings(): row %zd is not str", i);
+            return NULL;
+        }
+        Py_ssize_t size;
+        if (PyUnicode_AsUTF8AndSize(v, &size) == NULL) return NULL;
+        total += size;
+        if (total > INT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "arrow_strings(): more than 2 GB of text");
+            return NULL;
+        }
+    }
+    PyObject *validity = NULL, *offsets = NULL, *data = NULL;
+    if (nulls && (validity = new_validity(n)) == NULL) goto fail;
+    if ((offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)) == NULL) goto fail;
+    if ((data = PyBytes_FromStringAndSize(NULL, total)) == NULL) goto fail;
+    int32_t *off = (int32_t *)PyBytes_AS_STRING(offsets);
+    char *out = PyBytes_AS_STRING(data);
+    unsigned char *bits = validity ? (unsigned char *)PyBytes_AS_STRING(validity) : NULL;
+    Py_ssize_t at = 0;
+    off[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        if (v != Py_None) {
+            Py_ssize_t size;
+            const char *utf8 = PyUnicode_AsUTF8AndSize(v, &size);
+            if (utf8 == NULL) goto fail;
+            if (at + size > total) { /* the list changed under us */
+                PyErr_SetString(PyExc_RuntimeError, "arrow_strings(): the list changed");
+                goto fail;
+            }
+            memcpy(out + at, utf8, (size_t)size);
+            at += size;
+        } else {
+            bits[i >> 3] &= (unsigned char)~(1u << (i & 7));
+        }
+        off[i + 1] = (int32_t)at;
+    }
+    PyObject *result = Py_BuildValue("(OOOn)", validity ? validity : Py_None, offsets, data, nulls);
+    Py_XDECREF(validity);
+    Py_DECREF(offsets);
+    Py_DECREF(data);
+    return result;
+fail:
+    Py_XDECREF(validity);
+    Py_XDECREF(offsets);
+    Py_XDECREF(data);
+    return NULL;
+}
+
+PyDoc_STRVAR(arrow_ints_doc,
+             "arrow_ints(values, width) -> (validity, data, null_count)\n\n"
+             "The buffers of an Arrow int32 (width 4) or int64 (width 8) array of a list of int\n"
+             "and None (validity is None when nothing is None).");
+
+static PyObject *py_arrow_ints(PyObject *self, PyObject *args) {
+    PyObject *values;
+    int width;
+    if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &values, &width)) return NULL;
+    if (width != 4 && width != 8) {
+        PyErr_SetString(PyExc_ValueError, "arrow_ints(): width must be 4 or 8");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values), nulls = 0;
+    for (Py_ssize_t i = 0; i < n; i++) nulls += PyList_GET_ITEM(values, i) == Py_None;
+    PyObject *validity = NULL, *data = PyBytes_FromStringAndSize(NULL, n * width);
+    if (data == NULL) return NULL;
+    if (nulls && (validity = new_validity(n)) == NULL) goto fail;
+    unsigned char *bits = validity ? (unsigned char *)PyBytes_AS_STRING(validity) : NULL;
+    char *out = PyBytes_AS_STRING(data);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        long long x = 0;
+        if (v == Py_None) {
+            bits[i >> 3] &= (unsigned char)~(1u << (i & 7));
+        } else {
+            x = PyLong_AsLongLong(v);
+            if (x == -1 && PyErr_Occurred()) goto fail;
+            if (width == 4 && (x > INT32_MAX || x < INT32_MIN)) {
+                PyErr_SetString(PyExc_OverflowError, "arrow_ints(): value out of int32 range");
+                goto fail;
+            }
+        }
+        if (width == 4) {
+            int32_t y = (int32_t)x;
+            memcpy(out + i * 4, &y, 4);
+        } else {
+            int64_t y = (int64_t)x;
+            memcpy(out + i * 8, &y, 8);
+        }
+    }
+    PyObject *result = Py_BuildValue("(OOn)", validity ? validity : Py_None, data, nulls);
+    Py_XDECREF(validity);
+    Py_DECREF(data);
+    return result;
+fail:
+    Py_XDECREF(validity);
+    Py_DECREF(data);
+    return NULL;
+}
+
 PyDoc_STRVAR(configure_doc,
              "configure(need_more, public_vr, private_vr, known_vr_of_un, ambiguous)\n\n"
              "Hand over the reader's _NeedMore class and its VR helpers.");
@@ -1065,6 +1197,8 @@ static PyMethodDef methods[] = {
     {"walk", (PyCFunction)(void (*)(void))py_walk, METH_FASTCALL, walk_doc},
     {"configure", py_configure, METH_VARARGS, configure_doc},
     {"pick", (PyCFunction)(void (*)(void))py_pick, METH_FASTCALL, pick_doc},
+    {"arrow_strings", py_arrow_strings, METH_O, arrow_strings_doc},
+    {"arrow_ints", py_arrow_ints, METH_VARARGS, arrow_ints_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from curation.crawler.reader import _Walker
 
 log = logging.getLogger("curation.crawler")
@@ -31,6 +33,8 @@ except ImportError:  # not built: no C compiler at install time, or a plain sour
 
 #: Whether the compiled walker is built and importable.
 AVAILABLE = _compiled is not None
+# Whether the compiled module is in use (see select): the walker, and the Arrow helpers below.
+_active = False
 
 WalkFunction = Callable[["_Walker", int, "int | None", str, bool], int]
 #: ``pick(paths, tags, values, start, end)``: see :func:`picker`.
@@ -69,6 +73,7 @@ def select(name: str | None = None) -> str:
     ``None`` means the environment's choice (:data:`ENV`), else the compiled walker when built.
     Asking for ``compiled`` where it is not built raises ``RuntimeError``.
     """
+    global _active
     from curation.crawler import reader
 
     name = name or os.environ.get(ENV) or ("compiled" if AVAILABLE else "python")
@@ -82,6 +87,7 @@ def select(name: str | None = None) -> str:
         reader._walk = reader._python_walk
     else:
         raise ValueError(f"{ENV} must be 'compiled' or 'python', not {name!r}")
+    _active = name == "compiled"
     return name
 
 
@@ -109,7 +115,7 @@ def picker(keys: Sequence[tuple[str, int]]) -> PickFunction:
     Compiled when the compiled walker is in use (a dict lookup per row, no Python per row).
     """
     keys = list(keys)
-    if in_use() == "compiled" and _compiled is not None:
+    if _active and _compiled is not None:
         index: dict[int, tuple[str | int, ...]] = {}
         for column, (path, tag) in enumerate(keys):
             index[tag] = (*index.get(tag, ()), path, column)
@@ -136,3 +142,29 @@ def picker(keys: Sequence[tuple[str, int]]) -> PickFunction:
         return list(map(found.get, keys))
 
     return python_pick
+
+
+def string_array(values: Sequence[str | None]) -> pa.Array:
+    """``pyarrow.array(values, pyarrow.string())``, built in one pass by the compiled module."""
+    import pyarrow as pa
+
+    if not _active:
+        return pa.array(values, pa.string())
+    assert _compiled is not None
+    validity, offsets, data, nulls = _compiled.arrow_strings(values)
+    buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(offsets),
+               pa.py_buffer(data)]  # fmt: skip
+    return pa.Array.from_buffers(pa.string(), len(values), buffers, nulls)
+
+
+def int_array(values: Sequence[int | None], type_: pa.DataType) -> pa.Array:
+    """``pyarrow.array(values, type_)`` for int32 or int64, by the compiled module."""
+    import pyarrow as pa
+
+    width = {pa.int32(): 4, pa.int64(): 8}.get(type_)
+    if not _active or width is None:
+        return pa.array(values, type_)
+    assert _compiled is not None
+    validity, data, nulls = _compiled.arrow_ints(values, width)
+    buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(data)]
+    return pa.Array.from_buffers(type_, len(values), buffers, nulls)

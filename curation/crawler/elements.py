@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydicom.datadict import get_private_entry, keyword_for_tag
 
+from curation.crawler import compiled
 from curation.crawler.reader import ElementColumns
 
 #: The staged element table a reader hands to the catalog writer (catalog.elements_sql reads it).
@@ -65,10 +66,13 @@ def to_table(
     n_files = len(file_ids)
     per_row_file = np.repeat(np.arange(n_files, dtype=np.int32), counts)
     tags = np.asarray(cols.tag, dtype=np.uint32)
-    unique_tags, tag_index = np.unique(tags, return_inverse=True)
+    # Distinct tags by hashing (in order of first appearance), not by sorting every row.
+    encoded_tags = pc.dictionary_encode(pa.array(tags, pa.uint32()))
+    unique_tags = encoded_tags.dictionary.to_numpy()
+    tag_index = encoded_tags.indices.to_numpy()
     tag_text = [f"{int(t):08X}" for t in unique_tags]
 
-    creators = pa.array(cols.private_creator, pa.string())
+    creators = compiled.string_array(cols.private_creator)
     is_private = pc.is_valid(creators).to_numpy(zero_copy_only=False)
     # Public rows: a keyword per distinct tag.
     public_kw = [None if (int(t) >> 16) & 1 else public_keyword(int(t)) for t in unique_tags]
@@ -84,7 +88,9 @@ def to_table(
         rows = np.flatnonzero(is_private)
         masked = tags[rows] & np.uint32(0xFFFF00FF)
         key = creator_idx[rows].astype(np.int64) << 32 | masked.astype(np.int64)
-        unique_keys, key_index = np.unique(key, return_inverse=True)
+        encoded_keys = pc.dictionary_encode(pa.array(key, pa.int64()))
+        unique_keys = encoded_keys.dictionary.to_numpy()
+        key_index = encoded_keys.indices.to_numpy()
         names: list[str | None] = []
         elements: list[str | None] = []
         for k in unique_keys.tolist():
@@ -103,7 +109,7 @@ def to_table(
             _dictionary(per_row_file, list(sops)),
             pa.array(tags, pa.uint32()),
             _dictionary(tag_index.astype(np.int32), tag_text),
-            pa.array(cols.seq_path, pa.string()),
+            compiled.string_array(cols.seq_path),
             creators,
             pa.DictionaryArray.from_arrays(
                 pa.array(
@@ -111,14 +117,14 @@ def to_table(
                 ),
                 pa.array(private_values or [None], pa.string()),
             ),
-            pa.array(cols.vr, pa.string()),
+            compiled.string_array(cols.vr),
             pa.DictionaryArray.from_arrays(
                 pa.array(keyword_index, pa.int32()),
                 pa.array(keyword_values or [None], pa.string()),
             ),
-            pa.array(cols.value, pa.string()),
-            pa.array(cols.value_length, pa.int64()),
-            pa.array(cols.n_items, pa.int32()),
+            compiled.string_array(cols.value),
+            compiled.int_array(cols.value_length, pa.int64()),
+            compiled.int_array(cols.n_items, pa.int32()),
         ],
         schema=SCHEMA,
     )
