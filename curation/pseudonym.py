@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from curation.catalog import has_table
 from curation.errors import CatalogError, InputError, writing
 from curation.schema import SETTINGS
 
@@ -114,10 +115,7 @@ def cohort_key(key_file: str | Path | None, out_dir: str | Path | None) -> tuple
 
 
 def _stored_key(con: duckdb.DuckDBPyConnection) -> str | None:
-    have = con.sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'settings'"
-    ).fetchall()[0][0]
-    if not have:
+    if not has_table(con, "settings"):
         return None
     rows = con.execute("SELECT value FROM settings WHERE name = $n", {"n": KEY_SETTING}).fetchall()
     return str(rows[0][0]) if rows else None

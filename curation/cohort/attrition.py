@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from curation.catalog import quote_ident
+from curation.catalog import has_table, quote_ident
 from curation.cohort.spec import (
     DICOM_KEYWORD_FIELDS,
     SEVERITIES,
@@ -23,7 +23,6 @@ from curation.cohort.spec import (
     Criterion,
     did_you_mean,
 )
-from curation.cohort.tables import table_exists
 from curation.errors import CatalogError, InputError
 
 #: SQL of each comparison op of :data:`curation.cohort.spec.OPS` that compares with one value.
@@ -64,7 +63,7 @@ def qc_run(con: duckdb.DuckDBPyConnection, spec: CohortSpec) -> tuple[int | None
     """
     from curation.qc.findings import latest_run_id
 
-    if not table_exists(con, "qc_runs"):
+    if not has_table(con, "qc_runs"):
         if spec.qc_run is not None or spec.qc_suite is not None:
             raise CatalogError(f"{spec.where or 'spec'}: qc: the catalog holds no QC run")
         return None, "latest rule-suite run"
@@ -141,7 +140,7 @@ def check_labels(con: duckdb.DuckDBPyConnection, names: list[str], where: str) -
     """Raise :class:`InputError` naming the first of ``names`` the labels table does not hold."""
     if not names:
         return
-    if not table_exists(con, "labels"):
+    if not has_table(con, "labels"):
         raise CatalogError(
             f"{where}: label {names[0]!r} needs a labels table (see curation.cohort.labels)"
         )
@@ -175,7 +174,7 @@ def compile_spec(con: duckdb.DuckDBPyConnection, spec: CohortSpec) -> Compiled:
     columns = dict(own)
     base = "harmonized_series b"
     tables = "harmonized_series"
-    if table_exists(con, "pixel_metrics"):
+    if has_table(con, "pixel_metrics"):
         extra = {k: v for k, v in _columns(con, "pixel_metrics").items() if k not in columns}
         if extra:
             cols = ", ".join(quote_ident(k) for k in extra)

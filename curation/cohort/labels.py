@@ -29,7 +29,7 @@ def load_labels(
         if c not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c))
     frame = frame.select(LABELS.column_names).cast(pl.String)
-    con.execute(LABELS.ddl())
+    LABELS.ensure(con)
     if replace_source:
         for src in frame["source"].unique().to_list():
             con.execute("DELETE FROM labels WHERE source IS NOT DISTINCT FROM $s", {"s": src})

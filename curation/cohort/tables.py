@@ -7,39 +7,34 @@ from __future__ import annotations
 
 import duckdb
 
-from curation.schema import Column, Table
-
-
-def _c(name: str, sql_type: str, description: str) -> Column:
-    return Column(name, sql_type, description)
-
+from curation.schema import Table, col
 
 COHORT_RUNS = Table(
     "cohort_runs",
     "cohort build",
     "Provenance of every cohort build: the spec, the QC run its criteria read, the catalog state.",
     (
-        _c("cohort_id", "INTEGER", "Sequential id of the build, 1 for the first"),
-        _c("name", "VARCHAR", "Name of the cohort (the spec's name)"),
-        _c("spec", "JSON", "The validated spec: criteria, split, labels"),
-        _c("spec_sha256", "VARCHAR", "SHA-256 of the spec file's text"),
-        _c("curation_version", "VARCHAR", "Version of curation that built the cohort"),
-        _c("created_at", "TIMESTAMP", "Local time the build started"),
-        _c("qc_run_id", "INTEGER", "QC run whose findings the criteria read; NULL if none"),
-        _c(
+        col("cohort_id", "INTEGER", "Sequential id of the build, 1 for the first"),
+        col("name", "VARCHAR", "Name of the cohort (the spec's name)"),
+        col("spec", "JSON", "The validated spec: criteria, split, labels"),
+        col("spec_sha256", "VARCHAR", "SHA-256 of the spec file's text"),
+        col("curation_version", "VARCHAR", "Version of curation that built the cohort"),
+        col("created_at", "TIMESTAMP", "Local time the build started"),
+        col("qc_run_id", "INTEGER", "QC run whose findings the criteria read; NULL if none"),
+        col(
             "catalog_fingerprint",
             "VARCHAR",
             "Hash of the cataloged files (id, size, mtime) at build time",
         ),
-        _c(
+        col(
             "key_fingerprint",
             "VARCHAR",
             "First 12 hex digits of SHA-256 of the pseudonym key (not the key)",
         ),
-        _c("n_patients", "BIGINT", "Patients in the final cohort"),
-        _c("n_studies", "BIGINT", "Studies in the final cohort"),
-        _c("n_series", "BIGINT", "Series in the final cohort"),
-        _c(
+        col("n_patients", "BIGINT", "Patients in the final cohort"),
+        col("n_studies", "BIGINT", "Studies in the final cohort"),
+        col("n_series", "BIGINT", "Series in the final cohort"),
+        col(
             "out_dir",
             "VARCHAR",
             "Folder the manifest was written to; NULL when built in memory only",
@@ -53,14 +48,14 @@ COHORT_ATTRITION = Table(
     "How many patients, studies and series remain after each criterion, applied in spec order; "
     "step 0 is the catalog before any criterion.",
     (
-        _c("cohort_id", "INTEGER", "The build (cohort_runs.cohort_id)"),
-        _c("step", "INTEGER", "0 for the starting population, then 1, 2, ... per criterion"),
-        _c("criterion", "VARCHAR", "The criterion in words"),
-        _c("n_patients", "BIGINT", "Patients with at least one series left after this step"),
-        _c("n_studies", "BIGINT", "Studies with at least one series left after this step"),
-        _c("n_series", "BIGINT", "Series left after this step"),
-        _c("n_series_dropped", "BIGINT", "Series this criterion dropped"),
-        _c("n_patients_dropped", "BIGINT", "Patients whose last series this criterion dropped"),
+        col("cohort_id", "INTEGER", "The build (cohort_runs.cohort_id)"),
+        col("step", "INTEGER", "0 for the starting population, then 1, 2, ... per criterion"),
+        col("criterion", "VARCHAR", "The criterion in words"),
+        col("n_patients", "BIGINT", "Patients with at least one series left after this step"),
+        col("n_studies", "BIGINT", "Studies with at least one series left after this step"),
+        col("n_series", "BIGINT", "Series left after this step"),
+        col("n_series_dropped", "BIGINT", "Series this criterion dropped"),
+        col("n_patients_dropped", "BIGINT", "Patients whose last series this criterion dropped"),
     ),
 )
 
@@ -69,12 +64,12 @@ COHORT_EXCLUSIONS = Table(
     "series dropped by a cohort build",
     "Why each series left the cohort: the first criterion it failed.",
     (
-        _c("cohort_id", "INTEGER", "The build (cohort_runs.cohort_id)"),
-        _c("SeriesInstanceUID", "VARCHAR", "The dropped series"),
-        _c("StudyInstanceUID", "VARCHAR", "Its study"),
-        _c("PatientID", "VARCHAR", "Its patient (an identifier: stays inside the catalog)"),
-        _c("step", "INTEGER", "The criterion (cohort_attrition.step) that dropped it"),
-        _c("criterion", "VARCHAR", "That criterion in words"),
+        col("cohort_id", "INTEGER", "The build (cohort_runs.cohort_id)"),
+        col("SeriesInstanceUID", "VARCHAR", "The dropped series"),
+        col("StudyInstanceUID", "VARCHAR", "Its study"),
+        col("PatientID", "VARCHAR", "Its patient (an identifier: stays inside the catalog)"),
+        col("step", "INTEGER", "The criterion (cohort_attrition.step) that dropped it"),
+        col("criterion", "VARCHAR", "That criterion in words"),
     ),
 )
 
@@ -83,22 +78,22 @@ COHORT_MEMBERS = Table(
     "series in a cohort",
     "The series of each cohort build, with their split and pseudonyms.",
     (
-        _c("cohort_id", "INTEGER", "The build (cohort_runs.cohort_id)"),
-        _c("SeriesInstanceUID", "VARCHAR", "The series"),
-        _c("StudyInstanceUID", "VARCHAR", "Its study"),
-        _c("PatientID", "VARCHAR", "Its patient (an identifier: stays inside the catalog)"),
-        _c("split", "VARCHAR", "train, val, test (the spec's split names)"),
-        _c(
+        col("cohort_id", "INTEGER", "The build (cohort_runs.cohort_id)"),
+        col("SeriesInstanceUID", "VARCHAR", "The series"),
+        col("StudyInstanceUID", "VARCHAR", "Its study"),
+        col("PatientID", "VARCHAR", "Its patient (an identifier: stays inside the catalog)"),
+        col("split", "VARCHAR", "train, val, test (the spec's split names)"),
+        col(
             "patient_key",
             "VARCHAR",
             "Pseudonym of the patient: HMAC-SHA256 of PatientID, 24 hex digits",
         ),
-        _c(
+        col(
             "study_key",
             "VARCHAR",
             "Pseudonym of the study: HMAC-SHA256 of StudyInstanceUID, 24 hex digits",
         ),
-        _c(
+        col(
             "series_key",
             "VARCHAR",
             "Pseudonym of the series: HMAC-SHA256 of SeriesInstanceUID, 24 hex digits",
@@ -112,20 +107,20 @@ LABELS = Table(
     "Labels a cohort can filter and stratify on (from reports, annotations or a spreadsheet). "
     "A row with a NULL SeriesInstanceUID labels every series of its study.",
     (
-        _c("PatientID", "VARCHAR", "Patient (an identifier: stays inside the catalog)"),
-        _c("StudyInstanceUID", "VARCHAR", "Study the label belongs to"),
-        _c(
+        col("PatientID", "VARCHAR", "Patient (an identifier: stays inside the catalog)"),
+        col("StudyInstanceUID", "VARCHAR", "Study the label belongs to"),
+        col(
             "SeriesInstanceUID",
             "VARCHAR",
             "Series the label belongs to; NULL for a study-level label",
         ),
-        _c("label", "VARCHAR", "Label name, e.g. pleural_effusion"),
-        _c(
+        col("label", "VARCHAR", "Label name, e.g. pleural_effusion"),
+        col(
             "value",
             "VARCHAR",
             "Label value, e.g. positive, negated, uncertain, or a number as text",
         ),
-        _c(
+        col(
             "source",
             "VARCHAR",
             "Where the label comes from (report truth, NLP model, reader, ...)",
