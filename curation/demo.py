@@ -10,6 +10,7 @@ user would call, so the demo is also the shortest tour of the API.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,16 +104,28 @@ def run_demo(out: str | Path = "demo_out", *, workers: int | None = None) -> Dem
         steps["qc"] = f"run {result.run_id}: " + ", ".join(
             f"{n} {sev}" for sev, n in sorted(result.counts.items())
         )
+        # What `qc --json` and `qc --junit` write (pseudonyms, under the catalog's key)
+        from curation import pseudonym
+        from curation.qc import junit
+        from curation.qc.runner import to_json
+
+        # one key for every output (the env's if set, else the catalog's own)
+        key = pseudonym.catalog_key(con)[0]
+        (out / "qc.json").write_text(json.dumps(to_json(result, con, key), indent=1, default=str))
+        junit.write(result, con, out / "qc.xml", "error", key)
+        outputs["qc"] = out / "qc.json"
         truth = sample / "synthetic" / "reports.parquet"
         if truth.exists():
             n = load_labels(con, synthetic_report_labels(truth))
             steps["labels"] = f"{n} report labels loaded (synthetic truth)"
         cohort_dir = out / "cohort"
-        cohort = build_cohort(con, sample / "cohort_spec.yaml", cohort_dir)
+        # pseudonymous links: the sample archive's folder names carry patient, accession and date
+        cohort = build_cohort(con, sample / "cohort_spec.yaml", cohort_dir, key=key, files="link")
         kept = cohort.manifest.height
         steps["cohort"] = f"{cohort.spec.name}: {kept} series in the manifest"
         outputs["cohort"] = cohort_dir
         validation = expectations.validate(con, manifest=cohort_dir)
+        expectations.write_junit(validation, out / "validate.xml")
         n_expectations = sum(len(s.outcomes) for s in validation.suites)
         failed = ", ".join(f"{n} {sev}" for sev, n in validation.counts.items() if n) or "none"
         steps["validate"] = (

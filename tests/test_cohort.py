@@ -496,3 +496,66 @@ def test_criteria_built_in_python_are_validated() -> None:
         CohortSpec("x", criteria=("include Modality = CT",))  # type: ignore[arg-type]
     ok = CohortSpec("x", [Criterion("include", "field", "Modality", "=", "CT")])  # type: ignore[arg-type]
     assert isinstance(ok.criteria, tuple)
+
+
+# -- what the manifest's file paths leak, and the way out (issue 10) ----------------------------
+
+
+def test_the_path_warning_names_every_identifier_the_paths_carry(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="curation.cohort"):
+        res = build_cohort(db, SPEC, None, key=KEY)
+    con = catalog.connect(db, read_only=True)
+    rows = con.sql(
+        f"""SELECT i.path, i.PatientID, i.AccessionNumber, strftime(i.StudyDate, '%Y%m%d')
+        FROM cohort_members m JOIN instances i USING (SeriesInstanceUID)
+        WHERE m.cohort_id = {res.cohort_id}"""
+    ).fetchall()
+    con.close()
+    # the synthetic archive's folders are named after patient, accession and date
+    for what, i in (("PatientID", 1), ("AccessionNumber", 2), ("StudyDate", 3)):
+        n = sum(1 for r in rows if r[i] and r[i] in r[0])
+        assert n > 0, what
+        assert f"{what} in {n}" in caplog.text
+    assert "--files link" in caplog.text and "--files copy" in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["link", "copy"])
+def test_pseudonymous_files_carry_no_identifier_in_their_paths(
+    db: Path, tmp_path: Path, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="curation.cohort"):
+        res = build_cohort(db, SPEC, out, key=KEY, files=mode)
+    assert "carry identifiers" not in caplog.text
+    con = catalog.connect(db, read_only=True)
+    ids = {
+        v
+        for row in con.sql(
+            "SELECT DISTINCT PatientID, AccessionNumber, strftime(StudyDate, '%Y%m%d') FROM instances"
+        ).fetchall()
+        for v in row
+        if v and len(v) >= 4
+    }
+    originals = dict(
+        con.sql(
+            f"""SELECT m.series_key, list(i.path ORDER BY i.InstanceNumber, i.path)
+            FROM cohort_members m JOIN instances i USING (SeriesInstanceUID)
+            WHERE m.cohort_id = {res.cohort_id} GROUP BY 1"""
+        ).fetchall()
+    )
+    con.close()
+    manifest = pl.read_parquet(out / "manifest.parquet")
+    datalist = (out / "datalist.json").read_text()
+    paths = [p for files in manifest["dicom_files"].to_list() for p in files]
+    assert paths and all(p.startswith(str(out / "files")) for p in paths)
+    assert not [x for x in ids if any(x in p for p in paths) or x in datalist]
+    for row in manifest.iter_rows(named=True):
+        for made, src in zip(row["dicom_files"], originals[row["series_key"]], strict=True):
+            assert Path(made).read_bytes() == Path(src).read_bytes()
+            assert Path(made).is_symlink() == (mode == "link")

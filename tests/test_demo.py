@@ -37,6 +37,70 @@ def test_demo_runs_the_whole_path(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert not token.search(manifest_text), pid
     html = (out / "report.html").read_text()
     assert html.count("<html") == 1 and len(html) > 1_000_000  # self-contained: plotly.js inlined
+    leaks = identifier_leaks(out)
+    assert leaks == {}, {f: sorted(v)[:5] for f, v in leaks.items()}
     # A second demo is incremental: the crawl reads nothing again.
     assert main(["-q", "demo", "--out", str(out), "--workers", "2"]) == 0
     assert " 0 read " in capsys.readouterr().out
+
+
+#: Identifier columns of the catalog whose values no output of the demo may hold.
+IDENTIFIERS = (
+    "PatientID",
+    "PatientName",
+    "AccessionNumber",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+)
+
+
+def _output_text(path: Path) -> str:
+    """What an output says, as text (a parquet file: its columns and rows)."""
+    if path.suffix == ".parquet":
+        frame = pl.read_parquet(path)
+        return " ".join(frame.columns) + "\n" + str(frame.rows())
+    text = path.read_bytes().decode("utf-8", "replace")
+    if path.suffix == ".html":  # without the inlined plotly.js library (it holds no data)
+        text = re.sub(
+            r"<script type=\"text/javascript\">.*?</script>", "", text, count=1, flags=re.S
+        )
+    return text
+
+
+def identifier_leaks(out: Path) -> dict[str, set[str]]:
+    """Every identifier value of the demo's catalog found in one of its outputs, by output file.
+
+    Everything under ``out`` but the catalog itself, the key and the pseudonymous links to the
+    archive's DICOM files (``cohort/files/``: the images themselves, which the manifest points to).
+    Values match as whole tokens: a PatientID "dicom" of the real subset is also part of the rule
+    id ``instance.not_dicom``.
+    """
+    with duckdb.connect(str(out / "catalog.duckdb"), read_only=True) as con:
+        values = {
+            str(v).strip()
+            for c in IDENTIFIERS
+            for (v,) in con.sql(f'SELECT DISTINCT "{c}" FROM instances').fetchall()
+            if v is not None and len(str(v).strip()) >= 3
+        }
+    assert len(values) > 2000  # every UID of 2,217 instances, and the patients
+    outputs = [
+        p
+        for p in out.rglob("*")
+        if p.is_file()
+        and not p.is_symlink()
+        and not p.name.startswith("catalog.duckdb")
+        and p.name != "pseudonym.key"
+        and "files" not in p.relative_to(out).parts[:2]
+    ]
+    assert {"qc.json", "qc.xml", "validate.xml", "report.html", "manifest.parquet"} <= {
+        p.name for p in outputs
+    }
+    found: dict[str, set[str]] = {}
+    for p in outputs:
+        text = _output_text(p)
+        tokens = set(re.findall(r"[\w.^-]+", text))
+        hits = {v for v in values if v in tokens or (" " in v and v in text)}
+        if hits:
+            found[str(p.relative_to(out))] = hits
+    return found

@@ -220,3 +220,29 @@ def test_report_on_a_read_only_catalog_without_a_key_says_what_to_do(
         assert (tmp_path / "r.html").is_file()
     finally:
         subprocess.run(["chattr", "-i", str(db)], check=True)
+
+
+def test_qc_json_and_junit_show_pseudonyms_under_the_key(db: Path, tmp_path: Path) -> None:
+    import json
+
+    from curation.pseudonym import pseudonym
+
+    j, x = tmp_path / "qc.json", tmp_path / "qc.xml"
+    assert main(["qc", "--db", str(db), "--json", str(j), "--junit", str(x), "-q"]) in (0, 1)
+    con = catalog.connect(db, read_only=True)
+    uids = dict(
+        con.sql(
+            "SELECT SeriesInstanceUID, PatientID FROM qc_findings "
+            "WHERE run_id = 2 AND SeriesInstanceUID IS NOT NULL"
+        ).fetchall()
+    )
+    con.close()
+    assert uids
+    findings = json.loads(j.read_text())["findings"]
+    assert not {"PatientID", "SeriesInstanceUID", "SOPInstanceUID", "path"} & set(findings[0])
+    keys = {f["series_key"] for f in findings}
+    assert {pseudonym(u, KEY.encode()) for u in uids} <= keys
+    text = x.read_text()
+    assert not [u for u in uids if u in text]
+    shown = [u for u in uids if "S-" + pseudonym(u, KEY.encode()) in text]
+    assert shown  # findings are listed, by pseudonym

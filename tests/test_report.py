@@ -232,3 +232,23 @@ def test_png_export(full_catalog: Path, tmp_path: Path) -> None:
         img = Image.open(png).convert("RGB")
         assert img.size == (1000, 450)
         assert len(img.getcolors(maxcolors=1 << 20) or []) > 10, f"{png.name} is blank"
+
+
+def test_study_dates_are_shown_at_the_chosen_precision(crawled: Path, tmp_path: Path) -> None:
+    con = duckdb.connect(str(crawled), read_only=True)
+    days = {
+        d.strftime(f)
+        for (d,) in con.sql(
+            "SELECT DISTINCT StudyDate FROM studies WHERE StudyDate IS NOT NULL"
+        ).fetchall()
+        for f in ("%Y-%m-%d", "%Y%m%d")
+    }
+    con.close()
+    assert days
+    html = _data_part(
+        build_report(crawled, tmp_path / "y.html", thumbnails=0, key_file=None).path.read_text()
+    )
+    assert not [d for d in days if d in html]  # no day, by default (year)
+    assert "Studies per year" in html
+    fine = build_report(crawled, tmp_path / "d.html", thumbnails=0, date_precision="day")
+    assert [d for d in days if d in _data_part(fine.path.read_text())]  # and the test can fail

@@ -14,8 +14,13 @@ splits patients deterministically, and writes into --out:
 Pseudonyms are HMAC-SHA256 under the key in $CURATION_PSEUDONYM_KEY or --key-file; without either, a
 key is generated into --out (and a warning says so).
 
-Exit code 0 on success, 3 for a bad spec or option, 4 when the catalog cannot be opened or lacks a
-table a criterion needs (QC findings, labels).
+The manifest's dicom_files are the archive's own paths unless --files link|copy asks for
+pseudonymous ones; a warning says which identifiers (PatientID, AccessionNumber, StudyDate) the
+archive's folder and file names put into them.
+
+Exit code 0 on success, 3 for a bad spec or option (a spec is data: names in it reach SQL only after
+they were found in the catalog, values are bound), 4 when the catalog cannot be opened or read or
+lacks a table a criterion needs (QC findings, labels), 5 when --out cannot be written.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--key-file", help="file holding the pseudonym key (default: $CURATION_PSEUDONYM_KEY)"
+    )
+    parser.add_argument(
+        "--files",
+        choices=("link", "copy"),
+        help="list the DICOM files under pseudonymous names in --out/files/<series_key>/: symbolic "
+        "links, or copies (hard links where possible); default: the archive's own paths, which "
+        "may carry PatientID, AccessionNumber or StudyDate in their folder names",
     )
     parser.add_argument("--volumes", action="store_true", help="also export each series as NIfTI")
     parser.add_argument(
@@ -55,16 +67,13 @@ def run(args: argparse.Namespace) -> int:
         raise CatalogError(f"{args.db}: no catalog here (run `curation crawl` first)")
     if not Path(args.spec).is_file():
         raise InputError(f"{args.spec}: no such spec file")
-    con = catalog.connect(args.db)
-    try:
-        result = build_cohort(con, args.spec, args.out, key_file=args.key_file)
+    with catalog.opened(args.db) as con:
+        result = build_cohort(con, args.spec, args.out, key_file=args.key_file, files=args.files)
         if args.volumes:
             from curation.cohort.volumes import VolumeOptions, export_volumes
 
             opts = VolumeOptions(spacing_mm=tuple(args.spacing) if args.spacing else None)
             export_volumes(con, result, Path(args.out), opts, workers=args.workers)
-    finally:
-        con.close()
     print(f"cohort {result.spec.name!r} (build {result.cohort_id}) written to {args.out}")
     for row in result.attrition.iter_rows(named=True):
         print(

@@ -2,7 +2,8 @@
 
 Every rule of the suite runs (a rule that cannot run is reported, the others still run); findings
 land in the catalog's qc_findings table with the run's provenance in qc_runs. Prints a summary per
-rule; --json and --junit write the run for other tools and CI.
+rule; --json and --junit write the run for other tools and CI, identifiers as pseudonyms (the keyed
+hash of the manifest and the report: see --key-file).
 
   curation qc --db catalog.duckdb                       the shipped default suite
   curation qc --db catalog.duckdb --suite ct.yaml --fail-on warning --junit qc.xml
@@ -25,6 +26,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from curation import pseudonym
 from curation.errors import CatalogError, InputError, writing
 from curation.qc import junit
 from curation.qc.rule import Rule, all_rules
@@ -44,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the run and its findings as JSON")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML (one test per rule)")
+    parser.add_argument(
+        "--key-file",
+        help="file holding the pseudonym key of --json/--junit (default: $CURATION_PSEUDONYM_KEY, "
+        "else the catalog's own key, stored on first use)",
+    )
     parser.add_argument("--list", action="store_true", help="list every rule and exit")
     parser.add_argument("--explain", metavar="RULE_ID", help="describe one rule and exit")
 
@@ -101,12 +108,18 @@ def run(args: argparse.Namespace) -> int:
             status = rr.error if rr.status != "ok" else f"{rr.n_findings}"
             print(f"  {rr.rule_id:36s} {rr.severity:8s} {status}")
         print("  by severity: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+        key = (
+            pseudonym.catalog_key(con, key_file=args.key_file)[0]
+            if args.json or args.junit
+            else None
+        )
         if args.json:
+            text = json.dumps(to_json(result, con, key), indent=1, default=str)
             with writing(args.json):
-                Path(args.json).write_text(json.dumps(to_json(result, con), indent=1, default=str))
+                Path(args.json).write_text(text)
         if args.junit:
             with writing(args.junit):
-                junit.write(result, con, args.junit, args.fail_on)
+                junit.write(result, con, args.junit, args.fail_on, key)
     finally:
         con.close()
     if result.errors:

@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--png", metavar="DIR", help="also write each figure as PNG (kaleido)")
     parser.add_argument("--title", default="Curation QC report", help="title of the report")
     parser.add_argument(
+        "--date-precision",
+        choices=("year", "month", "day"),
+        default="year",
+        help="the finest study dates the report shows (default: year; dates are identifying)",
+    )
+    parser.add_argument(
         "--key-file",
         help="file holding the pseudonym key (default: $CURATION_PSEUDONYM_KEY, the cohort's "
         "pseudonym.key, else the catalog's own key, stored on first use)",
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         png_dir=args.png,
         title=args.title,
         key_file=args.key_file,
+        date_precision=args.date_precision,
     )
     print(result)
     if result.pngs:

@@ -20,10 +20,10 @@ from curation import __version__, pseudonym
 from curation.catalog import quote_ident
 from curation.cohort import attrition as attr
 from curation.cohort import split
-from curation.cohort.manifest import MANIFEST_ATTRIBUTES, write
+from curation.cohort.manifest import MANIFEST_ATTRIBUTES, pseudonymous_files, write
 from curation.cohort.spec import CohortSpec, load
 from curation.cohort.tables import COHORT_ATTRITION, COHORT_MEMBERS, ensure_tables, table_exists
-from curation.errors import CatalogError
+from curation.errors import CatalogError, InputError
 
 log = logging.getLogger("curation.cohort")
 
@@ -88,6 +88,7 @@ def build_cohort(
     *,
     key_file: str | Path | None = None,
     key: bytes | None = None,
+    files: str | None = None,
 ) -> CohortResult:
     """Build the cohort ``spec`` from the catalog ``db`` and, with ``out_dir``, write it there.
 
@@ -102,6 +103,11 @@ def build_cohort(
         None builds in the catalog only.
     key_file, key
         The pseudonym key (see :mod:`curation.pseudonym`); ``key`` bytes win over the file.
+    files
+        ``None``: ``dicom_files`` lists the archive's own paths (a warning says which identifiers
+        its folder and file names carry); ``"link"``: pseudonymous symbolic links in
+        ``out_dir/files/<series_key>/``; ``"copy"``: pseudonymous copies there (hard links where
+        the file system allows). See :func:`curation.cohort.manifest.pseudonymous_files`.
 
     Raises
     ------
@@ -113,11 +119,8 @@ def build_cohort(
     if not isinstance(db, duckdb.DuckDBPyConnection):
         from curation import catalog
 
-        con = catalog.connect(db)
-        try:
-            return build_cohort(con, spec, out_dir, key_file=key_file, key=key)
-        finally:
-            con.close()
+        with catalog.opened(db) as opened:
+            return build_cohort(opened, spec, out_dir, key_file=key_file, key=key, files=files)
     con = db
     loaded = spec if isinstance(spec, CohortSpec) else load(spec)
     out = Path(out_dir) if out_dir is not None else None
@@ -197,16 +200,12 @@ def build_cohort(
         ORDER BY m.split, m.patient_key, m.study_key, h.SeriesNumber, m.series_key""",
         params=params,
     ).pl()
-    n_leaky = con.sql(
-        """SELECT count(*) FROM _cohort_members m JOIN instances i USING (SeriesInstanceUID)
-        WHERE contains(i.path, m.PatientID)"""
-    ).fetchall()[0][0]
-    if n_leaky:
-        log.warning(
-            "%d file path(s) in the manifest contain their PatientID (the archive's folder names "
-            "carry it); export volumes to give the training job pseudonymous paths",
-            n_leaky,
-        )
+    if files is not None:
+        if out is None:
+            raise InputError("pseudonymous files (files='link' or 'copy') need an output folder")
+        manifest = pseudonymous_files(manifest, out, files)
+    else:
+        _warn_identifying_paths(con)
     t["manifest"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     cohort_id = _record(con, loaded, attrition, compiled.qc_run_id, key, out)
@@ -239,6 +238,45 @@ def build_cohort(
             {"o": str(out), "c": cohort_id},
         )
     return CohortResult(cohort_id, loaded, attrition, manifest, provenance, paths, t)
+
+
+def identifying_paths(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many manifest file paths carry each identifier of their own instance in their text.
+
+    PatientID, AccessionNumber (at least 4 characters, shorter ones match anything) and StudyDate
+    (``YYYYMMDD`` or ``YYYY-MM-DD``), counted over the instances of ``_cohort_members``, plus
+    ``any``: paths with at least one.
+    """
+    row = con.sql(
+        """WITH p AS (
+            SELECT contains(i.path, m.PatientID) AS pid,
+                length(i.AccessionNumber) >= 4 AND contains(i.path, i.AccessionNumber) AS acc,
+                i.StudyDate IS NOT NULL AND (contains(i.path, strftime(i.StudyDate, '%Y%m%d'))
+                    OR contains(i.path, strftime(i.StudyDate, '%Y-%m-%d'))) AS day
+            FROM _cohort_members m JOIN instances i USING (SeriesInstanceUID))
+        SELECT count(*) FILTER (WHERE pid), count(*) FILTER (WHERE acc),
+            count(*) FILTER (WHERE day), count(*) FILTER (WHERE pid OR acc OR day), count(*)
+        FROM p"""
+    ).fetchall()[0]
+    return dict(zip(("PatientID", "AccessionNumber", "StudyDate", "any", "all"), row, strict=True))
+
+
+def _warn_identifying_paths(con: duckdb.DuckDBPyConnection) -> None:
+    found = identifying_paths(con)
+    if not found["any"]:
+        return
+    which = ", ".join(
+        f"{k} in {found[k]}" for k in ("PatientID", "AccessionNumber", "StudyDate") if found[k]
+    )
+    log.warning(
+        "%d of the manifest's %d file paths carry identifiers in the archive's folder and file "
+        "names (%s); pass --files link (pseudonymous symbolic links) or --files copy "
+        "(pseudonymous copies) to give the training job paths without them, or export "
+        "--volumes. The DICOM headers themselves still hold the identifiers.",
+        found["any"],
+        found["all"],
+        which,
+    )
 
 
 def _record(

@@ -3,7 +3,8 @@ table and a provenance sidecar, so that a training run can say which data it saw
 
 The manifest holds pseudonyms (keyed hashes), never PatientID or PatientName. File paths point at
 the source DICOM files (and the NIfTI volumes when exported); where an archive's folder names carry
-identifiers, the paths carry them too: :func:`write` warns when it finds a PatientID inside a path.
+identifiers, the paths carry them too: the build warns, naming which (PatientID, AccessionNumber,
+StudyDate), unless it was asked for :func:`pseudonymous_files` (links or copies named by pseudonym).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ MANIFEST_ATTRIBUTES: tuple[str, ...] = (
     "n_instances",
 )
 
+#: How :func:`pseudonymous_files` makes each file: a symbolic link, or a copy.
+FILE_MODES: tuple[str, ...] = ("link", "copy")
+
 #: MONAI datalist section of each split name.
 DATALIST_SECTIONS: dict[str, str] = {"train": "training", "val": "validation", "test": "test"}
 
@@ -57,6 +61,54 @@ def _csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
         else:
             out.append(pl.col(name))
     return frame.select(out)
+
+
+def pseudonymous_files(manifest: pl.DataFrame, out_dir: Path, mode: str) -> pl.DataFrame:
+    """``manifest`` with ``dicom_files`` pointing at ``out_dir/files/<series_key>/<n>.dcm``.
+
+    ``mode`` ``link`` makes symbolic links to the archive's files (nothing copied; the link's
+    target, readable with ``readlink``, still is the archive's path: ship the folder with the
+    links followed); ``copy`` makes hard links where ``out_dir`` is on the archive's file system
+    and copies elsewhere. Only the paths are pseudonymous: the DICOM headers keep whatever
+    identifiers they hold.
+
+    Raises
+    ------
+    InputError
+        ``mode`` is not one of :data:`FILE_MODES`.
+    OutputError
+        A link or copy cannot be made.
+    """
+    import os
+    import shutil
+
+    from curation.errors import InputError
+
+    if mode not in FILE_MODES:
+        raise InputError(f"files: {mode!r} is not one of {', '.join(FILE_MODES)}")
+    root = out_dir / "files"
+    lists = []
+    with writing(root):
+        for series_key, sources in zip(
+            manifest["series_key"].to_list(), manifest["dicom_files"].to_list(), strict=True
+        ):
+            folder = root / series_key
+            folder.mkdir(parents=True, exist_ok=True)
+            made = []
+            for i, src in enumerate(sources, 1):
+                dst = folder / f"{i:05d}.dcm"
+                if dst.is_symlink() or dst.exists():
+                    dst.unlink()
+                if mode == "link":
+                    dst.symlink_to(src)
+                else:
+                    try:
+                        os.link(src, dst)
+                    except OSError:
+                        shutil.copy2(src, dst)
+                made.append(str(dst))
+            lists.append(made)
+    return manifest.with_columns(pl.Series("dicom_files", lists, dtype=pl.List(pl.String)))
 
 
 def write(

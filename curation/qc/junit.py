@@ -7,8 +7,10 @@ and go through :func:`write_suites`.
 One ``testsuite`` per run, one ``testcase`` per rule (``name`` = its id). A rule with findings at or
 above ``fail_on`` is a failure listing its findings; findings below it go to ``system-out``; a rule
 that could not run is an ``error``; a rule (or a whole suite) whose table is absent is ``skipped``.
-How a finding is named in the text is decided by :func:`finding_line` alone: patient IDs and paths
-are left out, because CI logs leave the catalog.
+How a finding is named in the text is decided by :func:`finding_line` alone: CI logs leave the
+catalog, so a finding names its instance or series by pseudonym (``I-…``, ``S-…``: the one policy of
+:mod:`curation.pseudonym`, the same keyed hash as the manifest's and the report's), never by UID,
+and patient IDs and paths are left out.
 """
 
 from __future__ import annotations
@@ -65,9 +67,12 @@ class JUnitSuite:
 
 
 def finding_line(finding: Mapping[str, Any]) -> str:
-    """How a finding reads in a JUnit file: where (instance, series or neither), what, the value."""
-    sop, series = finding.get("SOPInstanceUID"), finding.get("SeriesInstanceUID")
-    where = f"instance {sop}" if sop else (f"series {series}" if series else "file/cohort")
+    """How a finding reads in a JUnit file: where (instance, series or neither), what, the value.
+
+    ``finding`` carries pseudonyms (``instance_key``, ``series_key``, see :func:`run_findings`).
+    """
+    sop, series = finding.get("instance_key"), finding.get("series_key")
+    where = f"instance I-{sop}" if sop else (f"series S-{series}" if series else "file/cohort")
     return f"{where}: {finding.get('message')} [value {finding.get('value')}]"
 
 
@@ -144,9 +149,15 @@ def write_suites(
 def run_findings(
     con: duckdb.DuckDBPyConnection, run_id: int, limit: int = MAX_LISTED
 ) -> dict[str, list[dict[str, Any]]]:
-    """The first ``limit`` findings of each rule of run ``run_id``, by rule id."""
+    """The first ``limit`` findings of each rule of run ``run_id``, by rule id, identifiers as
+    pseudonyms (``patient_key``, ``series_key``, ...); ``con`` carries the ``pseudonym`` macro
+    (:func:`curation.pseudonym.install`)."""
+    from curation.pseudonym import keyed_select
+    from curation.qc.tables import QC_FINDINGS
+
+    cols = [c for c in QC_FINDINGS.column_names if c != "run_id"]
     rows = con.sql(
-        """SELECT * EXCLUDE (run_id, n) FROM (
+        f"""SELECT {keyed_select(cols)} FROM (
                SELECT *, row_number() OVER (
                    PARTITION BY rule_id ORDER BY SeriesInstanceUID, SOPInstanceUID) AS n
                FROM qc_findings WHERE run_id = $r)
@@ -160,9 +171,19 @@ def run_findings(
 
 
 def write(
-    result: RunResult, con: duckdb.DuckDBPyConnection, path: str | Path, fail_on: str = "error"
+    result: RunResult,
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    fail_on: str = "error",
+    key: bytes | None = None,
 ) -> Path:
-    """Write the JUnit XML of the rule-suite run ``result`` to ``path``; returns the path."""
+    """Write the JUnit XML of the rule-suite run ``result`` to ``path``; returns the path.
+
+    ``key`` is the pseudonym key (default: :func:`curation.pseudonym.catalog_key`).
+    """
+    from curation import pseudonym
+
+    pseudonym.install(con, key if key is not None else pseudonym.catalog_key(con)[0])
     suite = JUnitSuite(
         name=f"curation.qc:{result.suite.name}",
         rule_runs=result.rule_runs,

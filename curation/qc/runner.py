@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from curation import __version__, catalog
 from curation.errors import CatalogError
 from curation.qc import views
-from curation.qc.findings import findings
 from curation.qc.record import RuleRun, RunRecorder
 from curation.qc.rule import Severity
 from curation.qc.suite import SelectedRule, Suite, load_suite
@@ -178,9 +177,29 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
     return RunResult(run_id, suite, tuple(outcomes), views_seconds, time.perf_counter() - t_start)
 
 
-def to_json(result: RunResult, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """The run as a JSON-ready mapping: provenance, per-rule outcome and every finding."""
-    rows = findings(con, result.run_id).drop("run_id").to_dicts()
+def to_json(
+    result: RunResult, con: duckdb.DuckDBPyConnection, key: bytes | None = None
+) -> dict[str, Any]:
+    """The run as a JSON-ready mapping: provenance, per-rule outcome and every finding.
+
+    A finding's identifiers (PatientID, the UIDs, the path) are given as pseudonyms
+    (``patient_key``, ``study_key``, ``series_key``, ``instance_key``, ``file_key``) under ``key``
+    (default: :func:`curation.pseudonym.catalog_key`): the JSON leaves the catalog.
+    """
+    from curation import pseudonym
+    from curation.qc.tables import QC_FINDINGS
+
+    pseudonym.install(con, key if key is not None else pseudonym.catalog_key(con)[0])
+    cols = [c for c in QC_FINDINGS.column_names if c != "run_id"]
+    rows = (
+        con.sql(
+            f"SELECT {pseudonym.keyed_select(cols)} FROM qc_findings WHERE run_id = $r "
+            "ORDER BY rule_id, SeriesInstanceUID, SOPInstanceUID, path",
+            params={"r": result.run_id},
+        )
+        .pl()
+        .to_dicts()
+    )
     return {
         "run_id": result.run_id,
         "suite": {

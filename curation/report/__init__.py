@@ -53,14 +53,19 @@ class ReportResult:
 
 
 def build_sections(
-    con: duckdb.DuckDBPyConnection, cohort: str | Path | None = None, *, thumbnails: int = 12
+    con: duckdb.DuckDBPyConnection,
+    cohort: str | Path | None = None,
+    *,
+    thumbnails: int = 12,
+    date_precision: str = "year",
 ) -> list[Section]:
     """Every section the catalog (and cohort folder) has the data for, in report order.
 
-    ``con`` must carry the ``pseudonym`` macro (:func:`curation.pseudonym.install`).
+    ``con`` must carry the ``pseudonym`` macro (:func:`curation.pseudonym.install`); study dates
+    are shown no finer than ``date_precision`` (year, month or day).
     """
     built = [
-        overview_section(con),
+        overview_section(con, date_precision),
         heterogeneity_section(con),
         findings_section(con),
         pixel_metrics_section(con),
@@ -127,6 +132,7 @@ def build_report(
     png_dir: str | Path | None = None,
     title: str = "Curation QC report",
     key_file: str | Path | None = None,
+    date_precision: str = "year",
 ) -> ReportResult:
     """Write the self-contained HTML report of catalog ``db`` to ``out``.
 
@@ -148,6 +154,9 @@ def build_report(
     key_file
         File holding the pseudonym key; default: ``CURATION_PSEUDONYM_KEY``, the cohort folder's
         ``pseudonym.key``, else the catalog's own key (see :mod:`curation.pseudonym`).
+    date_precision
+        The finest study dates the report shows: ``year`` (default), ``month`` or ``day``
+        (dates are identifying; the overview's range and the studies-over-time figure use it).
 
     Returns
     -------
@@ -164,6 +173,10 @@ def build_report(
     InputError
         ``cohort`` is not a folder, or PNG export was asked for without kaleido.
     """
+    from curation.report.figures import DATE_FORMATS
+
+    if date_precision not in DATE_FORMATS:
+        raise InputError(f"date precision {date_precision!r}: one of {', '.join(DATE_FORMATS)}")
     if cohort is not None and not Path(cohort).is_dir():
         raise InputError(f"{cohort}: no cohort folder here (run `curation cohort` first)")
     own = isinstance(db, str | Path)
@@ -175,7 +188,7 @@ def build_report(
             raise CatalogError(f"{name}: the catalog has no table 'instances'; crawl first")
         key, key_source = pseudonym.catalog_key(con, cohort, key_file)
         pseudonym.install(con, key)
-        sections = build_sections(con, cohort, thumbnails=thumbnails)
+        sections = build_sections(con, cohort, thumbnails=thumbnails, date_precision=date_precision)
         provenance = _provenance(con, name, cohort, key_source)
     subtitle = f"catalog {Path(name).name if own else name}" + (
         f", cohort {Path(cohort).name}" if cohort is not None else ""

@@ -101,19 +101,27 @@ def series_by_site(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
     return _layout(fig, "Series per site and modality", xaxis_title="series")
 
 
-def studies_over_time(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
-    """Studies per month of StudyDate, stacked by site (``studies``)."""
+#: strftime format of each date precision the report may show (``--date-precision``).
+DATE_FORMATS: dict[str, str] = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d"}
+
+
+def studies_over_time(con: duckdb.DuckDBPyConnection, precision: str = "year") -> go.Figure | None:
+    """Studies per year (or month, day: ``precision``) of StudyDate, stacked by site (``studies``).
+
+    Dates are identifying: the report shows them no finer than the user chose (year by default).
+    """
+    fmt = DATE_FORMATS[precision]
     frame = _frame(
         con,
-        f"""SELECT strftime(date_trunc('month', StudyDate), '%Y-%m') AS month, {SITE} AS site,
-                   count(*) AS n
-            FROM studies WHERE StudyDate IS NOT NULL GROUP BY ALL ORDER BY site, month""",
+        f"""SELECT strftime(date_trunc('{precision}', StudyDate), '{fmt}') AS period,
+                   {SITE} AS site, count(*) AS n
+            FROM studies WHERE StudyDate IS NOT NULL GROUP BY ALL ORDER BY site, period""",
     )
     if frame.is_empty():
         return None
-    fig = _stacked_bars(frame, "month", "site", "n")
+    fig = _stacked_bars(frame, "period", "site", "n")
     fig.update_xaxes(type="category", categoryorder="category ascending")
-    return _layout(fig, "Studies per month (StudyDate), by site", yaxis_title="studies")
+    return _layout(fig, f"Studies per {precision} (StudyDate), by site", yaxis_title="studies")
 
 
 # -- heterogeneity ------------------------------------------------------------------------------

@@ -37,8 +37,14 @@ def _add(section: Section, *figs: go.Figure | None) -> None:
     section.blocks.extend(f for f in figs if f is not None)
 
 
-def overview_section(con: duckdb.DuckDBPyConnection) -> Section | None:
-    """Catalog overview: counts, modality, vendor, site, dates, crawl problems."""
+def overview_section(
+    con: duckdb.DuckDBPyConnection, date_precision: str = "year"
+) -> Section | None:
+    """Catalog overview: counts, modality, vendor, site, dates, crawl problems.
+
+    Study dates are shown no finer than ``date_precision`` (year, month or day).
+    """
+    fmt = figures.DATE_FORMATS[date_precision]
     if not {"instances", "series", "studies", "patients", "files"} <= table_names(con):
         return None
     s = Section(
@@ -54,7 +60,9 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section | None:
                   (SELECT count(*) FROM files WHERE status = 'error'),
                   (SELECT count(DISTINCT coalesce(InstitutionName, '')) FROM series),
                   (SELECT count(DISTINCT Manufacturer) FROM series),
-                  (SELECT min(StudyDate) || ' to ' || max(StudyDate) FROM studies)"""
+                  (SELECT strftime(min(StudyDate), $fmt) || ' to ' || strftime(max(StudyDate), $fmt)
+                   FROM studies)""",
+        params={"fmt": fmt},
     ).fetchall()[0]
     labels = [
         "patients",
@@ -72,7 +80,7 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section | None:
         s,
         figures.series_by_modality_vendor(con),
         figures.series_by_site(con),
-        figures.studies_over_time(con),
+        figures.studies_over_time(con, date_precision),
     )
     if "crawl_errors" in table_names(con):
         problems = con.sql(
