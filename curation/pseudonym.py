@@ -122,10 +122,19 @@ def _stored_key(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _cohort_folder_key(cohort: str | Path | None) -> Path | None:
+    """The key file of a cohort folder, if it has one.
+
+    A cohort folder may come from someone else: a key "file" that is a link out of the folder is
+    refused rather than read.
+    """
     if cohort is None:
         return None
     path = Path(cohort) / KEY_FILE_NAME
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    if not path.resolve().is_relative_to(Path(cohort).resolve()):
+        raise InputError(f"{path}: a link out of the cohort folder (to {path.resolve()}); not read")
+    return path
 
 
 def catalog_key_is_available(

@@ -373,3 +373,29 @@ def test_a_hostile_cohort_folder_leaks_nothing(
     assert not (Path.cwd() / _LEAK).exists()
     _only_expected_files(work, {"cohort", "report.html"})
     _catalog_intact(db)
+
+
+def test_a_key_file_linked_out_of_a_cohort_folder_is_not_read(
+    work: Path, secret: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = work / "catalog.duckdb"
+    cohort = work / "cohort"
+    spec = work / "cohort.yaml"
+    spec.write_text(_yaml({"name": "c", "split": {"ratios": {"train": 1.0}}}))
+    assert main(["cohort", str(spec), "--db", str(db), "--out", str(cohort), "-q"]) == 0
+    monkeypatch.delenv("CURATION_PSEUDONYM_KEY")
+    (cohort / "pseudonym.key").symlink_to(secret)
+    capsys.readouterr()
+    code = main(["report", "--db", str(db), "--cohort", str(cohort), "--out", str(work / "r.html")])
+    err = capsys.readouterr().err
+    assert code == 3 and "link out of the cohort folder" in err, err
+    assert not (work / "r.html").exists()
+
+
+def test_criterion_names_reach_the_attrition_table_as_literals(work: Path) -> None:
+    from curation.cohort import build_cohort, parse
+
+    name = "x'] AS criterion, (SELECT string_agg(PatientID, ',') FROM instances) AS n --"
+    spec = parse({"name": "c", "include": [{"field": "Modality", "op": "not null", "name": name}]})
+    res = build_cohort(work / "catalog.duckdb", spec, None)
+    assert res.attrition["criterion"].to_list()[1] == name

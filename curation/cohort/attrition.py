@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from curation.catalog import has_table, quote_ident
+from curation.catalog import has_table, quote_ident, quote_literal
 from curation.cohort.spec import (
     DICOM_KEYWORD_FIELDS,
     SEVERITIES,
@@ -260,7 +260,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: CohortSpec, compiled: Compile
 def attrition_sql(spec: CohortSpec) -> str:
     """SELECT of the attrition table from ``_cohort_eval`` (steps 0..n, one scan per step-range join)."""
     titles = ["all series in the catalog"] + [c.title for c in spec.criteria]
-    names = "[" + ", ".join("'" + t.replace("'", "''") + "'" for t in titles) + "]"
+    names = "[" + ", ".join(quote_literal(t) for t in titles) + "]"
     return f"""
         WITH steps AS (SELECT range AS step FROM range(0, {len(titles)})),
         left_ AS (
