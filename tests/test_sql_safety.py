@@ -399,3 +399,24 @@ def test_criterion_names_reach_the_attrition_table_as_literals(work: Path) -> No
     spec = parse({"name": "c", "include": [{"field": "Modality", "op": "not null", "name": name}]})
     res = build_cohort(work / "catalog.duckdb", spec, None)
     assert res.attrition["criterion"].to_list()[1] == name
+
+
+@pytest.mark.parametrize("i", range(len(HOSTILE_COLUMNS)))
+def test_validate_reads_a_hostile_manifest_as_data(
+    work: Path, i: int, secret: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = work / "catalog.duckdb"
+    cohort = work / "cohort"
+    spec = work / "cohort.yaml"
+    spec.write_text(_yaml({"name": "c", "split": {"ratios": {"train": 1.0}}}))
+    assert main(["cohort", str(spec), "--db", str(db), "--out", str(cohort), "-q"]) == 0
+    spec.unlink()
+    _tamper(cohort, f"manifest label column {i}", secret)
+    capsys.readouterr()
+    code = main(["validate", "--db", str(db), "--cohort", str(cohort), "--suite", "manifest", "-q"])
+    err = capsys.readouterr().err
+    assert code in (0, 1, 3), err
+    assert "Traceback" not in err
+    assert not list(work.rglob(_LEAK)) and not (Path.cwd() / _LEAK).exists()
+    _only_expected_files(work, {"cohort"})
+    _catalog_intact(db)
