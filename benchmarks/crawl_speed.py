@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-python-walker", action="store_true", help="skip the pure-Python walker's crawl"
     )
+    parser.add_argument("--no-dcm2niix", action="store_true", help="skip dcm2niix")
     args = parser.parse_args(argv)
 
     if args.tree:
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             measure("many", _CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
             measure("again", _CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
             (work / f"d{k}").mkdir()
-            peer = dcm2niix(tree, work / f"d{k}")
+            peer = None if args.no_dcm2niix else dcm2niix(tree, work / f"d{k}")
             if peer:
                 runs.setdefault("dcm2niix", []).append(peer)
         measure("stages", _STAGES, str(tree), str(work / "stages.duckdb"))

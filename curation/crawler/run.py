@@ -53,6 +53,8 @@ DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 #: Files handed to a worker at once, and files written to DuckDB per transaction.
 TASK_FILES = 128
 COMMIT_FILES = 2048
+#: Batches read and waiting for the writer (see _Writer).
+_QUEUE_BATCHES = 6
 #: DuckDB's memory limit while a crawl writes (see crawl()).
 CRAWL_MEMORY_LIMIT = "512MB"
 #: Reasons worth retrying on the next crawl even when size and mtime did not change.
@@ -330,9 +332,11 @@ class _Writer:
     def __init__(self, con: catalog.duckdb.DuckDBPyConnection, commit_every: int) -> None:
         self.con = con
         self.commit_every = commit_every
-        # Room for one transaction's worth of batches plus a few: readers keep reading while the
-        # writer commits (with room for only 4, they waited ~25% of a single-worker crawl).
-        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=commit_every // TASK_FILES + 4)
+        # A few batches: with the compiled walker the writer (DuckDB) is the slower stage, so a
+        # longer queue only holds more rows in memory (dense MR headers, 1 worker: room for 20
+        # batches peaked at 731 MB RSS, room for 6 at 630 MB, as fast). With the pure-Python
+        # walker the readers are the slower stage and the queue stays short anyway.
+        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=_QUEUE_BATCHES)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="curation-writer", daemon=True)
         self.thread.start()
