@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from curation import catalog, harmonize
-from curation.cohort import build_cohort, load, load_labels, parse, synthetic_report_labels
+from curation.cohort import build_cohort, load_labels, load_spec, parse, synthetic_report_labels
 from curation.errors import InputError
 from curation.pseudonym import ENV_VAR
 
@@ -312,7 +312,7 @@ def test_volumes_match_their_dicom_geometry(db: Path, tmp_path: Path) -> None:
     assert arr.min() >= 0.0 and arr.max() <= 1.0
     m = pl.read_parquet(tmp_path / "v" / "manifest.parquet")
     assert m["image"].null_count() == 0
-    assert load(SPEC).name == "ct_chest_effusion"
+    assert load_spec(SPEC).name == "ct_chest_effusion"
 
 
 @needs_shared

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from curation.cohort.build import CohortResult, build_cohort
 from curation.cohort.labels import load_labels, synthetic_report_labels
-from curation.cohort.spec import CohortSpec, Criterion, SplitSpec, load, parse
+from curation.cohort.spec import CohortSpec, Criterion, SplitSpec, load_spec, parse
 
 __all__ = [
     "CohortResult",
@@ -22,8 +22,8 @@ __all__ = [
     "Criterion",
     "SplitSpec",
     "build_cohort",
-    "load",
     "load_labels",
+    "load_spec",
     "parse",
     "synthetic_report_labels",
 ]

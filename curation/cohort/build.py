@@ -17,12 +17,12 @@ import duckdb
 import polars as pl
 
 from curation import __version__, pseudonym
-from curation.catalog import quote_ident
+from curation.catalog import has_table, quote_ident
 from curation.cohort import attrition as attr
 from curation.cohort import split
 from curation.cohort.manifest import MANIFEST_ATTRIBUTES, pseudonymous_files, write
-from curation.cohort.spec import CohortSpec, load
-from curation.cohort.tables import COHORT_ATTRITION, COHORT_MEMBERS, ensure_tables, table_exists
+from curation.cohort.spec import CohortSpec, load_spec
+from curation.cohort.tables import COHORT_ATTRITION, COHORT_MEMBERS, COHORT_TABLES
 from curation.errors import CatalogError, InputError
 
 log = logging.getLogger("curation.cohort")
@@ -122,15 +122,15 @@ def build_cohort(
         with catalog.opened(db) as opened:
             return build_cohort(opened, spec, out_dir, key_file=key_file, key=key, files=files)
     con = db
-    loaded = spec if isinstance(spec, CohortSpec) else load(spec)
+    loaded = spec if isinstance(spec, CohortSpec) else load_spec(spec)
     out = Path(out_dir) if out_dir is not None else None
     if key is None:
         key, _ = pseudonym.cohort_key(key_file, out)
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    if not table_exists(con, "series"):
+    if not has_table(con, "series"):
         raise CatalogError("the catalog has no series table: run `curation crawl` first")
-    if not table_exists(con, "harmonized_series"):
+    if not has_table(con, "harmonized_series"):
         from curation import harmonize
 
         harmonize.build(con)
@@ -153,7 +153,7 @@ def build_cohort(
     for stratum in loaded.split.stratify:
         if stratum.startswith("label:"):
             attr.check_labels(con, [stratum[6:]], f"{loaded.where or 'spec'}: split.stratify")
-    split.assign(con, loaded.split, set(compiled.columns), table_exists(con, "labels"))
+    split.assign(con, loaded.split, set(compiled.columns), has_table(con, "labels"))
     pseudonym.install(con, key)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _cohort_members AS
@@ -288,7 +288,8 @@ def _record(
     out: Path | None,
 ) -> int:
     """Write the build's rows to cohort_runs, cohort_attrition, cohort_exclusions, cohort_members."""
-    ensure_tables(con)
+    for table in COHORT_TABLES:
+        table.ensure(con)
     con.execute("BEGIN TRANSACTION")
     try:
         cid = int(

@@ -10,15 +10,12 @@ StudyDate), unless it was asked for :func:`pseudonymous_files` (links or copies 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from curation.errors import writing
-
-log = logging.getLogger("curation.cohort")
 
 #: harmonized_series columns copied into the manifest (those present).
 MANIFEST_ATTRIBUTES: tuple[str, ...] = (

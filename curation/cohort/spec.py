@@ -468,7 +468,7 @@ def parse(data: Any, *, source: str | None = None, where: str = "spec") -> Cohor
     )
 
 
-def load(path: str | Path) -> CohortSpec:
+def load_spec(path: str | Path) -> CohortSpec:
     """Read and validate a YAML spec file; messages name the file and line."""
     p = Path(path)
     try:

@@ -5,8 +5,6 @@ A cohort run's rows share its ``cohort_id``; runs accumulate, like QC runs.
 
 from __future__ import annotations
 
-import duckdb
-
 from curation.schema import Table, col
 
 COHORT_RUNS = Table(
@@ -129,17 +127,3 @@ LABELS = Table(
 )
 
 COHORT_TABLES = (COHORT_RUNS, COHORT_ATTRITION, COHORT_EXCLUSIONS, COHORT_MEMBERS)
-
-
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the cohort tables if they do not exist."""
-    for t in COHORT_TABLES:
-        con.execute(t.ddl())
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """True when the catalog has a table or view ``name``."""
-    rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = $n", {"n": name}
-    ).fetchall()
-    return bool(rows[0][0])
