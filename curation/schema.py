@@ -346,8 +346,17 @@ FILES = Table(
     "file seen by a crawl",
     "Every file found under the crawled roots, with the outcome of reading it.",
     (
-        col("file_id", "UBIGINT", "Stable id of the file: a 64-bit hash of its path"),
-        col("path", "VARCHAR", "Absolute path of the file"),
+        col("file_id", "UBIGINT", "Stable id of the file: a 64-bit hash of its path's bytes"),
+        col(
+            "path",
+            "VARCHAR",
+            "Absolute path of the file: its crawl root with symlinks resolved (as Path.resolve() gives it), then the names walked below it; bytes that are not UTF-8 shown as \\xNN",
+        ),
+        col(
+            "path_bytes",
+            "BLOB",
+            "The path's bytes when they are not valid UTF-8 (its exact name), else NULL",
+        ),
         col("size", "BIGINT", "File size in bytes at crawl time"),
         col("mtime_ns", "BIGINT", "Modification time in nanoseconds since the epoch at crawl time"),
         col(
@@ -373,7 +382,7 @@ INSTANCES = Table(
         *(Column(a.keyword, a.sql_type, a.description) for a in INSTANCE_ATTRIBUTES),
         col("TransferSyntaxUID", "VARCHAR", "Transfer Syntax UID (0002,0010) from the file meta"),
         col("n_elements", "BIGINT", "Number of element rows this instance has in elements"),
-        col("path", "VARCHAR", "Absolute path of the file"),
+        col("path", "VARCHAR", "Absolute path of the file (as files.path)"),
         col("crawl_id", "INTEGER", "Crawl that read this instance"),
     ),
 )
@@ -482,7 +491,7 @@ CRAWL_ERRORS = Table(
     "Files that could not be read, or were read with a caveat (cataloged = true).",
     (
         col("file_id", "UBIGINT", "The file (files.file_id)"),
-        col("path", "VARCHAR", "Absolute path of the file"),
+        col("path", "VARCHAR", "Absolute path of the file (as files.path)"),
         col(
             "reason",
             "VARCHAR",

@@ -469,3 +469,59 @@ def test_files_over_a_limit_get_a_reason_and_are_not_read_again(tmp_path: Path) 
     assert first.n_errors == 5
     again = crawl(tree, db, workers=1, progress=False, limits=Limits(max_elements=10_000))
     assert (again.n_read, again.n_unchanged) == (0, 6)
+
+
+def test_paths_are_canonical_through_a_symlinked_root(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    shutil.copy(_test_file("CT_small.dcm"), real / "ct.dcm")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    db = tmp_path / "c.duckdb"
+    crawl(link, db, workers=1, progress=False)
+    # Stored as Path.resolve() gives it, which is what other steps compare with.
+    assert _q(db, "SELECT path FROM instances") == [(str((link / "ct.dcm").resolve()),)]
+    # The same folder reached the other way is the same files, not a second copy.
+    again = crawl(real, db, workers=1, progress=False)
+    assert (again.n_read, again.n_unchanged) == (0, 1)
+    assert _q(db, "SELECT count(*) FROM files") == [(1,)]
+
+
+def test_file_name_that_is_not_utf8_is_stored_losslessly_and_crawled(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    raw = os.fsencode(tree) + b"/caf\xe9.dcm"
+    with open(raw, "wb") as f:
+        f.write(_test_file("CT_small.dcm").read_bytes())
+    shutil.copy(_test_file("MR_small.dcm"), tree / "ok.dcm")
+    db = tmp_path / "c.duckdb"
+    summary = crawl(tree, db, workers=1, progress=False)
+    assert (summary.n_ok, summary.n_errors) == (2, 0)
+    rows = _q(db, "SELECT path, path_bytes FROM files WHERE path_bytes IS NOT NULL")
+    assert rows == [(str(tree) + "/caf\\xe9.dcm", raw)]
+    assert _q(db, "SELECT count(*) FROM instances WHERE path LIKE '%caf%'") == [(1,)]
+    # Unchanged on the next crawl; changed, it is read again under the same name.
+    assert crawl(tree, db, workers=1, progress=False).n_unchanged == 2
+    os.utime(raw, ns=(0, 10**18))
+    third = crawl(tree, db, workers=1, progress=False)
+    assert (third.n_read, third.n_ok) == (1, 1)
+    assert _q(db, "SELECT count(*) FROM files") == [(2,)]
+
+
+def test_a_crawl_that_catalogs_nothing_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "notes.txt").write_text("no DICOM here")
+    summary = crawl(tree, tmp_path / "c.duckdb", workers=1, progress=False)
+    assert summary.n_cataloged == 0
+    assert "nothing cataloged" in str(summary)
+    assert any(
+        r.levelname == "WARNING" and "nothing cataloged" in r.getMessage() for r in caplog.records
+    )
+    shutil.copy(_test_file("CT_small.dcm"), tree / "ct.dcm")
+    caplog.clear()
+    again = crawl(tree, tmp_path / "c.duckdb", workers=1, progress=False)
+    assert again.n_cataloged == 1 and "nothing" not in str(again)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

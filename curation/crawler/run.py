@@ -64,6 +64,7 @@ _FILE_SCHEMA = pa.schema(
     [
         ("file_id", pa.uint64()),
         ("path", pa.string()),
+        ("path_bytes", pa.binary()),
         ("size", pa.int64()),
         ("mtime_ns", pa.int64()),
         ("status", pa.string()),
@@ -116,6 +117,8 @@ class CrawlSummary:
     n_errors: int
     errors_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Instances in the catalog under the crawled roots after the crawl (new and unchanged).
+    n_cataloged: int = -1
 
     @property
     def files_per_second(self) -> float:
@@ -124,12 +127,29 @@ class CrawlSummary:
 
     def __str__(self) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.errors_by_reason.items())) or "none"
+        nothing = "; nothing cataloged under the roots" if self.n_cataloged == 0 else ""
         return (
             f"crawl {self.crawl_id} of {self.db}: {self.n_seen} files seen, {self.n_read} read "
             f"({self.n_ok} cataloged, {self.n_skipped} skipped, {self.n_errors} with problems), "
             f"{self.n_unchanged} unchanged, {self.n_removed} removed; "
             f"{self.seconds:.1f} s, {self.files_per_second:,.0f} files/s; problems by reason: {reasons}"
+            f"{nothing}"
         )
+
+
+def text_path(path: str) -> tuple[str, bytes | None]:
+    """A path as catalog text, and its bytes when they are not UTF-8 (else None).
+
+    File names are bytes; one that is not valid UTF-8 (``caf\\xe9.dcm`` from a Latin-1 system)
+    reaches Python with surrogate escapes, which no UTF-8 text column takes. Its text shows each
+    such byte as ``\\xNN``; the bytes are kept beside it, so the file can be opened again.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        return raw.decode("utf-8", "backslashreplace"), raw
+    return path, None
 
 
 def file_id(path: str) -> int:
@@ -255,6 +275,7 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Li
     rows: list[list[str | None]] = []
     for path, size, mtime_ns in items:
         fid = file_id(path)
+        text, raw = text_path(path)
         mark = len(cols)
         if discover.never_dicom(os.path.basename(path)):
             outcome = _NEVER_DICOM
@@ -262,12 +283,12 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Li
             outcome = _read_one(path, size, cols, limits)
         header = outcome.header
         sop = header.sop_instance_uid if header else None
-        row: tuple[object, ...] = (fid, path, size, mtime_ns, outcome.status, outcome.reason, sop,
-                                   outcome.reader, outcome.gzip, crawl_id)  # fmt: skip
+        row: tuple[object, ...] = (fid, text, raw, size, mtime_ns, outcome.status, outcome.reason,
+                                   sop, outcome.reader, outcome.gzip, crawl_id)  # fmt: skip
         for column, value in zip(files.values(), row, strict=True):
             column.append(value)
         for p_reason, message, cataloged in outcome.problems:
-            row = (fid, path, p_reason, message, cataloged, crawl_id)
+            row = (fid, text, p_reason, message, cataloged, crawl_id)
             for column, value in zip(errors.values(), row, strict=True):
                 column.append(value)
         if header is None or outcome.status != "ok":
@@ -479,15 +500,20 @@ def crawl(
     missing = [r for r in roots if not os.path.exists(r)]
     if missing:
         raise InputError(f"path does not exist: {missing[0]}")
-    roots = [os.path.abspath(r) for r in roots]
+    # One canonical form for every path of the catalog: the root with its symlinks resolved (as
+    # Path.resolve() gives it), then the names walked below it. The same folder crawled through
+    # two links is so one set of files, and other steps compare paths with resolve().
+    roots = [os.path.realpath(r) for r in roots]
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     con = catalog.connect(db, create=True)
     try:
         catalog.ensure_tables(con)
+        # Catalogs written before files.path_bytes existed lack it; add it rather than fail.
+        con.execute("ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB")
         crawl_id = con.sql("SELECT coalesce(max(crawl_id), 0) + 1 FROM crawls").fetchall()[0][0]
         con.execute(
             "INSERT INTO crawls (crawl_id, started_at, roots, curation_version, workers) VALUES (?, ?, ?, ?, ?)",
-            [crawl_id, datetime.now(), roots, __version__, workers],
+            [crawl_id, datetime.now(), [text_path(r)[0] for r in roots], __version__, workers],
         )
         listing = discover.walk(roots)
         to_read, n_unchanged, n_removed = _plan(con, roots, listing)
@@ -531,6 +557,12 @@ def crawl(
         n_errors = con.sql(
             "SELECT count(DISTINCT file_id) FROM crawl_errors WHERE crawl_id = ?", params=[crawl_id]
         ).fetchall()[0][0]
+        text_roots = [text_path(r)[0] for r in roots]
+        n_cataloged = con.sql(
+            """SELECT count(*) FROM files WHERE status = 'ok' AND (list_contains($roots, path)
+               OR list_bool_or(list_transform($roots, lambda r: starts_with(path, r || '/'))))""",
+            params={"roots": [r.rstrip("/") for r in text_roots]},
+        ).fetchall()[0][0]
         seconds = time.perf_counter() - t0
         con.execute(
             """UPDATE crawls SET finished_at = ?, n_seen = ?, n_read = ?, n_unchanged = ?,
@@ -558,10 +590,18 @@ def crawl(
         n_ok=statuses["ok"],
         n_skipped=statuses["skipped"],
         n_errors=n_errors,
+        n_cataloged=n_cataloged,
         errors_by_reason=dict(problems),
         seconds=seconds,
     )
     log.debug("%s", summary)
+    if n_cataloged == 0:
+        log.warning(
+            "nothing cataloged under %s: %d file(s) seen, none a readable DICOM instance%s",
+            ", ".join(text_roots),
+            len(listing),
+            " (see crawl_errors)" if n_errors else "",
+        )
     return summary
 
 
@@ -577,19 +617,27 @@ def _plan(
     con: catalog.duckdb.DuckDBPyConnection, roots: list[str], listing: discover.Listing
 ) -> tuple[list[tuple[str, int, int]], int, int]:
     """Compare the listing with ``files``: drop what vanished or changed; return what to read."""
+    try:
+        paths = pa.array(listing.paths, pa.string())
+        raw = pa.nulls(len(listing), pa.binary())
+    except UnicodeEncodeError:  # a name that is not UTF-8: text and bytes (see text_path)
+        texts, raws = zip(*map(text_path, listing.paths), strict=True)
+        paths, raw = pa.array(texts, pa.string()), pa.array(raws, pa.binary())
     seen = pa.table(
-        {"path": listing.paths, "size": listing.sizes, "mtime_ns": listing.mtimes_ns},
-        schema=pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]),
+        [paths, raw, pa.array(listing.sizes, pa.int64()), pa.array(listing.mtimes_ns, pa.int64())],
+        names=["path", "path_bytes", "size", "mtime_ns"],
     )
     con.register("seen_files", seen)
+    roots = [text_path(r)[0] for r in roots]
     prefixes = [r.rstrip("/") + "/" for r in roots]
+    same = "s.path = f.path AND s.path_bytes IS NOT DISTINCT FROM f.path_bytes"
     try:
         con.execute("BEGIN TRANSACTION")
         # Files under the roots that are gone, changed, or failed for a reason worth a retry.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE stale_files AS
             SELECT f.file_id, s.path IS NULL AS removed
-            FROM files f LEFT JOIN seen_files s ON s.path = f.path
+            FROM files f LEFT JOIN seen_files s ON {same}
             WHERE (list_contains(?::VARCHAR[], f.path)
                    OR list_bool_or(list_transform(?::VARCHAR[], lambda p: starts_with(f.path, p))))
               AND (s.path IS NULL OR s.size <> f.size OR s.mtime_ns <> f.mtime_ns
@@ -600,10 +648,11 @@ def _plan(
             con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM stale_files)")
         n_removed = con.sql("SELECT count(*) FROM stale_files WHERE removed").fetchall()[0][0]
         con.execute("COMMIT")
-        rows = con.sql(
-            """SELECT s.path, s.size, s.mtime_ns FROM seen_files s
-               ANTI JOIN files f ON f.path = s.path ORDER BY s.path"""
+        found = con.sql(
+            f"""SELECT s.path, s.size, s.mtime_ns, s.path_bytes FROM seen_files s
+                ANTI JOIN files f ON {same} ORDER BY s.path, s.path_bytes"""
         ).fetchall()
+        rows = [(p if b is None else os.fsdecode(b), size, mtime) for p, size, mtime, b in found]
         n_unchanged = len(listing) - len(rows)
     except BaseException:
         con.execute("ROLLBACK")
@@ -619,9 +668,9 @@ def _record_listing_problems(
     """Directories that could not be listed, as crawl_errors rows (replacing older ones)."""
     if not listing.problems:
         return
-    rows = [(file_id(p), p, r, m, False, crawl_id) for p, r, m in listing.problems]
+    rows = [(file_id(p), text_path(p)[0], r, m, False, crawl_id) for p, r, m in listing.problems]
     con.execute(
         "DELETE FROM crawl_errors WHERE path IN (SELECT unnest(?::VARCHAR[]))",
-        [[p for p, _, _ in listing.problems]],
+        [[r[1] for r in rows]],
     )
     con.executemany("INSERT INTO crawl_errors VALUES (?, ?, ?, ?, ?, ?)", rows)
