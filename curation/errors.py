@@ -83,6 +83,8 @@ READ_ERROR_REASONS: dict[str, str] = {
     "too_deep": "sequences nested deeper than the crawl's limit (max_depth)",
     "zero_padding": "zero bytes where a data element should start: the dataset ends there "
     "(header cataloged), or, where the dataset or an item starts with them, it cannot be a header",
+    "reader_died": "the reader process died reading the file, also when it read it alone "
+    "(e.g. the kernel's out-of-memory killer): not read again until the file changes",
     "permission_denied": "the file cannot be opened for reading",
     "vanished": "the file disappeared between listing and reading",
     "os_error": "another operating-system error while reading",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -525,3 +526,171 @@ def test_a_crawl_that_catalogs_nothing_says_so(
     again = crawl(tree, tmp_path / "c.duckdb", workers=1, progress=False)
     assert again.n_cataloged == 1 and "nothing" not in str(again)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+# -- faults: a reader process killed, the crawl's own process killed ------------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    """Processes under ``pid`` (children, grandchildren, ...), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, pp in parents.items() if pp in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _readers(crawl_pid: int) -> list[int]:
+    """The crawl's reader processes: children of its fork server (its grandchildren)."""
+    children = set(_descendants(crawl_pid))
+    return [p for p in children if _parent(p) in children]
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int((Path(f"/proc/{pid}/stat")).read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _copies(tree: Path, n: int) -> None:
+    tree.mkdir()
+    src = _test_file("CT_small.dcm")
+    for i in range(n):
+        shutil.copy(src, tree / f"{i:04d}.dcm")
+
+
+def _crawl_process(tree: Path, db: Path, **kwargs: object) -> subprocess.Popen[str]:
+    options = ", ".join(
+        f"{k}={v!r}" for k, v in {"workers": 2, "progress": False, **kwargs}.items()
+    )
+    script = (
+        "import logging, sys; from curation import crawl\n"
+        "if __name__ == '__main__':\n"
+        "    logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)\n"
+        f"    print(crawl({str(tree)!r}, {str(db)!r}, {options}))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-u", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_a_killed_reader_process_does_not_stop_the_crawl(tmp_path: Path) -> None:
+    tree, db = tmp_path / "tree", tmp_path / "c.duckdb"
+    _copies(tree, 600)
+    proc = _crawl_process(tree, db, commit_every=128)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "committed" in line:
+            readers = _readers(proc.pid)
+            assert readers
+            os.kill(readers[0], signal.SIGKILL)  # as the kernel's OOM killer would
+            break
+    lines += proc.stdout.readlines()
+    assert proc.wait(timeout=120) == 0, "".join(lines[-20:])
+    assert any("a reader process died" in line for line in lines)
+    # Every file accounted for: the lost batches were read again.
+    assert _q(db, "SELECT status, count(*) FROM files GROUP BY ALL") == [("ok", 600)]
+    assert _q(db, "SELECT count(*) FROM crawl_errors") == [(0,)]
+
+
+def test_a_file_that_kills_its_reader_is_found_and_recorded(tmp_path: Path) -> None:
+    from . import fuzz_cases
+
+    tree, db = tmp_path / "tree", tmp_path / "c.duckdb"
+    _copies(tree, 20)
+    culprit = tree / "culprit.dcm"
+    culprit.write_bytes(fuzz_cases.element_bomb(200_000))  # half a second of reading
+    proc = _crawl_process(tree, db)
+    kills = 0
+    while proc.poll() is None:
+        # Kill any reader holding the culprit open, as if reading it exhausted memory.
+        for pid in _readers(proc.pid):
+            with contextlib.suppress(OSError):
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+                if any(os.readlink(fd).endswith("culprit.dcm") for fd in fds if fd.is_symlink()):
+                    os.kill(pid, signal.SIGKILL)
+                    kills += 1
+        time.sleep(0.005)
+    out = proc.stdout.read() if proc.stdout else ""
+    assert proc.returncode == 0, out[-3000:]
+    assert kills >= 3  # in its batch, in its batch alone, then alone
+    assert _q(db, "SELECT reason, count(*) FROM files GROUP BY ALL ORDER BY 1") == [
+        ("reader_died", 1),
+        (None, 20),
+    ]
+    assert _q(db, "SELECT path FROM crawl_errors") == [(str(culprit),)]
+    # Not read again until it changes.
+    assert crawl(tree, db, workers=1, progress=False).n_read == 0
+
+
+def test_readers_end_when_the_crawl_process_is_killed(tmp_path: Path) -> None:
+    tree, db = tmp_path / "tree", tmp_path / "c.duckdb"
+    _copies(tree, 600)
+    proc = _crawl_process(tree, db, commit_every=128)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "committed" in line:
+            break
+    left = _descendants(proc.pid)  # fork server, readers, resource tracker
+    assert len(left) >= 3
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while any(map(_alive, left)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in left if _alive(p)]
+
+
+def test_workers_start_whatever_the_current_directory(tmp_path: Path) -> None:
+    # A folder named like the package in the current directory (a checkout seen from its parent)
+    # once shadowed it in every reader process.
+    (tmp_path / "curation").mkdir()
+    tree = tmp_path / "tree"
+    _copies(tree, 3)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "curation"), "crawl", str(tree), "--db",
+         str(tmp_path / "c.duckdb"), "--workers", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _q(tmp_path / "c.duckdb", "SELECT count(*) FROM instances") == [(3,)]
+
+
+def test_a_script_without_the_main_guard_is_told_the_fix(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    _copies(tree, 3)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from curation import crawl\n"
+        f"crawl({str(tree)!r}, {str(tmp_path / 'c.duckdb')!r}, workers=2, progress=False)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("curation.errors.CurationError") and "__name__" in last, last

@@ -18,13 +18,16 @@ import logging
 import multiprocessing
 import os
 import queue
+import select
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,7 +45,7 @@ from curation.crawler.reader import (
     Unsupported,
     read_header,
 )
-from curation.errors import DicomReadError, InputError
+from curation.errors import CurationError, DicomReadError, InputError
 
 # Reader processes start with these imported (numpy, pydicom, pyarrow, the header walker).
 _READER_MODULES = ["curation.crawler.run", "curation.crawler.elements"]
@@ -262,7 +265,16 @@ def read_batch(
             gc.enable()
 
 
-def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Limits) -> Batch:
+_READER_DIED = _failed(
+    "reader_died",
+    "the reader process died while reading this file, and again when it was read alone "
+    "(killed, e.g. by the kernel's out-of-memory killer, or crashed)",
+)
+
+
+def _read_batch(
+    items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Limits, died: bool = False
+) -> Batch:
     from curation.crawler.elements import to_table as element_table
 
     pick = compiled.picker(_RAW_INSTANCE_KEYS)
@@ -277,7 +289,9 @@ def _read_batch(items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Li
         fid = file_id(path)
         text, raw = text_path(path)
         mark = len(cols)
-        if discover.never_dicom(os.path.basename(path)):
+        if died:
+            outcome = _READER_DIED
+        elif discover.never_dicom(os.path.basename(path)):
             outcome = _NEVER_DICOM
         else:
             outcome = _read_one(path, size, cols, limits)
@@ -423,39 +437,145 @@ def _yield_to_writer() -> None:
         os.nice(5)
 
 
+def _start_reader(crawl_pid: int) -> None:
+    """Start-up of a reader process: lower priority, and an end when the crawl's process ends."""
+    _yield_to_writer()
+    _exit_with(crawl_pid)
+
+
+def _exit_with(pid: int) -> None:
+    """End this process when process ``pid`` ends, however it ends (SIGKILL included).
+
+    A reader waits for work on a pipe whose other end it also holds, so it never sees the crawl's
+    process go; without this, the readers, the fork server and the resource tracker outlived a
+    killed crawl by minutes. A thread blocked on a pidfd (Linux) costs nothing; elsewhere it polls.
+    """
+    try:
+        fd: int | None = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="curation-crawl-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _safe_sys_path() -> Iterator[None]:
+    """Processes started here do not put the current directory first on ``sys.path``.
+
+    The fork server is started as ``python -c ...``, which would: a folder named ``curation`` in
+    the current directory (a checkout seen from its parent) then shadowed the installed package in
+    every reader process, and each died at start-up.
+    """
+    saved = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = saved
+
+
+_START_FAILED = (
+    "reader processes die as they start (the error above says why). A script that calls "
+    'crawl() with workers > 1 must guard its top level with `if __name__ == "__main__":` '
+    "(each reader process imports the script again); or crawl with workers=1"
+)
+
+
+def _reader_pool(workers: int) -> ProcessPoolExecutor:
+    # forkserver: children never inherit the parent's open DuckDB connection or its threads.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_READER_MODULES)
+    with _safe_sys_path():
+        forkserver.ensure_running()
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_start_reader, initargs=(os.getpid(),)
+    )
+
+
 def _results(
     items: list[tuple[str, int, int]], crawl_id: int, workers: int, limits: Limits
 ) -> Iterator[Batch]:
-    """Read batches, in this process (1 worker) or in a pool with a bounded number in flight."""
+    """Read batches, in this process (1 worker) or in a pool with a bounded number in flight.
+
+    A reader process that dies (the kernel's out-of-memory killer, a crash) loses the batches in
+    flight, not the crawl: the pool is replaced and each lost batch is read again alone in the
+    pool; a batch whose reader dies again is read file by file, so that the file that kills its
+    reader is known. It is recorded as ``reader_died`` and the crawl goes on.
+    """
     if workers <= 1:
         for chunk in _chunks(items, TASK_FILES):
             yield read_batch(chunk, crawl_id, limits)
         return
-    # forkserver: children never inherit the parent's open DuckDB connection or its threads.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_READER_MODULES)
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_yield_to_writer
-    ) as pool:
-        pending: set[Future[Batch]] = set()
-        chunks = _chunks(items, TASK_FILES)
-        try:
-            for chunk in chunks:
-                fut = pool.submit(read_batch, chunk, crawl_id, limits)
-                pending.add(fut)
-                # Bounded memory: at most a few batches per worker in flight.
-                while len(pending) >= 3 * workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+    todo = deque(_chunks(items, TASK_FILES))
+    alone: deque[list[tuple[str, int, int]]] = deque()  # lost batches, to read one at a time
+    replacing = False
+    while todo or alone:
+        with _reader_pool(workers) as pool:
+            if replacing:
+                try:
+                    pool.submit(os.getpid).result()
+                except BrokenProcessPool:
+                    raise CurationError(_START_FAILED) from None
+            in_flight: dict[Future[Batch], list[tuple[str, int, int]]] = {}
+            suspect: list[tuple[str, int, int]] | None = None  # the batch read alone, if any
+            try:
+                while todo or alone or in_flight:
+                    if alone or suspect is not None:
+                        if suspect is None:
+                            suspect = alone.popleft()
+                            in_flight[pool.submit(read_batch, suspect, crawl_id, limits)] = suspect
+                    else:
+                        # Bounded memory: at most a few batches per worker in flight.
+                        while todo and len(in_flight) < 3 * workers:
+                            chunk = todo.popleft()
+                            in_flight[pool.submit(read_batch, chunk, crawl_id, limits)] = chunk
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for f in done:
-                        yield f.result()
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    yield f.result()
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
+                        batch = f.result()
+                        del in_flight[f]
+                        suspect = None
+                        yield batch
+            except BrokenProcessPool:
+                replacing = True
+                if suspect is not None and len(suspect) == 1:
+                    log.warning("file %016x killed its reader process (see crawl_errors)",
+                                file_id(suspect[0][0]))  # fmt: skip
+                    yield _read_batch(suspect, crawl_id, limits, died=True)
+                elif suspect is not None:
+                    log.warning("a reader process died again; its %d files are read one by one",
+                                len(suspect))  # fmt: skip
+                    alone.extendleft([item] for item in reversed(suspect))
+                else:
+                    lost = []
+                    for f, chunk in in_flight.items():
+                        if f.done() and not f.cancelled() and f.exception() is None:
+                            yield f.result()  # finished before the pool broke
+                        else:
+                            lost.append(chunk)
+                    log.warning("a reader process died; the %d batches in flight are read again, "
+                                "one at a time", len(lost))  # fmt: skip
+                    alone.extend(lost)
+            except BaseException:
+                for f in in_flight:
+                    f.cancel()
+                raise
 
 
 def crawl(
@@ -493,6 +613,13 @@ def crawl(
     CrawlSummary
         Counts, timing and problems by reason. Unreadable files are rows of ``crawl_errors``.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # This process is a reader starting up, and importing the caller's script ran it again.
+        raise CurationError(
+            "crawl() ran again in a reader process as it started: the script that calls it has "
+            'no `if __name__ == "__main__":` guard around its top level (each reader process '
+            "imports the script). Put the crawl under that guard, or use workers=1"
+        )
     t0 = time.perf_counter()
     roots = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
     if not roots:
