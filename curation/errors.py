@@ -77,6 +77,12 @@ READ_ERROR_REASONS: dict[str, str] = {
     "invalid_vr": "an explicit-VR element carries a VR that DICOM does not define",
     "invalid_value": "a value cannot be decoded for its VR",
     "bad_charset": "a text value cannot be decoded with the declared SpecificCharacterSet",
+    "duplicate_tag": "a data element appears twice in a row in one dataset: both rows kept, typed "
+    "columns take the last (header cataloged)",
+    "tag_order": "data elements of a dataset are not in ascending tag order: rows kept as written "
+    "(header cataloged)",
+    "iso2022_name": "person names under ISO 2022 code extensions, which pydicom may decode "
+    "differently (header cataloged)",
     "bad_gzip": "a .gz file is not valid gzip",
     "header_too_large": "the header needs more bytes or data elements than the crawl's limits "
     "(max_header_bytes, max_elements): not read again until the file changes",

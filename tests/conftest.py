@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DICOM = ROOT.parent / "shared" / "dicom"
+# Resolved: the catalog's paths are canonical (the crawl root as Path.resolve() gives it), and in a
+# worktree ../shared is a symlink.
+SHARED_DICOM = (ROOT.parent / "shared" / "dicom").resolve()
 SAMPLE_DATA = ROOT / "sample_data"
 
 
@@ -39,6 +41,10 @@ def shared_corpus_files() -> list[Path]:
     lines = listing.read_text().splitlines()[1:]
     return [SHARED_DICOM / line.split("\t")[0].split("/", 1)[1] for line in lines]
 
+
+needs_proc = pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="reads process state from /proc (Linux)"
+)
 
 needs_shared = pytest.mark.skipif(
     not SHARED_DICOM.is_dir(), reason="../shared/dicom (the real multi-vendor corpus) is not here"

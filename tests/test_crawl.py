@@ -24,7 +24,7 @@ from curation.crawler.reader import Limits
 from curation.crawler.run import read_batch
 from curation.errors import READ_ERROR_REASONS
 
-from .conftest import ROOT, SHARED_DICOM, needs_shared, pydicom_test_files
+from .conftest import ROOT, SHARED_DICOM, needs_proc, needs_shared, pydicom_test_files
 
 
 def _test_file(name: str) -> Path:
@@ -596,6 +596,7 @@ def _crawl_process(tree: Path, db: Path, **kwargs: object) -> subprocess.Popen[s
     )
 
 
+@needs_proc
 def test_a_killed_reader_process_does_not_stop_the_crawl(tmp_path: Path) -> None:
     tree, db = tmp_path / "tree", tmp_path / "c.duckdb"
     _copies(tree, 600)
@@ -617,6 +618,7 @@ def test_a_killed_reader_process_does_not_stop_the_crawl(tmp_path: Path) -> None
     assert _q(db, "SELECT count(*) FROM crawl_errors") == [(0,)]
 
 
+@needs_proc
 def test_a_file_that_kills_its_reader_is_found_and_recorded(tmp_path: Path) -> None:
     from . import fuzz_cases
 
@@ -647,6 +649,7 @@ def test_a_file_that_kills_its_reader_is_found_and_recorded(tmp_path: Path) -> N
     assert crawl(tree, db, workers=1, progress=False).n_read == 0
 
 
+@needs_proc
 def test_readers_end_when_the_crawl_process_is_killed(tmp_path: Path) -> None:
     tree, db = tmp_path / "tree", tmp_path / "c.duckdb"
     _copies(tree, 600)

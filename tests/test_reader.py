@@ -216,3 +216,38 @@ def test_long_header_read_in_steps_equals_one_read(tmp_path: Path) -> None:
         whole = read_header_bytes(f.read_bytes(), complete=True)
         assert _rows(stepped) == _rows(whole), f
         assert stepped.caveats == whole.caveats, f
+
+
+# -- caveats where the catalog differs from pydicom without failing -------------------------------
+
+
+def _file(*elements: bytes) -> bytes:
+    return fuzz_cases._meta() + b"".join(elements)
+
+
+def _caveats(tmp_path: Path, data: bytes) -> dict[str, str]:
+    header, _ = read_header(_write(tmp_path, "c.dcm", data))
+    return dict(header.caveats)
+
+
+def test_repeated_and_unordered_tags_are_caveats(tmp_path: Path) -> None:
+    e = fuzz_cases._element
+    sop, name, pid = (e(0x00080018, b"UI", b"1.2\0"), e(0x00100010, b"PN", b"A^B "),
+                      e(0x00100020, b"LO", b"P1"))  # fmt: skip
+    assert _caveats(tmp_path, _file(sop, name, pid)) == {}
+    assert list(_caveats(tmp_path, _file(sop, name, name, pid))) == ["duplicate_tag"]
+    assert list(_caveats(tmp_path, _file(sop, pid, name))) == ["tag_order"]
+
+
+def test_non_ascii_number_text_is_a_caveat(tmp_path: Path) -> None:
+    e = fuzz_cases._element
+    data = _file(e(0x00080018, b"UI", b"1.2\0"), e(0x00180050, b"DS", b"1.\xb55 "))
+    header, _ = read_header(_write(tmp_path, "ds.dcm", data))
+    assert [r for r, _ in header.caveats] == ["invalid_value"]
+    assert header.elements.value[header.elements.tag.index(0x00180050)] == "1.\xb55"
+
+
+def test_iso2022_person_names_are_a_caveat() -> None:
+    src = next(f for f in pydicom_test_files() if f.name == "chrH31.dcm")
+    header, _ = read_header(str(src))
+    assert [r for r, _ in header.caveats] == ["iso2022_name"]

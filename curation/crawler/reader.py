@@ -243,6 +243,7 @@ class _Walker:
         "simple_charset",
         "stop_offset",
         "top_creators",
+        "top_prev_tag",
     )
 
     def __init__(
@@ -269,6 +270,7 @@ class _Walker:
         # Where the dataset begins, when zero padding may end it (None: the file meta walker).
         self.dataset_start: int | None = None
         self.top_creators: dict[int, str] = {}
+        self.top_prev_tag = -1
         self.ended = False  # the dataset ended in zero padding
         self.codec = "iso8859"
         self.encodings: tuple[str, ...] = ("iso8859",)
@@ -294,6 +296,13 @@ class _Walker:
             else:
                 delims = _PN_DELIMS if vr == "PN" else _TEXT_DELIMS
                 text = decode_bytes(raw, list(self.encodings), delims)
+                if vr == "PN":
+                    self._caveat_once(
+                        "iso2022_name",
+                        "person names under ISO 2022 code extensions are decoded as one string "
+                        "(escape sequences may span components); pydicom decodes each component "
+                        "group on its own and may give other text",
+                    )
         else:
             text = raw.decode("latin-1")
         return text.rstrip("\x00 ")
@@ -352,11 +361,13 @@ class _Walker:
         row_limit = self.row_limit
         # The top level's private blocks outlive one call (the walk may be continued).
         creators: dict[int, str] = self.top_creators if top else {}
+        prev_tag = self.top_prev_tag if top else -1  # tags ascend within a dataset (PS3.5 7.1)
         saved_charset: tuple[tuple[str, ...], str, bool, bool] | None = None
         limit = buflen if end is None else end
         while pos < limit:
             if top:
                 self.resume_pos = pos
+                self.top_prev_tag = prev_tag
             if len(tags) >= row_limit:
                 self._too_many(pos)
             if pos + 8 > buflen:
@@ -414,6 +425,9 @@ class _Walker:
                 raise DicomReadError(
                     "bad_length", f"unexpected delimiter ({group:04X},{elem:04X}) at byte {pos - 8}"
                 )
+            if tag <= prev_tag:
+                self._out_of_order(tag, prev_tag, path)
+            prev_tag = tag
             creator: str | None = None
             if group & 1 and elem >= 0x1000:
                 creator = creators.get(group << 8 | elem >> 8)
@@ -465,6 +479,12 @@ class _Walker:
             kind = _VR_KIND[vr]
             if kind == _PLAIN or (kind == _CHARSET_TEXT and self.default_charset):
                 value = buf[pos:vend].decode("latin-1").rstrip("\x00 ")
+                if not value.isascii() and (vr == "DS" or vr == "IS"):
+                    self._caveat_once(
+                        "invalid_value",
+                        f"({group:04X},{elem:04X}) {vr} value holds bytes that are not ASCII: kept "
+                        "as Latin-1 text, its typed column NULL (pydicom cannot read it as a number)",
+                    )
             elif kind == _BINARY:
                 value = None
             else:
@@ -510,6 +530,27 @@ class _Walker:
         if saved_charset is not None:
             self.encodings, self.codec, self.simple_charset, self.default_charset = saved_charset
         return pos
+
+    def _caveat_once(self, reason: str, message: str) -> None:
+        """A caveat noted once per file (the first case of its kind says what happened)."""
+        if not any(r == reason for r, _ in self.caveats):
+            self.caveats.append((reason, message))
+
+    def _out_of_order(self, tag: int, prev: int, path: str) -> None:
+        where = f" in {path}" if path else ""
+        if tag == prev:
+            self._caveat_once(
+                "duplicate_tag",
+                f"({tag >> 16:04X},{tag & 0xFFFF:04X}) appears twice in a row{where}: both rows "
+                "kept, typed columns take the last (pydicom keeps one)",
+            )
+        else:
+            self._caveat_once(
+                "tag_order",
+                f"({tag >> 16:04X},{tag & 0xFFFF:04X}) follows ({prev >> 16:04X},{prev & 0xFFFF:04X})"
+                f"{where}: tags out of order; rows kept as written, typed columns take the last of "
+                "a repeated tag (pydicom sorts them and keeps one)",
+            )
 
     def _too_many(self, pos: int) -> None:
         raise DicomReadError(
