@@ -66,7 +66,9 @@ def test_hostile_files_are_read_within_limits_and_all_accounted_for(tmp_path: Pa
     assert not slow, slow
     assert report["rss_mb"] < RSS_BUDGET_MB, report["rss_mb"]
     reasons = Counter(r for _, _, rs in files.values() for r in rs)
-    assert "internal" not in reasons, {n: rs for n, (_, _, rs) in files.items() if "internal" in rs}
+    # No bug, and no corrupt file passed off as a transient OS error (retried by every crawl).
+    wrong = {n: rs for n, (_, _, rs) in files.items() if {"internal", "os_error"} & set(rs)}
+    assert not wrong, wrong
     assert set(reasons) <= set(READ_ERROR_REASONS)
     # The bombs end with the reasons that say what they are.
     assert files["bomb_zeros_after_meta.dcm"][2] == ["zero_padding"]

@@ -271,7 +271,9 @@ def read_with_pydicom(
         except NotImplementedError as exc:
             # pydicom's word for an explicit VR it does not know ("Unknown Value Representation").
             raise DicomReadError("invalid_vr", f"pydicom cannot parse it: {exc}") from exc
-        except (ValueError, OverflowError, struct.error) as exc:
+        except (ValueError, OverflowError, struct.error, OSError) as exc:
+            # OSError too: pydicom parses bytes in memory here, so it is about the content (e.g.
+            # "No tag to read" where a sequence item should start), never a transient I/O error.
             raise DicomReadError("bad_length", f"pydicom cannot parse it: {exc}") from exc
         if cut and to_the_end:
             raise too_large  # the dataset went on to the cut (pydicom stops quietly there)
@@ -292,7 +294,7 @@ def read_with_pydicom(
         except EOFError as exc:
             out.truncate(start)
             raise DicomReadError("truncated", f"file ends early: {exc}") from exc
-        except (ValueError, OverflowError, struct.error) as exc:
+        except (ValueError, OverflowError, struct.error, OSError) as exc:
             out.truncate(start)
             raise DicomReadError("bad_length", f"pydicom cannot parse it: {exc}") from exc
         except BaseException:
