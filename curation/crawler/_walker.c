@@ -66,7 +66,7 @@ static const VRInfo VRS[] = {
 #define N_VRS ((int)(sizeof(VRS) / sizeof(VRS[0])))
 #define VR_NONE (-1)
 
-static int VR_LO, VR_SQ, VR_SS, VR_UN, VR_US;
+static int VR_DS, VR_IS, VR_LO, VR_SQ, VR_SS, VR_UN, VR_US;
 /* Two upper-case letters -> VR index, or -1. */
 static signed char VR_BY_LETTERS[26 * 26];
 static PyObject *VR_STR[N_VRS];  /* interned Python strings "AE", ... */
@@ -86,7 +86,7 @@ static PyObject *s_buf, *s_complete, *s_out, *s_tag, *s_vr, *s_value, *s_value_l
     *s_private_creator, *s_n_items, *s_default_charset, *s_pixel_representation, *s_stop_offset,
     *s_pixel_offset, *s_pixel_length, *s_caveats, *s_encodings, *s_codec, *s_simple_charset,
     *s_set_charset, *s_text, *s_isdigit, *s_row_limit, *s_max_depth, *s_depth, *s_top_creators,
-    *s_resume_pos;
+    *s_resume_pos, *s_top_prev_tag;
 static PyObject *ONE;
 
 /* public_vr() is a pure function of the tag: its answers are cached here (open addressing). */
@@ -159,6 +159,7 @@ typedef struct {
     Py_ssize_t stop_offset, pixel_offset, pixel_length;
     int has_pixel_length;
     Py_ssize_t resume_pos; /* start of the top-level element being read (walker.resume_pos) */
+    Py_ssize_t top_prev;   /* the top-level tag before it, -1 if none (walker.top_prev_tag) */
     /* The walker's character set (encodings, codec, simple_charset, default_charset) now and
      * when this call began; its caveats list and length then; its top-level private creators and
      * a copy of them from before this call changed them: what a Fallback puts back. */
@@ -655,6 +656,8 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
     creators->dict = top ? w->top_creators : NULL;
     PyObject *saved = NULL; /* the character set before an item's own SpecificCharacterSet */
     Py_ssize_t result = -1;
+    /* Tags ascend within a dataset: a repeat or a step back is a caveat of the Python walker's. */
+    Py_ssize_t prev_tag = top ? w->top_prev : -1;
 #define FAIL(expr) \
     do {           \
         (expr);    \
@@ -662,7 +665,10 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
     } while (0)
 
     while (pos < limit) {
-        if (top) w->resume_pos = pos;
+        if (top) {
+            w->resume_pos = pos;
+            w->top_prev = prev_tag;
+        }
         if (PyList_GET_SIZE(w->l_tag) >= w->row_limit) FAIL(bail()); /* header_too_large */
         if (pos + 8 > buflen) FAIL(short_read(w, pos + 8));
         const uint16_t group = u16(buf + pos), elem = u16(buf + pos + 2);
@@ -700,6 +706,8 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
             }
             FAIL(bail());
         }
+        if ((Py_ssize_t)tag <= prev_tag) FAIL(bail()); /* duplicate_tag, tag_order */
+        prev_tag = (Py_ssize_t)tag;
         PyObject *creator = NULL; /* borrowed */
         if ((group & 1) && elem >= 0x1000) {
             creator = creator_get(creators, (uint32_t)group << 8 | elem >> 8);
@@ -763,6 +771,10 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
         const int kind = VRS[vr].kind;
         PyObject *value = NULL; /* new reference, or NULL for None */
         if (kind == K_PLAIN || (kind == K_CHARSET && w->default_charset)) {
+            if (vr == VR_DS || vr == VR_IS) {
+                for (uint32_t i = 0; i < length; i++)
+                    if (buf[pos + i] & 0x80) FAIL(bail()); /* not ASCII: invalid_value caveat */
+            }
             value = latin1_stripped(buf + pos, length);
             if (value == NULL) goto done;
         } else if (kind == K_BINARY) {
@@ -809,6 +821,7 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
         if (append_row(w, tag, vr, value, vlen, path, creator, NULL) < 0) goto done;
         pos = vend;
     }
+    if (top) w->top_prev = prev_tag; /* the walk may go on from here with more bytes */
     if (end < 0 && !top) FAIL(short_read(w, buflen + 1)); /* an item ran out before its delimiter */
     if (end >= 0 && pos != end) FAIL(bail());
     result = pos;
@@ -928,6 +941,7 @@ static PyObject *py_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         goto done;
 
     w.resume_pos = pos;
+    if (get_ssize_attr(w.walker, s_top_prev_tag, &w.top_prev) < 0) goto done;
     Py_ssize_t result = walk(&w, pos, end, path, top, explicit_vr, 0);
     if (result < 0) {
         if (PyErr_ExceptionMatches(Fallback)) {
@@ -937,6 +951,7 @@ static PyObject *py_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             PyObject *et, *ev, *tb;
             PyErr_Fetch(&et, &ev, &tb);
             if (set_int_attr(w.walker, s_resume_pos, w.resume_pos) < 0 ||
+                set_int_attr(w.walker, s_top_prev_tag, w.top_prev) < 0 ||
                 (w.pr_new != NULL && PyObject_SetAttr(w.walker, s_pixel_representation, w.pr_new) < 0)) {
                 Py_XDECREF(et);
                 Py_XDECREF(ev);
@@ -947,7 +962,9 @@ static PyObject *py_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
         goto done;
     }
-    if (top && set_int_attr(w.walker, s_resume_pos, w.resume_pos) < 0) goto done;
+    if (top && (set_int_attr(w.walker, s_resume_pos, w.resume_pos) < 0 ||
+                set_int_attr(w.walker, s_top_prev_tag, w.top_prev) < 0))
+        goto done;
     if (w.pr_new != NULL && PyObject_SetAttr(w.walker, s_pixel_representation, w.pr_new) < 0) goto done;
     if (w.stopped) {
         if (set_int_attr(w.walker, s_stop_offset, w.stop_offset) < 0) goto done;
@@ -1218,6 +1235,8 @@ static int module_exec(PyObject *m) {
         PyObject *idx = PyLong_FromLong(i);
         if (idx == NULL || PyDict_SetItem(VR_BY_NAME, VR_STR[i], idx) < 0) return -1;
         Py_DECREF(idx);
+        if (!strcmp(name, "DS")) VR_DS = i;
+        if (!strcmp(name, "IS")) VR_IS = i;
         if (!strcmp(name, "LO")) VR_LO = i;
         if (!strcmp(name, "SQ")) VR_SQ = i;
         if (!strcmp(name, "SS")) VR_SS = i;
@@ -1237,7 +1256,7 @@ static int module_exec(PyObject *m) {
         intern(&s_text, "_text") || intern(&s_isdigit, "isdigit") ||
         intern(&s_row_limit, "row_limit") || intern(&s_max_depth, "max_depth") ||
         intern(&s_depth, "depth") || intern(&s_top_creators, "top_creators") ||
-        intern(&s_resume_pos, "resume_pos"))
+        intern(&s_resume_pos, "resume_pos") || intern(&s_top_prev_tag, "top_prev_tag"))
         return -1;
     ONE = PyLong_FromLong(1);
     if (ONE == NULL) return -1;

@@ -518,6 +518,8 @@ class _Walker:
             o_tag(tag), o_vr(vr), o_val(value), o_len(length), o_path(path), o_cre(creator)
             o_items(None)
             pos = vend
+        if top:
+            self.top_prev_tag = prev_tag  # the walk may go on from here with more bytes
         if end is None and not top:
             # An item of undefined length ran out of bytes before its delimiter.
             if self.complete:
