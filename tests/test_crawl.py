@@ -600,22 +600,31 @@ def _crawl_process(tree: Path, db: Path, **kwargs: object) -> subprocess.Popen[s
 def test_a_killed_reader_process_does_not_stop_the_crawl(tmp_path: Path) -> None:
     tree, db = tmp_path / "tree", tmp_path / "c.duckdb"
     _copies(tree, 600)
-    proc = _crawl_process(tree, db, commit_every=128)
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "committed" in line:
-            readers = _readers(proc.pid)
-            assert readers
-            os.kill(readers[0], signal.SIGKILL)  # as the kernel's OOM killer would
-            break
-    lines += proc.stdout.readlines()
-    assert proc.wait(timeout=120) == 0, "".join(lines[-20:])
-    assert any("a reader process died" in line for line in lines)
+    proc = _crawl_process(tree, db)
+    # Kill a reader while it reads a file (it has one open), as the kernel's OOM killer would.
+    killed = False
+    while not killed and proc.poll() is None:
+        for pid in _readers(proc.pid):
+            if any(str(tree) in name for name in _open_files(pid)):
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.002)
+    out = proc.communicate(timeout=120)[0]
+    assert killed and proc.returncode == 0, out[-3000:]
+    assert "a reader process died" in out
     # Every file accounted for: the lost batches were read again.
     assert _q(db, "SELECT status, count(*) FROM files GROUP BY ALL") == [("ok", 600)]
     assert _q(db, "SELECT count(*) FROM crawl_errors") == [(0,)]
+
+
+def _open_files(pid: int) -> list[str]:
+    names = []
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                names.append(os.readlink(fd))
+    return names
 
 
 @needs_proc
@@ -631,9 +640,8 @@ def test_a_file_that_kills_its_reader_is_found_and_recorded(tmp_path: Path) -> N
     while proc.poll() is None:
         # Kill any reader holding the culprit open, as if reading it exhausted memory.
         for pid in _readers(proc.pid):
-            with contextlib.suppress(OSError):
-                fds = list(Path(f"/proc/{pid}/fd").iterdir())
-                if any(os.readlink(fd).endswith("culprit.dcm") for fd in fds if fd.is_symlink()):
+            if any(name.endswith("culprit.dcm") for name in _open_files(pid)):
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
                     kills += 1
         time.sleep(0.005)
@@ -653,13 +661,13 @@ def test_a_file_that_kills_its_reader_is_found_and_recorded(tmp_path: Path) -> N
 def test_readers_end_when_the_crawl_process_is_killed(tmp_path: Path) -> None:
     tree, db = tmp_path / "tree", tmp_path / "c.duckdb"
     _copies(tree, 600)
-    proc = _crawl_process(tree, db, commit_every=128)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "committed" in line:
-            break
-    left = _descendants(proc.pid)  # fork server, readers, resource tracker
-    assert len(left) >= 3
+    proc = _crawl_process(tree, db)
+    left: list[int] = []
+    while len(left) < 3 and proc.poll() is None:  # fork server, resource tracker, a busy reader
+        readers = [p for p in _readers(proc.pid) if any(str(tree) in n for n in _open_files(p))]
+        left = _descendants(proc.pid) if readers else []
+        time.sleep(0.002)
+    assert len(left) >= 3, "the kill should land mid-crawl"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 15

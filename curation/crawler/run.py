@@ -509,6 +509,25 @@ def _reader_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+@contextlib.contextmanager
+def _closing(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor]:
+    """The pool, shut down on leaving with its reader processes ended, even stuck ones.
+
+    A reader killed while it waited for work dies holding the lock of the pool's task queue: the
+    other readers then wait for that lock forever, and a plain shutdown waits for them forever (as
+    a crawl did here). No work is left for them when this ends, so they are killed.
+    """
+    try:
+        yield pool
+    finally:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
+        pool.shutdown(wait=True)
+
+
 def _results(
     items: list[tuple[str, int, int]], crawl_id: int, workers: int, limits: Limits
 ) -> Iterator[Batch]:
@@ -527,7 +546,7 @@ def _results(
     alone: deque[list[tuple[str, int, int]]] = deque()  # lost batches, to read one at a time
     replacing = False
     while todo or alone:
-        with _reader_pool(workers) as pool:
+        with _closing(_reader_pool(workers)) as pool:
             if replacing:
                 try:
                     pool.submit(os.getpid).result()
