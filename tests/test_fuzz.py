@@ -2,20 +2,24 @@
 
 Every file is accounted for with a documented reason, none as ``internal``; no file is read longer
 than a fixed budget; the reading process stays within a fixed memory bound (the bombs here once
-took minutes and gigabytes). The cases come from :mod:`tests.fuzz_cases` (fixed seed).
+took minutes and gigabytes). The cases come from :mod:`tests.fuzz_cases` (fixed seed). Run with each header walker: the
+pure-Python one and the compiled one (``CURATION_WALKER``), where built.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from curation import crawl
+from curation.crawler import compiled
 from curation.errors import READ_ERROR_REASONS
 
 from . import fuzz_cases
@@ -41,12 +45,25 @@ for name in sorted(os.listdir(folder)):
                  batch.errors.column("reason").to_pylist())
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forked parent (pytest) across exec.
 peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"files": out, "rss_mb": int(peak.split()[1]) / 1024}))
+from curation.crawler import compiled
+print(json.dumps({"files": out, "rss_mb": int(peak.split()[1]) / 1024, "walker": compiled.in_use()}))
 """
 
 
 @needs_proc
-def test_hostile_files_are_read_within_limits_and_all_accounted_for(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "walker",
+    [
+        "python",
+        pytest.param(
+            "compiled",
+            marks=pytest.mark.skipif(not compiled.AVAILABLE, reason="compiled walker not built"),
+        ),
+    ],
+)
+def test_hostile_files_are_read_within_limits_and_all_accounted_for(
+    tmp_path: Path, walker: str
+) -> None:
     folder = tmp_path / "hostile"
     folder.mkdir()
     names = []
@@ -57,9 +74,11 @@ def test_hostile_files_are_read_within_limits_and_all_accounted_for(tmp_path: Pa
     done = subprocess.run(
         [sys.executable, "-c", _READ_EACH, str(folder)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env={**os.environ, compiled.ENV: walker},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
+    assert report["walker"] == walker
     files = report["files"]
     assert sorted(files) == sorted(names)
     slow = {n: round(t, 2) for n, (t, _, _) in files.items() if t > FILE_BUDGET_S}
@@ -80,7 +99,13 @@ def test_hostile_files_are_read_within_limits_and_all_accounted_for(tmp_path: Pa
 
     # The crawl accounts for every file, and a second crawl reads none of them again.
     db = tmp_path / "c.duckdb"
-    first = crawl(folder, db, workers=1, progress=False)
+    before = compiled.in_use()
+    compiled.select(walker)
+    try:
+        first = crawl(folder, db, workers=1, progress=False)
+        again = crawl(folder, db, workers=1, progress=False)
+    finally:
+        compiled.select(before)
     assert first.n_seen == len(names)
     with duckdb.connect(str(db), read_only=True) as con:
         statuses = dict(con.sql("SELECT status, count(*) FROM files GROUP BY ALL").fetchall())
@@ -90,4 +115,4 @@ def test_hostile_files_are_read_within_limits_and_all_accounted_for(tmp_path: Pa
         ).fetchall()[0][0]
     assert sum(statuses.values()) == len(names)
     assert unexplained == 0
-    assert crawl(folder, db, workers=1, progress=False).n_read == 0
+    assert again.n_read == 0
