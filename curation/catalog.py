@@ -68,6 +68,20 @@ def connect(
     return con
 
 
+def catalog_failure(exc: BaseException) -> bool:
+    """True for DuckDB's errors about the database file itself (I/O, checksum, corruption).
+
+    DuckDB reads a catalog lazily: a file cut short or damaged opens, and fails at the first query
+    that reaches the missing or damaged block, as an ``IOException`` or as a bare ``duckdb.Error``
+    (its class for "Corrupt database" and internal errors). Errors about a query (binder, parser,
+    conversion) are not: they are bugs or bad input. The CLI turns these into exit 4; steps that
+    catch errors per item (a QC rule) re-raise them, since no later item can succeed.
+    """
+    if not isinstance(exc, duckdb.Error):
+        return False
+    return isinstance(exc, duckdb.IOException) or type(exc) is duckdb.Error
+
+
 def quote_ident(name: str) -> str:
     """``name`` as a DuckDB identifier: in double quotes, inner quotes doubled.
 

@@ -128,6 +128,28 @@ def test_a_damaged_catalog_is_exit_4_naming_the_file(
     assert str(db) in err[0] or db.name in err[0]
 
 
+def test_qc_on_a_catalog_cut_short_stops_at_the_first_rule_that_meets_it(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Cut further in, the catalog opens and the first rules run: the rule that meets the cut must
+    # end the run (one line, exit 4), not be logged as one failed rule among others that follow.
+    data = db.read_bytes()
+    seen = []
+    for percent in (70, 80, 90):
+        cut = tmp_path / f"cut{percent}.duckdb"
+        cut.write_bytes(data[: len(data) * percent // 100])
+        code = main(["qc", "--db", str(cut), "-q"])
+        captured = capsys.readouterr()
+        if code in (0, 1):
+            continue  # the cut fell in blocks this run never reads
+        seen.append(percent)
+        err = _errors(captured.err)
+        assert code == 4, err
+        assert len(err) == 1 and err[0].startswith("curation qc: catalog error: "), err
+        assert captured.out == "", "no findings table for a run that could not finish"
+    assert seen, "no cut reached a block qc reads"
+
+
 # -- outputs that cannot be written: exit 5, one line naming the path ---------------------------
 
 

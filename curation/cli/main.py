@@ -166,16 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _catalog_failure(exc: Exception) -> bool:
-    """True for DuckDB's errors about the database file itself (I/O, checksum, corruption).
-
-    DuckDB reads a catalog lazily: a file cut short or damaged opens, and fails at the first query
-    that reaches the missing or damaged block. Errors about a query (binder, parser, conversion)
-    are bugs and keep their traceback. DuckDB is only looked at if a step imported it.
-    """
-    duckdb = sys.modules.get("duckdb")
-    if duckdb is None or not isinstance(exc, duckdb.Error):
+    """:func:`curation.catalog.catalog_failure`, only looked at if a step imported DuckDB."""
+    if "duckdb" not in sys.modules:
         return False
-    return isinstance(exc, duckdb.IOException) or type(exc) is duckdb.Error
+    from curation.catalog import catalog_failure
+
+    return catalog_failure(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -160,6 +160,8 @@ def _run(con: duckdb.DuckDBPyConnection, suite: Suite) -> RunResult:
             try:
                 n = _run_rule(recorder, sel)
             except Exception as exc:  # a broken rule is reported, the others still run
+                if catalog.catalog_failure(exc):
+                    raise  # a damaged catalog file: no other rule can run either (exit 4)
                 status, error = "error", f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
         if status == "skipped":
