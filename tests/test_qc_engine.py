@@ -126,6 +126,26 @@ def test_suite_yaml_and_toml(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("include", [["pixel.*"], ["pixel.metal"]])
+def test_metal_runs_with_the_air_range_the_suite_gives_hu_implausible(include: list[str]) -> None:
+    # also when hu_implausible itself is not selected: the range is still the suite's
+    suite = from_mapping(
+        {
+            "include": include,
+            "rules": {
+                "pixel.hu_implausible": {"params": {"max_air_hu": -800, "min_air_hu": -1300}}
+            },
+        }
+    )
+    params = {s.rule.id: s.params for s in suite.rules}
+    assert params["pixel.metal"]["max_air_hu"] == -800
+    assert params["pixel.metal"]["min_air_hu"] == -1300
+    assert suite.provenance()["pixel.metal"]["params"]["max_air_hu"] == -800
+    assert from_mapping({})  # defaults still resolve
+    with pytest.raises(InputError, match=r"rules\.pixel\.hu_implausible\.params\.max_air_hu"):
+        from_mapping({"rules": {"pixel.metal": {"params": {"max_air_hu": -800}}}})
+
+
 @pytest.mark.parametrize(
     ("suite", "message"),
     [

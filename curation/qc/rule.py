@@ -179,6 +179,9 @@ class Rule:
     tags
         Labels that select rules by what they are about rather than by id (:data:`PRIVACY`), so
         that renaming or adding a rule does not slip past a filter (:func:`tagged`).
+    follows
+        Id of the rule that owns the parameters this rule shares with it (the same :class:`Param`
+        objects): a suite resolves them on that rule, and this rule runs with those values.
     """
 
     id: str
@@ -193,6 +196,7 @@ class Rule:
     detects: tuple[str, ...] = ()
     deprecated: str | None = None
     tags: tuple[str, ...] = field(default=())
+    follows: str | None = None
 
     def __post_init__(self) -> None:
         # A declaration is valid once constructed: a typo in an id or level fails at import time.

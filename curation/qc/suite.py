@@ -73,6 +73,26 @@ def _parse(text: str, where: str) -> dict[str, Any]:
     return data
 
 
+def _resolve(r: Rule, o: Any, where: str) -> tuple[Severity, dict[str, ParamValue]]:
+    """Severity and parameters of ``r`` with the suite's override ``o`` applied."""
+    o = o or {}
+    if not isinstance(o, dict) or set(o) - {"severity", "params"}:
+        raise InputError(f"{where}: rules.{r.id}: only 'severity' and 'params' can be set")
+    try:
+        severity = Severity(o.get("severity", r.severity))
+    except ValueError as exc:
+        raise InputError(
+            f"{where}: rules.{r.id}.severity: {o['severity']!r} is not info/warning/error"
+        ) from exc
+    params = r.defaults
+    for name, value in (o.get("params") or {}).items():
+        try:
+            params[name] = r.param(name).coerce(value, r.id)
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"{where}: rules.{r.id}.params.{name}: {exc}") from exc
+    return severity, params
+
+
 def from_mapping(data: dict[str, Any], where: str = "<suite>") -> Suite:
     """Build a suite from its parsed mapping; raises :class:`InputError` naming bad keys."""
     rules = all_rules()
@@ -103,21 +123,18 @@ def from_mapping(data: dict[str, Any], where: str = "<suite>") -> Suite:
             raise InputError(f"{where}: rules.{rid}: no such rule (see curation qc --list)")
     selected = []
     for r in chosen:
-        o = overrides.get(r.id) or {}
-        if not isinstance(o, dict) or set(o) - {"severity", "params"}:
-            raise InputError(f"{where}: rules.{r.id}: only 'severity' and 'params' can be set")
-        try:
-            severity = Severity(o.get("severity", r.severity))
-        except ValueError as exc:
-            raise InputError(
-                f"{where}: rules.{r.id}.severity: {o['severity']!r} is not info/warning/error"
-            ) from exc
-        params = r.defaults
-        for name, value in (o.get("params") or {}).items():
-            try:
-                params[name] = r.param(name).coerce(value, r.id)
-            except (KeyError, ValueError) as exc:
-                raise InputError(f"{where}: rules.{r.id}.params.{name}: {exc}") from exc
+        severity, params = _resolve(r, overrides.get(r.id), where)
+        if r.follows is not None:
+            # Shared parameters take the owner's values (even when the owner itself is excluded).
+            owner = rules[r.follows]
+            own = _resolve(owner, overrides.get(owner.id), where)[1]
+            for name in sorted(params.keys() & own.keys()):
+                if name in ((overrides.get(r.id) or {}).get("params") or {}):
+                    raise InputError(
+                        f"{where}: rules.{r.id}.params.{name}: {r.id} follows {owner.id} "
+                        f"here; set it there (rules.{owner.id}.params.{name})"
+                    )
+                params[name] = own[name]
         selected.append(SelectedRule(r, severity, params))
     return Suite(
         name=str(data.get("name", Path(where).stem)),

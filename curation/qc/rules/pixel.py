@@ -292,7 +292,7 @@ METAL = register(
         description="Flags CT series with metal: in some profiled slice, more than "
         "min_metal_fraction of the pixels are at or above 2500 HU (cortical bone stays below "
         "~2000), burned-in text excluded, in a series whose air is plausible HU (air_hu within "
-        "[min_air_hu, max_air_hu], the parameters pixel.hu_implausible declares). Metal implants "
+        "[min_air_hu, max_air_hu], the values a suite gives pixel.hu_implausible). Metal implants "
         "cause dark and bright streaks that corrupt the surrounding anatomy.",
         not_checked="Streaks without saturated metal in view (photon starvation); MR "
         "susceptibility artifacts; series with implausible HU (pixel.hu_implausible first).",
@@ -316,6 +316,7 @@ METAL = register(
         ),
         requires=_REQUIRES,
         detects=("metal_streaks",),
+        follows=HU.id,
     )
 )
 
