@@ -389,16 +389,24 @@ def test_a_spec_names_the_qc_suite_or_run(db: Path, tmp_path: Path) -> None:
     run = expectations.validate(db, ["catalog_series"]).suites[0].run_id
     spec = parse({"name": "s", "qc": {"suite": "default"}, "exclude": [{"qc_severity": "error"}]})
     assert build_cohort(db, spec, None, key=KEY).provenance["qc_run"]["run_id"] == 1
-    spec = parse({"name": "r", "qc": {"run": run}, "exclude": [{"qc_severity": "error"}]})
+    spec = parse({"name": "r", "qc": {"run": 1}, "exclude": [{"qc_severity": "error"}]})
     res = build_cohort(db, spec, None, key=KEY)
     assert res.provenance["qc_run"] == {
         **res.provenance["qc_run"],
-        "run_id": run,
-        "selected_by": f"run {run} named by the spec",
-        "suite_name": "expectations/catalog_series",
+        "run_id": 1,
+        "selected_by": "run 1 named by the spec",
+        "suite_name": "default",
     }
-    # the expectation run has no series-level error: nothing is excluded
-    assert res.attrition["n_series_dropped"].to_list() == [0, 0]
+    # an expectation-suite run's findings name no series: a QC criterion over it is refused
+    for qc in ({"run": run}, {"suite": "expectations/catalog_series"}):
+        for criterion in ({"qc_severity": "error"}, {"qc_rule": "catalog_series.x"}):
+            with pytest.raises(InputError, match=rf"reads QC run {run} .*`curation validate` run"):
+                build_cohort(
+                    db, parse({"name": "e", "qc": qc, "exclude": [criterion]}), None, key=KEY
+                )
+    # without a QC criterion, naming that run is only provenance
+    spec = parse({"name": "p", "qc": {"run": run}})
+    assert build_cohort(db, spec, None, key=KEY).provenance["qc_run"]["run_id"] == run
     with pytest.raises(InputError, match=r"qc.suite 'defualt'.*did you mean 'default'"):
         build_cohort(
             db,

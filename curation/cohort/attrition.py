@@ -90,6 +90,27 @@ def qc_run(con: duckdb.DuckDBPyConnection, spec: CohortSpec) -> tuple[int | None
     return latest_run_id(con), "latest rule-suite run"
 
 
+def _refuse_expectation_run(
+    con: duckdb.DuckDBPyConnection, c: Criterion, run: int, selected_by: str | None
+) -> None:
+    """InputError when ``c`` would read a ``curation validate`` run.
+
+    An expectation-suite run's findings are about a table or column, not a series: a QC
+    criterion over them would silently drop nothing.
+    """
+    from curation.qc.findings import EXPECTATION_RUN_PREFIX
+
+    rows = con.execute("SELECT suite_name FROM qc_runs WHERE run_id = $r", {"r": run}).fetchall()
+    name = rows[0] if rows else None
+    if name is not None and str(name[0]).startswith(EXPECTATION_RUN_PREFIX):
+        raise InputError(
+            f"{c.where or f'criterion {c.title!r}'}: {c.kind} reads QC run {run} ({selected_by}), "
+            f"a `curation validate` run of {name[0]!r} whose findings name no series, so it "
+            "would drop nothing; choose a `curation qc` run (qc: {run: N} or qc: {suite: NAME}) "
+            "or leave qc out for the latest"
+        )
+
+
 def _field(c: Criterion, ref: str, ctype: str, p: str, params: dict[str, Any]) -> str:
     """Predicate of ``c`` over the (already quoted) column reference ``ref``."""
     op, v = c.op, c.value
@@ -187,6 +208,9 @@ def compile_spec(con: duckdb.DuckDBPyConnection, spec: CohortSpec) -> Compiled:
         or spec.qc_run is not None
     )
     run, selected_by = qc_run(con, spec) if needs_qc else (None, None)
+    qc_criteria = [c for c in spec.criteria if c.kind in ("qc_rule", "qc_severity")]
+    if qc_criteria and run is not None:
+        _refuse_expectation_run(con, qc_criteria[0], run, selected_by)
     params: dict[str, Any] = {}
     keeps = []
     for i, c in enumerate(spec.criteria):
