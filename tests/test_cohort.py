@@ -66,6 +66,11 @@ def test_shipped_spec_builds(db: Path, tmp_path: Path) -> None:
     assert (m["slice_thickness_mm"] <= 5).all()
     assert "label_pleural_effusion" in m.columns
     assert "uncertain" not in set(m["label_pleural_effusion"].drop_nulls())
+    # printing the result (a notebook's last line) gives the outcome in one line, not the frames
+    for text in (str(res), repr(res)):
+        assert "\n" not in text and len(text) < 300, text
+        assert str(res.cohort_id) in text and str(res.manifest.height) in text
+    assert f"{res.manifest['patient_key'].n_unique()} patient(s)" in str(res)
 
 
 def test_attrition_and_exclusions_are_in_the_catalog(db: Path) -> None:
@@ -464,7 +469,9 @@ def _spec_file(tmp_path: Path, text: str) -> Path:
             "name: x\nexclude:\n  - {qc_sevrity: error}\n",
             r"spec.yaml:3: .*did you mean 'qc_severity'",
         ),
-        ("name: x\nincluded: []\n", r"spec.yaml:1: unknown key.*did you mean 'include'"),
+        ("name: x\nincluded: []\n", r"spec.yaml:2: unknown key.*did you mean 'include'"),
+        ("name: x\n\nqc_run: 1\n", r"spec.yaml:3: unknown key.*use `qc: \{run: N\}`"),
+        ("name: x\nqc_suite: default\n", r"spec.yaml:2: unknown key.*use `qc: \{suite: NAME\}`"),
         (
             "name: x\nsplit: {ratios: {train: 1.0}, stratify: [vendr]}\n",
             r"no column 'vendr'.*did you mean 'vendor'",

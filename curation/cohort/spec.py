@@ -341,9 +341,10 @@ class CohortSpec:
 
 
 class _Mapping(dict[Any, Any]):
-    """A YAML mapping that remembers the line it starts on."""
+    """A YAML mapping that remembers the line it starts on, and the line of each key."""
 
     line: int | None = None
+    key_lines: dict[str, int]
 
 
 class _Sequence(list[Any]):
@@ -359,6 +360,7 @@ class _LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
     m = _Mapping(loader.construct_mapping(node, deep=True))
     m.line = node.start_mark.line + 1
+    m.key_lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
     return m
 
 
@@ -372,13 +374,13 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def _at(where: str, obj: Any, index: int | None = None) -> str:
-    """``where`` with the line ``obj`` (or its item ``index``) starts on, when known."""
+def _at(where: str, obj: Any, index: int | None = None, key: str | None = None) -> str:
+    """``where`` with the line ``obj`` (or its item ``index``, or its key ``key``) is on, when known."""
     line = None
     if index is not None and isinstance(obj, _Sequence) and index < len(obj.lines):
         line = obj.lines[index]
     elif isinstance(obj, _Mapping):
-        line = obj.line
+        line = obj.key_lines.get(key, obj.line) if key is not None else obj.line
     return f"{where}:{line}" if line is not None else where
 
 
@@ -425,6 +427,14 @@ def _split(raw: Any, where: str) -> SplitSpec:
 SPEC_KEYS: tuple[str, ...] = ("name", "description", "include", "exclude", "split", "labels", "qc")
 
 
+#: Top-level keys people write for a key the spec spells otherwise, and what to write instead.
+_KEY_HINTS = {
+    "qc_run": "use `qc: {run: N}`",
+    "qc_suite": "use `qc: {suite: NAME}`",
+    "qc_run_id": "use `qc: {run: N}`",
+}
+
+
 def parse(data: Any, *, source: str | None = None, where: str = "spec") -> CohortSpec:
     """Validate plain data (as loaded from YAML) into a :class:`CohortSpec`."""
     if not isinstance(data, dict):
@@ -432,9 +442,9 @@ def parse(data: Any, *, source: str | None = None, where: str = "spec") -> Cohor
     unknown = set(data) - set(SPEC_KEYS)
     if unknown:
         bad = sorted(map(str, unknown))[0]
+        hint = f" ({_KEY_HINTS[bad]})" if bad in _KEY_HINTS else did_you_mean(bad, SPEC_KEYS)
         raise InputError(
-            f"{_at(where, data)}: unknown key(s) {sorted(map(str, unknown))}"
-            + did_you_mean(bad, SPEC_KEYS)
+            f"{_at(where, data, key=bad)}: unknown key(s) {sorted(map(str, unknown))}" + hint
         )
     criteria = []
     for action in ACTIONS:
