@@ -53,6 +53,21 @@ class CohortResult:
             .sort("split")
         )
 
+    def __str__(self) -> str:
+        splits = ", ".join(f"{r['split']} {r['n_series']}" for r in self.split_counts.to_dicts())
+        return (
+            f"cohort {self.cohort_id} ({self.spec.name}): {self.manifest.height} series of "
+            f"{self.manifest['patient_key'].n_unique()} patient(s) ({splits or 'none'}), "
+            f"{len(self.spec.criteria)} criteria"
+        )
+
+    def __repr__(self) -> str:
+        # The frames and the spec are long: a notebook printing the result wants the outcome.
+        return (
+            f"CohortResult(cohort_id={self.cohort_id}, spec={self.spec.name!r}, "
+            f"series={self.manifest.height}, paths={sorted(self.paths)})"
+        )
+
 
 def catalog_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """An order-independent fingerprint of the cataloged files (id, size, mtime) and their count."""
