@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class CurationError(Exception):
@@ -34,6 +35,14 @@ class OutputError(CurationError):
 
 def output_error(path: str | object, exc: BaseException) -> OutputError:
     """An :class:`OutputError` for ``path`` from the operating-system (or writer) error ``exc``."""
+    if isinstance(exc, FileExistsError | NotADirectoryError) and (path or exc.filename):
+        # A file stands where a folder is needed: say which, not "File exists".
+        target = Path(str(path if path is not None else exc.filename))
+        blocker = next((q for q in (target, *target.parents) if q.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            if blocker == target:
+                return OutputError(target, "it is a file, not a folder")
+            return OutputError(target, f"its parent {blocker} is not a folder")
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc)
         where = exc.filename if exc.filename is not None else path

@@ -209,6 +209,8 @@ def test_an_output_that_cannot_be_written_is_exit_5_naming_it(
     assert len(err) == 1 and "cannot write" in err[0], err
     target = "/dev/full" if "/dev/full" in argv else str(tmp_path / "a-file")
     assert target in err[0], err
+    if target != "/dev/full":
+        assert f"its parent {target} is not a folder" in err[0], err
 
 
 # -- a read-only catalog without a key ----------------------------------------------------------
