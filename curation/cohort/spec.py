@@ -50,6 +50,7 @@ from typing import Any
 import yaml
 
 from curation.errors import InputError
+from curation.qc.rule import Severity
 
 #: Comparison operators a criterion may use (the allow-list: nothing else reaches SQL).
 OPS: tuple[str, ...] = (
@@ -69,7 +70,8 @@ OPS: tuple[str, ...] = (
 )
 ACTIONS: tuple[str, ...] = ("include", "exclude")
 KINDS: tuple[str, ...] = ("field", "qc_rule", "qc_severity", "label")
-SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
+#: QC severities, mildest first (the order :class:`curation.qc.rule.Severity` ranks them in).
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in sorted(Severity, key=lambda s: s.rank))
 #: Longest name (column, rule, label, split, spec name) a spec may use, in characters.
 MAX_NAME = 256
 #: Longest text value a criterion may compare with, in characters.

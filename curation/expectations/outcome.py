@@ -64,7 +64,7 @@ class ValidationResult:
     @property
     def counts(self) -> dict[str, int]:
         """Failed expectations per severity."""
-        out = dict.fromkeys(("error", "warning", "info"), 0)
+        out = {s.value: 0 for s in sorted(Severity, key=lambda s: s.rank, reverse=True)}
         for s in self.suites:
             for o in s.failures:
                 out[o.severity] += 1

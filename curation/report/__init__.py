@@ -180,8 +180,9 @@ def build_report(
     if cohort is not None and not Path(cohort).is_dir():
         raise InputError(f"{cohort}: no cohort folder here (run `curation cohort` first)")
     own = isinstance(db, str | Path)
-    name = str(db) if own else "(connection)"
+    name = "(connection)"
     if isinstance(db, str | Path):
+        name = str(db)
         _store_key(db, cohort, key_file)
     with catalog.opened(db, read_only=True) as con:
         if not catalog.has_table(con, "instances"):
