@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-log = logging.getLogger("curation.discover")
+log = logging.getLogger("curation.crawler")
 
 #: File names a DICOM export carries beside its images; reported as skipped, not as errors.
 NEVER_DICOM_SUFFIXES = (
