@@ -528,6 +528,33 @@ def test_a_crawl_that_catalogs_nothing_says_so(
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_a_crawl_with_nothing_to_read_starts_light(tmp_path: Path) -> None:
+    """No pandas, pydicom or dictionary fill for an empty folder; a crawl with files fills it."""
+    empty, db = tmp_path / "empty", tmp_path / "c.duckdb"
+    empty.mkdir()
+    code = (
+        "import sys; from curation import crawl; "
+        f"crawl({str(empty)!r}, {str(db)!r}, workers=1, progress=False); "
+        "print('pandas' in sys.modules, 'pydicom' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    # pandas: pa.array() of Python values imports it; pydicom: reader and dictionary import it.
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
+    assert _q(db, "SELECT count(*) FROM dicom_dictionary") == [(0,)]
+    shutil.copy(_test_file("CT_small.dcm"), empty / "ct.dcm")
+    assert crawl(empty, db, workers=1, progress=False).n_cataloged == 1
+    from pydicom.datadict import DicomDictionary, RepeatersDictionary, private_dictionaries
+
+    n_entries = (
+        len(DicomDictionary)
+        + len(RepeatersDictionary)
+        + sum(len(e) for e in private_dictionaries.values())
+    )
+    assert _q(db, "SELECT count(*) FROM dicom_dictionary") == [(n_entries,)]
+
+
 # -- faults: a reader process killed, the crawl's own process killed ------------------------------
 
 

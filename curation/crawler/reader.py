@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import BinaryIO
 
-from pydicom.charset import decode_bytes, python_encoding
-from pydicom.datadict import dictionary_VR, private_dictionary_VR
-
 from curation.errors import DicomReadError
+
+# pydicom is imported where it is used (all cached lookups, or the rare ISO 2022 decoding), not
+# here: importing it costs ~0.2 s, the most of the start-up of a crawl with nothing to read.
 
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 ITEM = 0xFFFEE000
@@ -170,6 +170,8 @@ def public_vr(tag: int) -> str:
     """VR of a public tag from pydicom's dictionary (repeating groups included), else ``UN``."""
     if tag & 0xFFFF == 0 and tag >> 16 != 0:
         return "UL"  # group length
+    from pydicom.datadict import dictionary_VR
+
     try:
         vr = dictionary_VR(tag)
     except KeyError:
@@ -184,6 +186,8 @@ def public_vr(tag: int) -> str:
 @cache
 def private_vr(creator: str, tag: int) -> str:
     """VR of a private tag from pydicom's private dictionary, else ``UN``."""
+    from pydicom.datadict import private_dictionary_VR
+
     try:
         vr = private_dictionary_VR(tag, creator)
     except KeyError:
@@ -198,6 +202,8 @@ def private_vr(creator: str, tag: int) -> str:
 @lru_cache(maxsize=256)
 def encodings_for(charset: str) -> tuple[tuple[str, ...], bool]:
     """Python codecs for a SpecificCharacterSet value, and whether all terms were known."""
+    from pydicom.charset import python_encoding
+
     terms = [t.strip() for t in charset.split("\\")]
     if not terms or terms == [""]:
         return ("iso8859",), True
@@ -294,6 +300,8 @@ class _Walker:
                     )
                     text = raw.decode(self.codec, errors="replace")
             else:
+                from pydicom.charset import decode_bytes
+
                 delims = _PN_DELIMS if vr == "PN" else _TEXT_DELIMS
                 text = decode_bytes(raw, list(self.encodings), delims)
                 if vr == "PN":
@@ -685,6 +693,8 @@ def _known_vr_of_un(tag: int, creator: str | None, length: int) -> str:
         return private_vr(creator, tag) if creator is not None else "UN"
     if length >= 0xFFFF:
         return "UN"
+    from pydicom.datadict import dictionary_VR
+
     try:
         vr = dictionary_VR(tag)
     except KeyError:
@@ -694,6 +704,8 @@ def _known_vr_of_un(tag: int, creator: str | None, length: int) -> str:
 
 @cache
 def _ambiguous(tag: int) -> bool:
+    from pydicom.datadict import dictionary_VR
+
     try:
         return dictionary_VR(tag) in ("US or SS", "US or SS or OW")
     except KeyError:

@@ -36,7 +36,6 @@ from tqdm import tqdm
 
 from curation import __version__, catalog
 from curation.crawler import compiled, discover
-from curation.crawler.pydicom_reader import read_with_pydicom
 from curation.crawler.reader import (
     DEFAULT_LIMITS,
     ElementColumns,
@@ -48,7 +47,11 @@ from curation.crawler.reader import (
 from curation.errors import CurationError, DicomReadError, InputError
 
 # Reader processes start with these imported (numpy, pydicom, pyarrow, the header walker).
-_READER_MODULES = ["curation.crawler.run", "curation.crawler.elements"]
+_READER_MODULES = [
+    "curation.crawler.run",
+    "curation.crawler.elements",
+    "curation.crawler.pydicom_reader",
+]
 
 log = logging.getLogger("curation.crawler")
 
@@ -207,11 +210,15 @@ def _read_one(path: str, size: int, out: ElementColumns, limits: Limits) -> _Out
         except Unsupported as why:
             log.debug("%s: pydicom reads it (%s)", path, why)
             reader = "pydicom"
+            from curation.crawler.pydicom_reader import read_with_pydicom  # pydicom: only if used
+
             header, gz = read_with_pydicom(path, out, limits)
         except DicomReadError as fast_error:
             if fast_error.reason in _FINAL_REASONS:
                 raise
             # pydicom is more forgiving of some malformations; keep the fast reader's diagnosis.
+            from curation.crawler.pydicom_reader import read_with_pydicom
+
             try:
                 header, gz = read_with_pydicom(path, out, limits)
             except DicomReadError:
@@ -653,7 +660,7 @@ def crawl(
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     con = catalog.connect(db, create=True)
     try:
-        catalog.ensure_tables(con)
+        catalog.ensure_tables(con, dictionary=False)
         # Catalogs written before files.path_bytes existed lack it; add it rather than fail.
         con.execute("ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB")
         crawl_id = con.sql("SELECT coalesce(max(crawl_id), 0) + 1 FROM crawls").fetchall()[0][0]
@@ -670,6 +677,8 @@ def crawl(
             listing.n_duplicate_links,
         )  # fmt: skip
         _record_listing_problems(con, listing, crawl_id)
+        if to_read:  # a crawl with nothing to read starts without pydicom's dictionaries
+            catalog.ensure_dictionary(con)
         # The one line saying that the (slower) pure-Python walker is in use.
         if to_read and (note := compiled.describe()):
             log.info("%s", note)
@@ -759,18 +768,24 @@ def _aggregates_stale(con: catalog.duckdb.DuckDBPyConnection) -> bool:
     return bool(unfinished) or con.sql("SELECT count(*) FROM series").fetchall()[0][0] == 0
 
 
+def _array(values: Sequence[object], type_: pa.DataType) -> pa.Array:
+    # pa.array() of Python values imports pandas (~0.25 s, pyarrow 26) even when there are none;
+    # an empty listing so costs no pandas.
+    return pa.array(values, type_) if len(values) else pa.nulls(0, type_)
+
+
 def _plan(
     con: catalog.duckdb.DuckDBPyConnection, roots: list[str], listing: discover.Listing
 ) -> tuple[list[tuple[str, int, int]], int, int]:
     """Compare the listing with ``files``: drop what vanished or changed; return what to read."""
     try:
-        paths = pa.array(listing.paths, pa.string())
+        paths = _array(listing.paths, pa.string())
         raw = pa.nulls(len(listing), pa.binary())
     except UnicodeEncodeError:  # a name that is not UTF-8: text and bytes (see text_path)
         texts, raws = zip(*map(text_path, listing.paths), strict=True)
         paths, raw = pa.array(texts, pa.string()), pa.array(raws, pa.binary())
     seen = pa.table(
-        [paths, raw, pa.array(listing.sizes, pa.int64()), pa.array(listing.mtimes_ns, pa.int64())],
+        [paths, raw, _array(listing.sizes, pa.int64()), _array(listing.mtimes_ns, pa.int64())],
         names=["path", "path_bytes", "size", "mtime_ns"],
     )
     con.register("seen_files", seen)
