@@ -20,6 +20,14 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 
 from curation.catalog import quote_ident
+from curation.qc.rule import Severity
+
+#: Findings worst first, in the one severity order (qc.rule.Severity), not a copy of it.
+_WORST_FIRST = (
+    "CASE severity "
+    + " ".join(f"WHEN '{s.value}' THEN {Severity.ERROR.rank - s.rank}" for s in Severity)
+    + f" ELSE {Severity.ERROR.rank} END"
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -245,7 +253,7 @@ def findings_by_rule(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
         con,
         f"""SELECT rule_id, severity, count(*) AS n FROM ({FINDINGS_SQL})
             GROUP BY rule_id, severity
-            ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, n""",
+            ORDER BY {_WORST_FIRST}, n""",
     )
     if frame.is_empty():
         return None
@@ -261,7 +269,7 @@ def findings_by_site(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
         con,
         f"""SELECT site, severity, count(*) AS n FROM ({FINDINGS_SQL})
             GROUP BY site, severity
-            ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, site DESC""",
+            ORDER BY {_WORST_FIRST}, site DESC""",
     )
     if frame.is_empty():
         return None
