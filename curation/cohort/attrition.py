@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from curation.catalog import has_table, quote_ident, quote_literal
+from curation.catalog import catalog_failure, has_table, quote_ident, quote_literal
 from curation.cohort.spec import (
     DICOM_KEYWORD_FIELDS,
     SEVERITIES,
@@ -278,6 +278,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: CohortSpec, compiled: Compile
             compiled.params,
         )
     except duckdb.Error as exc:
+        if catalog_failure(exc):
+            raise  # the catalog file is damaged, not the spec: the CLI says so (exit 4)
         raise InputError(f"cohort {spec.name!r}: a criterion cannot be evaluated: {exc}") from exc
 
 
