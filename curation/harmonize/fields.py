@@ -41,6 +41,7 @@ RAW: tuple[Raw, ...] = (
     Raw("ge_echo_spacing_us", "0043xx2C", "GEMS_PARM_01"),
     Raw("ge_asset", "0043xx83", "GEMS_PARM_01"),
     Raw("ge_pe_rc", "0043xx8A", "GEMS_PARM_01"),
+    Raw("ge_n_directions", "0019xxE0", "GEMS_ACQU_01"),
     # Siemens (classic: SIEMENS MR HEADER; XA enhanced: SIEMENS MR SDI 02 inside the groups)
     Raw("sie_b", "0019xx0C", "SIEMENS MR HEADER"),
     Raw("sie_grad", "0019xx0E", "SIEMENS MR HEADER"),
@@ -447,6 +448,53 @@ FIELDS: tuple[Field, ...] = (
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
 
+@dataclass(frozen=True)
+class Inference:
+    """A rule that sets ``b_value_s_mm2`` to 0 where the tags give no b-value or a wrong one.
+
+    ``sql`` is a condition over a ``harmonized_images`` row (its fields, the raw columns, and
+    ``series_max_b``: the largest b-value of any image of the series); where it holds, the image
+    is a b=0 image and ``b_value_inferred`` is true.
+    """
+
+    vendor: str  # a vendors.VENDORS name, or '*' for every vendor
+    where: str
+    sql: str
+
+
+#: When an image is b=0 although its tags do not say so, as dcm2niix decides (its sources,
+#: ``nii_dicom.cpp``/``nii_dicom_batch.cpp``, and its output on the corpus with the b=0 tags
+#: removed; docs/harmonize.md has the details).
+B0_INFERENCES: tuple[Inference, ...] = (
+    Inference(
+        "*",
+        "No b-value at all (tag absent or empty) in a series where another image has b > 0: a "
+        "diffusion series whose b=0 images carry no diffusion tags (Toshiba/Canon classic DTI "
+        "writes DiffusionBValue only where a gradient is applied). dcm2niix starts every image at "
+        "b=0, gradient 0 and overwrites that only from a tag.",
+        "b_value_s_mm2 IS NULL AND series_max_b > 0",
+    ),
+    Inference(
+        "GE",
+        "b > 0 with a zero gradient (0019,xxBB-BD all 0) in a series whose "
+        "NumberOfDiffusionDirection, GEMS_ACQU_01 (0019,xxE0), is above 0: a raw b=0 image "
+        "carrying the series' nominal b-value (with 0 directions it is a derived trace image and "
+        "keeps its b-value).",
+        "b_value_s_mm2 > 0 AND diffusion_gradient = [0.0, 0.0, 0.0]::DOUBLE[3] "
+        f"AND {_f('ge_n_directions')} > 0",
+    ),
+)
+
+
+def inferred_b0_sql() -> str:
+    """SQL condition: the image is b=0 by one of :data:`B0_INFERENCES` (vendor-specific ones for their vendor)."""
+    conds = [
+        f"({i.sql})" if i.vendor == "*" else f"(vendor = '{i.vendor}' AND {i.sql})"
+        for i in B0_INFERENCES
+    ]
+    return "coalesce(" + " OR ".join(conds) + ", false)"
+
+
 def field_sql(field: Field) -> str:
     """The SQL of one field: the vendor's expression where it gives a value, else the public one."""
     vendor = [s for s in field.sources if s.vendor != "*"]
@@ -458,6 +506,14 @@ def field_sql(field: Field) -> str:
     if public and expr:
         return f"coalesce({expr}, {public[0]})"
     return expr or public[0]
+
+
+def render_inferences() -> str:
+    """The b=0 inference rules as a markdown table (for docs/harmonize.md)."""
+    out = ["| vendor | when an image is taken as b=0 |", "|---|---|"]
+    for i in B0_INFERENCES:
+        out.append(f"| {'any' if i.vendor == '*' else i.vendor} | {i.where} |")
+    return "\n".join(out)
 
 
 def render_markdown() -> str:

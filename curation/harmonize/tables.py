@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from curation.harmonize import classify
-from curation.harmonize.fields import FIELDS, RAW, Field, field_sql
+from curation.harmonize.fields import FIELDS, RAW, Field, field_sql, inferred_b0_sql
 from curation.harmonize.vendors import vendor_sql
 from curation.schema import Column, Table, col
 
@@ -40,6 +40,12 @@ def _raw_columns() -> str:
 
 def _images_select(con: duckdb.DuckDBPyConnection) -> str:
     image_fields = ", ".join(f'{field_sql(f)} AS "{f.name}"' for f in _IMAGE_FIELDS)
+    fields_out = ", ".join(
+        "CASE WHEN b_value_inferred THEN 0.0 ELSE b_value_s_mm2 END AS b_value_s_mm2"
+        if f.name == "b_value_s_mm2"
+        else f'"{f.name}"'
+        for f in _IMAGE_FIELDS
+    )
     return f"""
         WITH img AS (
             SELECT i.file_id, i.SOPInstanceUID, i.SeriesInstanceUID, i.InstanceNumber,
@@ -59,10 +65,16 @@ def _images_select(con: duckdb.DuckDBPyConnection) -> str:
             -- per-volume lists would otherwise count every copy (instance.duplicate_sop flags them).
             QUALIFY row_number() OVER (
                 PARTITION BY i.SOPInstanceUID, coalesce(f.frame_index, 0) ORDER BY i.path) = 1
+        ), decoded AS (
+            SELECT *, {image_fields} FROM img
+        ), judged AS (
+            SELECT *, {inferred_b0_sql()} AS b_value_inferred
+            FROM (SELECT *, max(b_value_s_mm2) OVER (PARTITION BY SeriesInstanceUID) AS series_max_b
+                  FROM decoded)
         )
         SELECT file_id, SOPInstanceUID, SeriesInstanceUID, InstanceNumber, frame_index, position_mm,
-            vendor, {image_fields}
-        FROM img"""
+            vendor, {fields_out}, b_value_inferred
+        FROM judged"""
 
 
 def _series_select(con: duckdb.DuckDBPyConnection) -> str:
@@ -120,6 +132,13 @@ HARMONIZED_IMAGES = Table(
         col("position_mm", "DOUBLE[3]", "Image position (patient) of the image, mm"),
         col("vendor", "VARCHAR", "Harmonized vendor name (see curation.harmonize.vendors)"),
         *(_field_column(f) for f in _IMAGE_FIELDS),
+        col(
+            "b_value_inferred",
+            "BOOLEAN",
+            "True where b_value_s_mm2 is 0 by a b=0 inference (curation.harmonize.fields."
+            "B0_INFERENCES: no b-value in a diffusion series; GE raw b=0 with a nominal b), not "
+            "by a tag",
+        ),
     ),
     select=_images_select,
 )
