@@ -18,6 +18,7 @@ from curation.errors import InputError
 from curation.pseudonym import ENV_VAR
 
 from .conftest import SAMPLE_DATA, needs_shared
+from .identifiers import identifier_values
 
 SYNTH = SAMPLE_DATA / "synthetic"
 SPEC = SAMPLE_DATA / "cohort_spec.yaml"
@@ -549,14 +550,7 @@ def test_pseudonymous_files_carry_no_identifier_in_their_paths(
         res = build_cohort(db, SPEC, out, key=KEY, files=mode)
     assert "carry identifiers" not in caplog.text
     con = catalog.connect(db, read_only=True)
-    ids = {
-        v
-        for row in con.sql(
-            "SELECT DISTINCT PatientID, AccessionNumber, strftime(StudyDate, '%Y%m%d') FROM instances"
-        ).fetchall()
-        for v in row
-        if v and len(v) >= 4
-    }
+    ids = identifier_values(con, ("PatientID", "AccessionNumber", "strftime(StudyDate, '%Y%m%d')"))
     originals = dict(
         con.sql(
             f"""SELECT m.series_key, list(i.path ORDER BY i.InstanceNumber, i.path)

@@ -12,6 +12,8 @@ import pytest
 
 from curation.cli.main import main
 
+from .identifiers import identifier_values, leaked
+
 
 def test_demo_runs_the_whole_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
@@ -44,17 +46,6 @@ def test_demo_runs_the_whole_path(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert " 0 read " in capsys.readouterr().out
 
 
-#: Identifier columns of the catalog whose values no output of the demo may hold.
-IDENTIFIERS = (
-    "PatientID",
-    "PatientName",
-    "AccessionNumber",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-)
-
-
 def _output_text(path: Path) -> str:
     """What an output says, as text (a parquet file: its columns and rows)."""
     if path.suffix == ".parquet":
@@ -77,12 +68,7 @@ def identifier_leaks(out: Path) -> dict[str, set[str]]:
     id ``instance.not_dicom``.
     """
     with duckdb.connect(str(out / "catalog.duckdb"), read_only=True) as con:
-        values = {
-            str(v).strip()
-            for c in IDENTIFIERS
-            for (v,) in con.sql(f'SELECT DISTINCT "{c}" FROM instances').fetchall()
-            if v is not None and len(str(v).strip()) >= 3
-        }
+        values = identifier_values(con, min_len=3)
     assert len(values) > 2000  # every UID of 2,217 instances, and the patients
     outputs = [
         p
@@ -98,9 +84,7 @@ def identifier_leaks(out: Path) -> dict[str, set[str]]:
     }
     found: dict[str, set[str]] = {}
     for p in outputs:
-        text = _output_text(p)
-        tokens = set(re.findall(r"[\w.^-]+", text))
-        hits = {v for v in values if v in tokens or (" " in v and v in text)}
+        hits = leaked(values, _output_text(p))
         if hits:
             found[str(p.relative_to(out))] = hits
     return found

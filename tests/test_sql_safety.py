@@ -59,6 +59,7 @@ from curation import catalog  # noqa: E402
 from curation.cli.main import main  # noqa: E402
 
 from .conftest import SAMPLE_DATA  # noqa: E402
+from .identifiers import identifier_values  # noqa: E402
 
 KEY = "hostile-test-key-0123456789"
 #: A file outside the catalog and the output folder that hostile SQL tries to read (its path
@@ -345,14 +346,7 @@ def test_a_hostile_cohort_folder_leaks_nothing(
     capsys.readouterr()
     _tamper(cohort, case, secret)
     con = catalog.connect(db, read_only=True)
-    identifiers = {
-        v
-        for row in con.sql(
-            "SELECT DISTINCT PatientID, PatientName, AccessionNumber FROM instances"
-        ).fetchall()
-        for v in row
-        if v and len(v) >= 4
-    }
+    identifiers = identifier_values(con, ("PatientID", "PatientName", "AccessionNumber"))
     con.close()
     out = work / "report.html"
     code = main(

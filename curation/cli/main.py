@@ -53,6 +53,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cohort": ("cohort", "build a training cohort manifest from a spec"),
     "report": ("report", "write the self-contained HTML QC report"),
     "validate": ("validate", "run great-expectations suites over the catalog"),
+    "summary": ("summary", "summarize a site's catalog as identifier-free JSON (for federate)"),
 }
 
 

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     import duckdb
     import polars as pl
 
-_SITE = "coalesce(InstitutionName, StationName, Manufacturer || ' ' || ManufacturerModelName, '?')"
+SITE = "coalesce(InstitutionName, StationName, Manufacturer || ' ' || ManufacturerModelName, '?')"
 
 #: Categorical attributes compared across the cohort (series table columns), as text.
-_CATEGORICAL = {
+CATEGORICAL = {
     "Manufacturer": "Manufacturer",
     "ManufacturerModelName": "ManufacturerModelName",
     "SoftwareVersions": "SoftwareVersions",
@@ -31,7 +31,7 @@ _CATEGORICAL = {
     "TransferSyntaxUID": "TransferSyntaxUID",
 }
 #: Numeric attributes, rounded so that float noise does not make categories.
-_NUMERIC = {
+NUMERIC = {
     "SliceThickness": "round(SliceThickness, 2)",
     "PixelSpacing": "round(PixelSpacing[1], 2)",
     "KVP": "round(KVP, 0)",
@@ -44,9 +44,9 @@ _NUMERIC = {
 def _long_sql(attributes: str) -> str:
     """series as (series, modality, site, attribute, value) rows for the ``$attributes`` chosen."""
     parts = [
-        f"SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, Modality, {_SITE} AS site, "
+        f"SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, Modality, {SITE} AS site, "
         f"'{name}' AS attribute, ({expr})::VARCHAR AS val FROM series"
-        for name, expr in {**_CATEGORICAL, **_NUMERIC}.items()
+        for name, expr in {**CATEGORICAL, **NUMERIC}.items()
     ]
     return f"""
         SELECT * FROM ({" UNION ALL ".join(parts)})
@@ -96,7 +96,7 @@ RARE_CATEGORY = register(
                     "MagneticFieldStrength",
                 ],
                 "",
-                f"attributes compared, among {', '.join([*_CATEGORICAL, *_NUMERIC])}",
+                f"attributes compared, among {', '.join([*CATEGORICAL, *NUMERIC])}",
             ),
         ),
         requires=("series",),
@@ -261,7 +261,7 @@ SITE_SHORTCUT = register(
                     "MagneticFieldStrength",
                 ],
                 "",
-                f"attributes compared, among {', '.join([*_CATEGORICAL, *_NUMERIC])}",
+                f"attributes compared, among {', '.join([*CATEGORICAL, *NUMERIC])}",
             ),
         ),
         requires=("series",),
