@@ -11,6 +11,7 @@ from __future__ import annotations
 from curation import schema
 from curation.cohort.tables import COHORT_TABLES, LABELS
 from curation.harmonize.tables import HARMONIZE_TABLES
+from curation.labels.tables import LABELS_TABLES
 from curation.pixels.tables import PIXEL_TABLES
 from curation.qc.tables import QC_TABLES
 from curation.qc.views import GEOMETRY_TABLES
@@ -22,6 +23,7 @@ ALL_TABLES: tuple[Table, ...] = (
     *QC_TABLES,
     *GEOMETRY_TABLES,
     *PIXEL_TABLES,
+    *LABELS_TABLES,
     LABELS,
     *COHORT_TABLES,
     schema.SETTINGS,

@@ -50,6 +50,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "pixels",
         "measure pixel artifacts (noise, blur, clipping, text...) into pixel_metrics",
     ),
+    "labels": ("labels", "weak labels from radiology report text into the labels table"),
     "cohort": ("cohort", "build a training cohort manifest from a spec"),
     "report": ("report", "write the self-contained HTML QC report"),
     "validate": ("validate", "run great-expectations suites over the catalog"),

@@ -23,6 +23,7 @@ from curation.cohort.spec import (
     Criterion,
     did_you_mean,
 )
+from curation.cohort.tables import VALUE_SYNONYMS
 from curation.errors import CatalogError, InputError
 
 #: SQL of each comparison op of :data:`curation.cohort.spec.OPS` that compares with one value.
@@ -157,6 +158,11 @@ def _column(c: Criterion, columns: dict[str, str], tables: str) -> str:
     )
 
 
+def _canonical(value: Any) -> Any:
+    """A label value in its canonical form (``negated`` -> ``negative``); other values as given."""
+    return VALUE_SYNONYMS.get(value, value) if isinstance(value, str) else value
+
+
 def check_labels(con: duckdb.DuckDBPyConnection, names: list[str], where: str) -> None:
     """Raise :class:`InputError` naming the first of ``names`` the labels table does not hold."""
     if not names:
@@ -247,16 +253,23 @@ def compile_spec(con: duckdb.DuckDBPyConnection, spec: CohortSpec) -> Compiled:
             params[p + "_name"] = c.target
             cond = f"label = ${p}_name"
             if c.op is not None:
-                value = [str(x) for x in c.value] if isinstance(c.value, list) else c.value
+                # Old rows say "negated", new ones "negative": both sides compare canonically.
+                value = (
+                    [_canonical(str(x)) for x in c.value]
+                    if isinstance(c.value, list)
+                    else _canonical(c.value)
+                )
                 sub = Criterion(c.action, "field", "value", c.op, value, where=c.where)
                 sub_params: dict[str, Any] = {}
                 cond += " AND " + _field(sub, "value", "VARCHAR", p, sub_params)
                 params.update(
                     {k: (str(v) if not isinstance(v, list) else v) for k, v in sub_params.items()}
                 )
+            canon = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in VALUE_SYNONYMS.items())
+            labels = f"(SELECT * REPLACE (CASE value {canon} ELSE value END AS value) FROM labels)"
             pred = (
-                f"(b.SeriesInstanceUID IN (SELECT SeriesInstanceUID FROM labels WHERE {cond}) "
-                f"OR b.StudyInstanceUID IN (SELECT StudyInstanceUID FROM labels WHERE SeriesInstanceUID IS NULL AND {cond}))"
+                f"(b.SeriesInstanceUID IN (SELECT SeriesInstanceUID FROM {labels} WHERE {cond}) "
+                f"OR b.StudyInstanceUID IN (SELECT StudyInstanceUID FROM {labels} WHERE SeriesInstanceUID IS NULL AND {cond}))"
             )
         keep = f"coalesce({pred}, false)"
         keeps.append(keep if c.action == "include" else f"NOT {keep}")

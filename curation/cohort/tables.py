@@ -116,14 +116,40 @@ LABELS = Table(
         col(
             "value",
             "VARCHAR",
-            "Label value, e.g. positive, negated, uncertain, or a number as text",
+            "Label value: positive, negative or uncertain (older rows: negated, read as "
+            "negative by cohort criteria), or a number as text",
         ),
         col(
             "source",
             "VARCHAR",
-            "Where the label comes from (report truth, NLP model, reader, ...)",
+            "Where the label comes from (report labeler, report truth, reader, ...)",
+        ),
+        col(
+            "report_key",
+            "VARCHAR",
+            "Key of the report the label was read from (reports.report_key; an identifier: "
+            "stays inside the catalog); NULL for labels not read from a report",
+        ),
+        col(
+            "evidence",
+            "VARCHAR",
+            "The sentence of the report that states the label; NULL when not read from a report",
+        ),
+        col(
+            "span_start",
+            "INTEGER",
+            "Offset (characters, from 0) in the report text where the finding's words start",
+        ),
+        col("span_end", "INTEGER", "Offset in the report text just after the finding's words"),
+        col(
+            "labeler_version",
+            "VARCHAR",
+            "Version of the labeler and lexicon that wrote the row (<algorithm>-<lexicon hash>)",
         ),
     ),
 )
+
+#: Label values that mean the same; cohort criteria compare the canonical form (the first).
+VALUE_SYNONYMS: dict[str, str] = {"negated": "negative"}
 
 COHORT_TABLES = (COHORT_RUNS, COHORT_ATTRITION, COHORT_EXCLUSIONS, COHORT_MEMBERS)
