@@ -254,3 +254,36 @@ def test_gold_json_is_not_needed_for_label_report_spans() -> None:
     assert got["cardiomegaly"].value == "negative"
     assert got["pneumothorax"].value == "negative"
     assert json.dumps(sorted(got))  # finding names are plain strings
+
+
+def test_term_matcher_finds_what_one_alternation_finds() -> None:
+    """The fast matcher against the plain way (one alternation searched left to right) on every
+    gold text, for the mention and the trigger terms."""
+    import re
+
+    from curation.labels.matcher import _RIGHT, _bounded_right, pattern
+    from curation.labels.text import lower_same_length
+
+    lex = default_lexicon()
+    gold = Path(__file__).resolve().parents[1] / "curation" / "labels" / "gold"
+    texts = [
+        lower_same_length(json.loads(line)["text"])
+        for f in ("sentences.jsonl", "reports.jsonl")
+        for line in (gold / f).read_text().splitlines()
+    ]
+    for matcher in (lex.mention_matcher, lex.trigger_matcher):
+        groups = matcher.terms
+        plain = re.compile(
+            "|".join(
+                rf"(?P<{g}>(?<!\w){pattern(t)}{_RIGHT if _bounded_right(t) else ''})"
+                if t[:1].isalnum() or t[:1] == "("
+                else f"(?P<{g}>{pattern(t)}{_RIGHT if _bounded_right(t) else ''})"
+                for g, t in groups.items()
+            )
+        )
+        n = 0
+        for low in texts:
+            want = [(m.start(), m.end(), groups[m.lastgroup or ""]) for m in plain.finditer(low)]
+            assert list(matcher.finditer(low)) == want, low
+            n += len(want)
+        assert n > 300

@@ -61,10 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score the labeler against a gold JSON lines file (no catalog change)",
     )
     parser.add_argument(
-        "--level",
-        choices=("report", "sentence"),
-        default="report",
-        help="with --evaluate: what each gold text is (default: report)",
+        "--show-errors",
+        action="store_true",
+        help="with --evaluate: list each disagreement (gold id, finding, gold, predicted)",
     )
 
 
@@ -80,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
         scores = evaluate_file(
             args.evaluate,
             lexicon,
-            level=args.level,
             keep_ignored_sections=args.keep_history,
             implied_negatives=args.implied_negatives,
         )
         print(format_scores(scores))
+        if args.show_errors:
+            for gid, finding, gold, pred in scores.errors:
+                print(f"{gid}\t{finding}\tgold={gold or '-'}\tpredicted={pred or '-'}")
         if not (args.reports or args.from_sr):
             return 0
     with opened(args.db) as con:

@@ -67,11 +67,25 @@ def _words(low: str, a: int, b: int) -> int:
 
 
 def _resolve(
-    low: str, hits: list[_Hit], m_start: int, m_end: int, a: int, b: int, base: str
+    low: str,
+    hits: list[_Hit],
+    m_start: int,
+    m_end: int,
+    a: int,
+    b: int,
+    base: str,
+    spans: list[tuple[int, int]] = [],  # noqa: B006 (read only)
 ) -> tuple[str | None, tuple[str, ...]]:
-    """The label of a mention at ``[m_start, m_end)`` of sentence ``[a, b)``; None to drop it."""
-    # Clause bounds: assertion scopes end at any terminator, context scopes at hard ones.
+    """The label of a mention at ``[m_start, m_end)`` of sentence ``[a, b)``; None to drop it.
+
+    ``spans`` are the sentence's other mentions: a weak trigger does not reach over one.
+    """
+    # Clause bounds: assertion scopes end at any terminator, hypothetical ones at hard ones,
+    # historical and experiencer ones also at a comma ("family history of X, no Y").
     left, right, hard_left, hard_right = a, b, a, b
+    comma_left = low.rfind(",", a, m_start) + 1 or a
+    comma_right = low.find(",", m_end, b)
+    comma_right = b if comma_right < 0 else comma_right
     for h in hits:
         kinds = {t.category for t in h.triggers}
         if not kinds & {"terminator", "hard_terminator"}:
@@ -98,7 +112,11 @@ def _resolve(
             fwd = t.direction in ("forward", "both") and (h.start < m_start or inside)
             bwd = t.direction in ("backward", "both") and h.start > m_start and h.end > m_end
             if cat in CONTEXT_CATEGORIES:
-                if (fwd and h.start >= hard_left) or (bwd and h.end <= hard_right):
+                if cat == "hypothetical":
+                    lo, hi = hard_left, hard_right
+                else:
+                    lo, hi = max(left, comma_left), min(right, comma_right)
+                if (fwd and h.start >= lo) or (bwd and h.end <= hi):
                     return None, (f"{cat}:{low[h.start : h.end]}",)
                 continue
             if fwd and h.start >= left:
@@ -124,9 +142,13 @@ def _resolve(
         return _INVERT[base], cues
     if "uncertainty" in cats:
         return "uncertain", cues
-    if weak and base == "positive":
-        h, t = weak[0]
-        return "uncertain", (f"{t.category}:{low[h.start : h.end]}",)
+    if base == "positive":
+        for h, t in weak:
+            lo, hi = (h.end, m_start) if h.end <= m_start else (m_end, h.start)
+            # "atelectasis or pneumonia", not "atelectasis, no effusion or pneumothorax".
+            if "," in low[lo:hi] or any(lo <= s < hi for s, _ in spans):
+                continue
+            return "uncertain", (f"{t.category}:{low[h.start : h.end]}",)
     return base, cues
 
 
@@ -173,41 +195,44 @@ def mentions(
 def _sentence(
     lex: Lexicon, low: str, a: int, b: int, section: str, implied: bool
 ) -> Iterator[Mention]:
-    found = list(lex.mention_re.finditer(low, a, b))
-    stmts = list(lex.implied_re.finditer(low, a, b)) if implied and lex.implied_re else []
+    found = list(lex.mention_matcher.finditer(low, a, b))
+    implied_in = dict(lex.implied)
+    stmts = list(lex.implied_matcher.finditer(low, a, b)) if implied and lex.implied_matcher else []
     if not found and not stmts:
         return
     hits = [
-        _Hit(m.start(), m.end(), lex.trigger_targets[m.lastgroup or ""])
-        for m in lex.trigger_re.finditer(low, a, b)
+        _Hit(s, e, lex.trigger_targets[t]) for s, e, t in lex.trigger_matcher.finditer(low, a, b)
     ]
-    # Mentions bound the reach of a state word: "heart size stable, small effusion".
-    bounds = [(m.start(), m.end()) for m in found]
-    for i, m in enumerate(found):
+    spans = [(s, e) for s, e, _ in found]
+    # Finding terms bound the reach of a state word ("heart size stable, small effusion"); other
+    # anatomy terms do not ("heart size and mediastinal contours are normal").
+    terms = [(s, e) for s, e, t in found if any(k == "term" for k, _, _ in lex.mention_targets[t])]
+    for m_start, m_end, term in found:
         # An exclusion ("pericardial effusion") has consumed the words a shorter term of
         # another finding would have matched; it yields nothing itself.
-        targets = [t for t in lex.mention_targets[m.lastgroup or ""] if t[0] != "exclude"]
-        lo = bounds[i - 1][1] if i else a
-        hi = bounds[i + 1][0] if i + 1 < len(bounds) else b
+        targets = [t for t in lex.mention_targets[term] if t[0] != "exclude"]
+        lo = max([e for _, e in terms if e <= m_start], default=a)
+        hi = min([st for st, _ in terms if st >= m_end], default=b)
         for kind, finding, qi in targets:
-            start, end, base = m.start(), m.end(), "positive"
+            start, end, base = m_start, m_end, "positive"
             if kind == "anatomy":
                 st = _state(lex, low, finding, qi, start, end, lo, hi)
                 if st is None:
                     continue
                 base, start, end = st[0], min(start, st[1]), max(end, st[2])
-            value, cues = _resolve(low, hits, start, end, a, b, base)
+            others = [sp for sp in spans if sp != (m_start, m_end)]
+            value, cues = _resolve(low, hits, start, end, a, b, base, others)
             if value is None:
                 continue
             f = lex.findings[finding]
             for name in (finding, f.parent) if f.parent else (finding,):
                 yield Mention(name, value, start, end, a, b, section, cues)
-    for s in stmts:
-        value, cues = _resolve(low, hits, s.start(), s.end(), a, b, "negative")
+    for s_start, s_end, stmt in stmts:
+        value, cues = _resolve(low, hits, s_start, s_end, a, b, "negative")
         if value is None:
             continue
-        for finding in lex.implied_targets[s.lastgroup or ""]:
-            yield Mention(finding, value, s.start(), s.end(), a, b, section, ("implied",))
+        for finding in implied_in[stmt]:
+            yield Mention(finding, value, s_start, s_end, a, b, section, ("implied",))
 
 
 def aggregate(found: list[Mention] | Iterator[Mention]) -> dict[str, Mention]:

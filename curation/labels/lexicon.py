@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from curation.errors import InputError
+from curation.labels.matcher import TermMatcher, pattern
 
 #: Version of the labeling algorithm (bump when the resolution rules change).
 ALGORITHM_VERSION = "1"
@@ -48,9 +49,6 @@ VALUES: tuple[str, ...] = ("positive", "negative", "uncertain")
 _FINDING_KEYS = {"description", "names", "terms", "exclude", "qualified", "parent"}
 _QUALIFIED_KEYS = {"anatomy", "positive", "negative", "uncertain"}
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-# An unescaped "(" that does not open a special group: made non-capturing so only the named
-# groups of the alternation capture (and ``Match.lastgroup`` names the alternative).
-_CAPTURING = re.compile(r"(?<!\\)\((?!\?)")
 
 
 @dataclass(frozen=True)
@@ -96,15 +94,14 @@ class Lexicon:
     implied: tuple[tuple[str, tuple[str, ...]], ...]
     sha256: str
     # compiled
-    mention_re: re.Pattern[str] = field(repr=False, compare=False)
+    mention_matcher: TermMatcher = field(repr=False, compare=False)
     mention_targets: Mapping[str, tuple[tuple[str, str, int], ...]] = field(
         repr=False, compare=False
-    )  # group -> (kind, finding, qualified index)
+    )  # term -> (kind, finding, qualified index)
     qualifier_res: Mapping[tuple[str, int], re.Pattern[str]] = field(repr=False, compare=False)
-    trigger_re: re.Pattern[str] = field(repr=False, compare=False)
+    trigger_matcher: TermMatcher = field(repr=False, compare=False)
     trigger_targets: Mapping[str, tuple[Trigger, ...]] = field(repr=False, compare=False)
-    implied_re: re.Pattern[str] | None = field(repr=False, compare=False)
-    implied_targets: Mapping[str, tuple[str, ...]] = field(repr=False, compare=False)
+    implied_matcher: TermMatcher | None = field(repr=False, compare=False)
 
     @property
     def version(self) -> str:
@@ -130,21 +127,6 @@ def _aliases(lex: Lexicon) -> dict[str, str]:
     return out
 
 
-def _pattern(term: str) -> str:
-    # A space in a term matches any whitespace run: report texts wrap lines mid-phrase.
-    return _CAPTURING.sub("(?:", term.strip()).replace(" ", r"\s+")
-
-
-def _alternation(terms: Sequence[str]) -> tuple[str, dict[str, str]]:
-    """``(?P<g0>...)|(?P<g1>...)`` with the longest alternatives first; group name -> term."""
-    ordered = sorted(set(terms), key=lambda t: (-len(t), t))
-    groups = {f"g{i}": t for i, t in enumerate(ordered)}
-    body = "|".join(f"(?P<{g}>{_pattern(t)})" for g, t in groups.items())
-    # Word boundaries by look-around, so terms that start or end with punctuation (";", "?")
-    # are matched too.
-    return rf"(?<!\w)(?:{body})(?!\w)", groups
-
-
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -156,7 +138,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
             raise InputError(f"{where}[{i}]: a term must be non-empty text")
         t = str(v).strip().lower()
         try:
-            re.compile(_pattern(t))
+            re.compile(pattern(t))
         except re.error as exc:
             raise InputError(f"{where}[{i}]: {t!r} is not a valid pattern: {exc}") from exc
         out.append(t)
@@ -340,15 +322,15 @@ def _compile(
         for i, q in enumerate(f.qualified):
             for t in q.anatomy:
                 targets.setdefault(t, []).append(("anatomy", f.name, i))
-    mention_src, mention_groups = _alternation(list(targets))
     qualifier_res = {}
     for f in findings.values():
         for i, q in enumerate(f.qualified):
-            src, groups = _alternation([t for t, _ in q.states])
-            value_of = dict(q.states)
-            # The group names say the state's value: "negative_g3".
-            for g, t in groups.items():
-                src = src.replace(f"(?P<{g}>", f"(?P<{value_of[t]}_{g}>", 1)
+            # Small alternations over a few words' window: one pattern whose group names say
+            # the state's value ("negative_3").
+            ordered = sorted(q.states, key=lambda tv: (-len(tv[0]), tv[0]))
+            src = "|".join(
+                rf"(?P<{v}_{j}>(?<!\w){pattern(t)}(?!\w))" for j, (t, v) in enumerate(ordered)
+            )
             qualifier_res[(f.name, i)] = re.compile(src)
     trig_all: dict[str, tuple[Trigger, ...]] = dict(triggers)
     for t in pseudo:
@@ -357,14 +339,6 @@ def _compile(
         trig_all[t] = (*trig_all.get(t, ()), Trigger("terminator", "both"))
     for t in hard:
         trig_all[t] = (*trig_all.get(t, ()), Trigger("hard_terminator", "both"))
-    trigger_src, trigger_groups = _alternation(list(trig_all))
-    implied_re = None
-    implied_targets: dict[str, tuple[str, ...]] = {}
-    if implied:
-        src, groups = _alternation([s for s, _ in implied])
-        implied_re = re.compile(src)
-        by_stmt = dict(implied)
-        implied_targets = {g: by_stmt[s] for g, s in groups.items()}
     return Lexicon(
         findings=findings,
         triggers=triggers,
@@ -374,13 +348,12 @@ def _compile(
         kept_sections=kept,
         implied=implied,
         sha256=sha256,
-        mention_re=re.compile(mention_src),
-        mention_targets={g: tuple(targets[t]) for g, t in mention_groups.items()},
+        mention_matcher=TermMatcher(list(targets)),
+        mention_targets={t: tuple(v) for t, v in targets.items()},
         qualifier_res=qualifier_res,
-        trigger_re=re.compile(trigger_src),
-        trigger_targets={g: trig_all[t] for g, t in trigger_groups.items()},
-        implied_re=implied_re,
-        implied_targets=implied_targets,
+        trigger_matcher=TermMatcher(list(trig_all)),
+        trigger_targets=trig_all,
+        implied_matcher=TermMatcher([s for s, _ in implied]) if implied else None,
     )
 
 

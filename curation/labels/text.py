@@ -54,30 +54,74 @@ def lower_same_length(text: str) -> str:
     return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
+_CAPS_HEADING = re.compile(r"[A-Z][A-Z /&()-]{2,40}")
+
+
 @lru_cache(maxsize=16)
-def _heading_re(ignored: tuple[str, ...], kept: tuple[str, ...]) -> re.Pattern[str]:
-    known = sorted({*ignored, *kept}, key=lambda t: (-len(t), t))
-    alts = "|".join(t.replace(" ", r"[ \t]+") for t in known)
-    # A known heading (any case) at a line start or after a sentence end, or an unknown one in
-    # capitals at a line start; the colon is required.
-    return re.compile(
-        rf"(?:^|(?<=\n)|(?<=[.;]\s)|(?<=[.;]\s\s))[ \t]*(?P<h>(?i:{alts})|[A-Z][A-Z /&()-]{{2,40}})[ \t]*:",
-    )
+def _known_re(
+    ignored: tuple[str, ...], kept: tuple[str, ...]
+) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    def alt(terms: tuple[str, ...]) -> re.Pattern[str]:
+        return re.compile("|".join(t.replace(" ", r"\s+") for t in terms) or "(?!)", re.IGNORECASE)
+
+    return alt(ignored), alt((*ignored, *kept))
 
 
 def sections(text: str, ignored: tuple[str, ...], kept: tuple[str, ...]) -> list[Section]:
-    """The sections of ``text`` (original case: unknown headings are recognised by capitals)."""
-    ign = re.compile(rf"(?:{'|'.join(ignored)})", re.IGNORECASE) if ignored else None
+    """The sections of ``text`` (original case: unknown headings are recognised by capitals).
+
+    A heading is the text between a line start (or a sentence end) and a colon: a known one in
+    any case, an unknown one in capitals at a line start.
+    """
+    ign, known = _known_re(ignored, kept)
     out: list[Section] = []
     start, heading, kind = 0, "", "none"
-    for m in _heading_re(ignored, kept).finditer(text):
-        if m.start() > start or out or heading:
-            out.append(Section(heading, kind, start, m.start()))
-        heading = re.sub(r"\s+", " ", m.group("h").strip().lower())
-        kind = "ignored" if ign is not None and ign.fullmatch(heading) else "kept"
-        start = m.end()
+    colon = text.find(":")
+    while colon >= 0:
+        line_start = text.rfind("\n", 0, colon) + 1
+        dot = max(text.rfind(". ", line_start, colon), text.rfind("; ", line_start, colon))
+        h_start = dot + 2 if dot >= 0 else line_start
+        cand = text[h_start:colon].strip()
+        at_line_start = dot < 0 and cand
+        if (
+            cand
+            and h_start >= start
+            and (known.fullmatch(cand) or (at_line_start and _CAPS_HEADING.fullmatch(cand)))
+        ):
+            h_at = text.index(cand, h_start)
+            if h_at > start or out or heading:
+                out.append(Section(heading, kind, start, h_at))
+            heading = " ".join(cand.lower().split())
+            kind = "ignored" if ign.fullmatch(cand) else "kept"
+            start = colon + 1
+        colon = text.find(":", colon + 1)
     out.append(Section(heading, kind, start, len(text)))
-    return [s for s in out if s.end > s.start or s.heading]
+    return [p for s in out for p in _split_ignored(text, s) if p.end > p.start or p.heading]
+
+
+# Headings whose text is a line or a phrase ("COMPARISON: None.", "TECHNIQUE: PA and lateral");
+# what follows them on the same line is a report's findings when no FINDINGS heading comes.
+_SHORT_SECTIONS = re.compile(
+    r"comparisons?|technique|examination|exam|procedure|dose|contrast|study"
+)
+_SHORT_END = re.compile(r"\S[^\n]*?(?:\.(?=\s)|\n|$)")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def _split_ignored(text: str, sec: Section) -> list[Section]:
+    """An ignored section ends where its kind of text ends: a short one ("comparison") at its
+    first sentence or line, any other at a blank line; the rest is kept, without heading."""
+    if sec.kind != "ignored":
+        return [sec]
+    if _SHORT_SECTIONS.fullmatch(sec.heading):
+        m = _SHORT_END.search(text, sec.start, sec.end)
+        end = m.end() if m else sec.end
+    else:
+        m = _BLANK_LINE.search(text, sec.start, sec.end)
+        end = m.start() if m else sec.end
+    if end >= sec.end or not text[end : sec.end].strip():
+        return [sec]
+    return [Section(sec.heading, sec.kind, sec.start, end), Section("", "none", end, sec.end)]
 
 
 def sentences(low: str, start: int, end: int) -> list[tuple[int, int]]:
