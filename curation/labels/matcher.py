@@ -162,7 +162,8 @@ class TermMatcher:
         for i in range(1, len(key) + 1):
             groups.update(self._filed.get(key[:i], ()))
         bucket = tuple(
-            (self._compiled_terms[g], self.terms[g]) for g in sorted(groups, key=self._order.get)
+            (self._compiled_terms[g], self.terms[g])
+            for g in sorted(groups, key=self._order.__getitem__)
         )
         self._buckets[raw] = bucket
         return bucket
