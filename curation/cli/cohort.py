@@ -10,6 +10,12 @@ splits patients deterministically, and writes into --out:
 
   curation cohort sample_data/cohort_spec.yaml --db catalog.duckdb --out cohort/
   curation cohort spec.yaml --db catalog.duckdb --out cohort/ --volumes --spacing 1 1 1 --workers 2
+  curation cohort spec.yaml --db catalog.duckdb --out cohort/ --volumes --ct-window -600 1500
+
+The datalist's image is the NIfTI volume with --volumes, else the folder holding the series' DICOM
+files alone (MONAI's LoadImaged reads it as one series); a series with no such image stays in the
+manifest with excluded_reason and leaves the datalist. Volumes keep modality units (HU, rescaled MR)
+unless --normalize, --ct-window or the spec's normalize: asks for [0, 1].
 
 Pseudonyms are HMAC-SHA256 under the key in $CURATION_PSEUDONYM_KEY or --key-file; without either, a
 key is generated into --out (and a warning says so).
@@ -55,6 +61,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("X", "Y", "Z"),
         help="volume spacing in mm (default: keep)",
     )
+    parser.add_argument(
+        "--normalize",
+        action="store_true",
+        help="scale volumes to [0, 1]: CT by the window level 0 width 2000 HU (air to dense bone), "
+        "other modalities by their 1st-99th percentiles (default: keep modality units)",
+    )
+    parser.add_argument(
+        "--ct-window",
+        type=float,
+        nargs=2,
+        metavar=("LEVEL", "WIDTH"),
+        help="scale CT volumes to [0, 1] by this window in HU (e.g. -600 1500 for lung)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="processes for volume export")
 
 
@@ -67,12 +86,20 @@ def run(args: argparse.Namespace) -> int:
         raise CatalogError(f"{args.db}: no catalog here (run `curation crawl` first)")
     if not Path(args.spec).is_file():
         raise InputError(f"{args.spec}: no such spec file")
+    if (args.normalize or args.ct_window) and not args.volumes:
+        raise InputError("--normalize and --ct-window apply to volumes: add --volumes")
     with catalog.opened(args.db) as con:
         result = build_cohort(con, args.spec, args.out, key_file=args.key_file, files=args.files)
         if args.volumes:
+            from curation.cohort.spec import DEFAULT_NORMALIZE
             from curation.cohort.volumes import VolumeOptions, export_volumes
 
-            opts = VolumeOptions(spacing_mm=tuple(args.spacing) if args.spacing else None)
+            normalize = dict(DEFAULT_NORMALIZE) if args.normalize else dict(result.spec.normalize)
+            if args.ct_window:
+                normalize["CT"] = {"window": (args.ct_window[0], args.ct_window[1])}
+            opts = VolumeOptions(
+                spacing_mm=tuple(args.spacing) if args.spacing else None, normalize=normalize
+            )
             export_volumes(con, result, Path(args.out), opts, workers=args.workers)
     print(f"cohort {result.spec.name!r} (build {result.cohort_id}) written to {args.out}")
     for row in result.attrition.iter_rows(named=True):

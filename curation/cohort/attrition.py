@@ -209,17 +209,17 @@ def compile_spec(con: duckdb.DuckDBPyConnection, spec: CohortSpec) -> Compiled:
             columns.update(extra)
             tables = "harmonized_series or pixel_metrics"
     needs_qc = (
-        any(c.kind in ("qc_rule", "qc_severity") for c in spec.criteria)
+        any(c.kind in ("qc_rule", "qc_severity") for c in spec.steps)
         or spec.qc_suite is not None
         or spec.qc_run is not None
     )
     run, selected_by = qc_run(con, spec) if needs_qc else (None, None)
-    qc_criteria = [c for c in spec.criteria if c.kind in ("qc_rule", "qc_severity")]
+    qc_criteria = [c for c in spec.steps if c.kind in ("qc_rule", "qc_severity")]
     if qc_criteria and run is not None:
         _refuse_expectation_run(con, qc_criteria[0], run, selected_by)
     params: dict[str, Any] = {}
     keeps = []
-    for i, c in enumerate(spec.criteria):
+    for i, c in enumerate(spec.steps):
         p = f"p{i}"
         where = c.where or f"criterion {c.title!r}"
         if c.kind == "field":
@@ -298,7 +298,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: CohortSpec, compiled: Compile
 
 def attrition_sql(spec: CohortSpec) -> str:
     """SELECT of the attrition table from ``_cohort_eval`` (steps 0..n, one scan per step-range join)."""
-    titles = ["all series in the catalog"] + [c.title for c in spec.criteria]
+    titles = ["all series in the catalog"] + [c.title for c in spec.steps]
     names = "[" + ", ".join(quote_literal(t) for t in titles) + "]"
     return f"""
         WITH steps AS (SELECT range AS step FROM range(0, {len(titles)})),

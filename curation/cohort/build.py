@@ -17,11 +17,11 @@ import duckdb
 import polars as pl
 
 from curation import __version__, pseudonym
-from curation.catalog import has_table, quote_ident
+from curation.catalog import has_table, quote_ident, quote_literal
 from curation.cohort import attrition as attr
 from curation.cohort import split
 from curation.cohort.manifest import MANIFEST_ATTRIBUTES, pseudonymous_files, write
-from curation.cohort.spec import CohortSpec, load_spec
+from curation.cohort.spec import LABEL_SYNONYMS, CohortSpec, load_spec
 from curation.cohort.tables import COHORT_ATTRITION, COHORT_MEMBERS, COHORT_TABLES
 from curation.errors import CatalogError, InputError
 
@@ -190,14 +190,25 @@ def build_cohort(
                 else f"{loaded.where or 'spec'}: labels[{i}]"
             )
             attr.check_labels(con, [name], where)
-        for i, name in enumerate(loaded.labels):
-            params[f"l{i}"] = name
-            label_sel += f", coalesce(l{i}s.value, l{i}t.value) AS {quote_ident('label_' + name)}"
-            label_join += (
-                f" LEFT JOIN labels l{i}s ON l{i}s.label = $l{i} AND l{i}s.SeriesInstanceUID = m.SeriesInstanceUID"
-                f" LEFT JOIN labels l{i}t ON l{i}t.label = $l{i} AND l{i}t.SeriesInstanceUID IS NULL"
-                f" AND l{i}t.StudyInstanceUID = m.StudyInstanceUID"
+        for i, lm in enumerate(loaded.label_maps):
+            params[f"l{i}"] = lm.name
+            number, p = lm.sql(f"l{i}.value", f"l{i}n")
+            params.update(p)
+            cast = "INTEGER" if lm.integer else "DOUBLE"
+            label_sel += (
+                f", l{i}.value AS {quote_ident('label_' + lm.name)}"
+                f", CAST({number} AS {cast}) AS {quote_ident('target_' + lm.name)}"
             )
+            # One value per series: its own label before its study's, then by source, so that
+            # labels from several sources (report truth, a labeler) never repeat a manifest row.
+            label_join += f""" LEFT JOIN (
+                SELECT m.SeriesInstanceUID,
+                    first(l.value ORDER BY l.SeriesInstanceUID IS NULL, l.source NULLS LAST, l.value)
+                        AS value,
+                FROM _cohort_members m JOIN {_CANONICAL_LABELS} l ON l.label = $l{i}
+                    AND (l.SeriesInstanceUID = m.SeriesInstanceUID
+                         OR (l.SeriesInstanceUID IS NULL AND l.StudyInstanceUID = m.StudyInstanceUID))
+                GROUP BY 1) l{i} USING (SeriesInstanceUID)"""
     manifest = con.sql(
         f"""SELECT m.patient_key, m.study_key, m.series_key, m.split,
             {", ".join("h." + quote_ident(c) for c in attrs)}{label_sel}, f.dicom_files
@@ -215,12 +226,14 @@ def build_cohort(
         ORDER BY m.split, m.patient_key, m.study_key, h.SeriesNumber, m.series_key""",
         params=params,
     ).pl()
+    _warn_conflicting_labels(con, loaded, params)
     if files is not None:
         if out is None:
             raise InputError("pseudonymous files (files='link' or 'copy') need an output folder")
         manifest = pseudonymous_files(manifest, out, files)
     else:
         _warn_identifying_paths(con)
+    manifest = _series_folders(con, manifest, pseudonymous=files is not None)
     t["manifest"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     cohort_id = _record(con, loaded, attrition, compiled.qc_run_id, key, out)
@@ -245,6 +258,7 @@ def build_cohort(
     }
     t["record"] = time.perf_counter() - t1
     t1 = time.perf_counter()
+    attrition = datalist_step(con, cohort_id, loaded, attrition, manifest, provenance)
     paths = write(out, manifest, attrition, provenance) if out is not None else {}
     t["write"] = time.perf_counter() - t1
     if out is not None:
@@ -253,6 +267,152 @@ def build_cohort(
             {"o": str(out), "c": cohort_id},
         )
     return CohortResult(cohort_id, loaded, attrition, manifest, provenance, paths, t)
+
+
+#: The labels table with its values in canonical form (``negated`` read as ``negative``).
+_CANONICAL_LABELS = (
+    "(SELECT * REPLACE (CASE value "
+    + " ".join(
+        f"WHEN {quote_literal(k)} THEN {quote_literal(v)}" for k, v in LABEL_SYNONYMS.items()
+    )
+    + " ELSE value END AS value) FROM labels)"
+)
+
+
+def _warn_conflicting_labels(
+    con: duckdb.DuckDBPyConnection, spec: CohortSpec, params: dict[str, Any]
+) -> None:
+    """Warn when a series' label has several values (sources disagree): the first is used."""
+    for i, name in enumerate(spec.labels):
+        n = con.execute(
+            f"""SELECT count(*) FROM (
+                SELECT m.SeriesInstanceUID FROM _cohort_members m JOIN {_CANONICAL_LABELS} l
+                    ON l.label = $n AND (l.SeriesInstanceUID = m.SeriesInstanceUID
+                        OR (l.SeriesInstanceUID IS NULL AND l.StudyInstanceUID = m.StudyInstanceUID))
+                GROUP BY 1 HAVING count(DISTINCT l.value) > 1)""",
+            {"n": params.get(f"l{i}", name)},
+        ).fetchall()[0][0]
+        if n:
+            log.warning(
+                "%d series have several values of label %r (the labels table holds rows from "
+                "more than one source that disagree); the manifest takes the series' own label "
+                "before its study's, then the first source by name",
+                n,
+                name,
+            )
+
+
+#: The attrition step of series the datalist cannot point at.
+DATALIST_STEP = "exclude series without a loadable image (see the manifest's excluded_reason)"
+
+
+def _series_folders(
+    con: duckdb.DuckDBPyConnection, manifest: pl.DataFrame, *, pseudonymous: bool
+) -> pl.DataFrame:
+    """``manifest`` with ``image``: the folder holding the series' files and nothing else.
+
+    MONAI (PydicomReader, ITKReader) and SimpleITK read a folder as one series. Pseudonymous
+    files are one folder per series; the archive's own folder is used where it holds exactly
+    the series' files (every file the crawl saw there, and no copy of one); otherwise ``image``
+    is NULL and ``excluded_reason`` says why.
+    """
+    if pseudonymous:
+        folders = manifest["dicom_files"].list.first().str.replace(r"/[^/]*$", "")
+        return manifest.with_columns(
+            folders.alias("image"), pl.lit(None, pl.String).alias("excluded_reason")
+        )
+    con.register("_m_files", manifest.select("series_key", "dicom_files"))
+    try:
+        checked = con.sql(
+            r"""WITH f AS (
+                SELECT series_key, unnest(dicom_files) AS path FROM _m_files),
+            d AS (
+                SELECT series_key, count(DISTINCT regexp_replace(path, '/[^/]*$', '')) AS n_dirs,
+                    any_value(regexp_replace(path, '/[^/]*$', '')) AS folder, count(*) AS n_files
+                FROM f GROUP BY 1),
+            inside AS (
+                SELECT d.series_key, count(fl.path) AS n_there
+                FROM d JOIN files fl ON regexp_replace(fl.path, '/[^/]*$', '') = d.folder
+                WHERE d.n_dirs = 1 GROUP BY 1)
+            SELECT d.series_key,
+                CASE WHEN d.n_dirs = 1 AND i.n_there = d.n_files THEN d.folder END AS image,
+                CASE WHEN d.n_dirs > 1 THEN 'its files lie in ' || d.n_dirs || ' folders'
+                     WHEN coalesce(i.n_there, 0) <> d.n_files
+                     THEN 'its folder holds ' || (coalesce(i.n_there, 0) - d.n_files)
+                          || ' other file(s)'
+                END || ' (no folder to read as one image): build with --files link or --volumes'
+                    AS excluded_reason
+            FROM d LEFT JOIN inside i USING (series_key)"""
+        ).pl()
+    finally:
+        con.unregister("_m_files")
+    return manifest.join(checked, on="series_key", how="left")
+
+
+def datalist_step(
+    con: duckdb.DuckDBPyConnection,
+    cohort_id: int,
+    spec: CohortSpec,
+    attrition: pl.DataFrame,
+    manifest: pl.DataFrame,
+    provenance: dict[str, Any],
+) -> pl.DataFrame:
+    """``attrition`` with a last step for the series ``excluded_reason`` keeps out of the datalist.
+
+    They stay in the manifest (with the reason) and in ``cohort_members``; the step is recorded
+    in ``cohort_attrition`` and ``cohort_exclusions`` (replacing an earlier one of this build, as
+    when volumes are exported after the build) and the provenance counts the datalist.
+    """
+    step = len(spec.steps) + 1
+    attrition = attrition.filter(pl.col("step") < step)
+    kept = manifest.filter(pl.col("excluded_reason").is_null())
+    provenance["counts"]["datalist_series"] = kept.height
+    con.execute(
+        "DELETE FROM cohort_attrition WHERE cohort_id = $c AND step >= $s",
+        {"c": cohort_id, "s": step},
+    )
+    con.execute(
+        "DELETE FROM cohort_exclusions WHERE cohort_id = $c AND step >= $s",
+        {"c": cohort_id, "s": step},
+    )
+    if kept.height == manifest.height:
+        return attrition
+    last = attrition.row(-1, named=True)
+    n_patients = kept["patient_key"].n_unique()
+    row = pl.DataFrame(
+        {
+            "step": [step],
+            "criterion": [DATALIST_STEP],
+            "n_patients": [n_patients],
+            "n_studies": [kept["study_key"].n_unique()],
+            "n_series": [kept.height],
+            "n_series_dropped": [last["n_series"] - kept.height],
+            "n_patients_dropped": [last["n_patients"] - n_patients],
+        }
+    )
+    attrition = pl.concat([attrition, row.cast(attrition.schema)])
+    con.register("_dl_row", row.with_columns(pl.lit(cohort_id).alias("cohort_id")))
+    con.register("_dl_out", manifest.filter(pl.col("excluded_reason").is_not_null()))
+    try:
+        cols = ", ".join(f'"{c}"' for c in COHORT_ATTRITION.column_names)
+        con.execute(f"INSERT INTO cohort_attrition ({cols}) SELECT {cols} FROM _dl_row")
+        con.execute(
+            """INSERT INTO cohort_exclusions
+            SELECT $c, m.SeriesInstanceUID, m.StudyInstanceUID, m.PatientID, $s, $t
+            FROM cohort_members m JOIN _dl_out o USING (series_key) WHERE m.cohort_id = $c""",
+            {"c": cohort_id, "s": step, "t": DATALIST_STEP},
+        )
+    finally:
+        con.unregister("_dl_row")
+        con.unregister("_dl_out")
+    n = manifest.height - kept.height
+    log.warning(
+        "%d of %d series have no loadable image and are left out of the datalist "
+        "(manifest.excluded_reason says why)",
+        n,
+        manifest.height,
+    )
+    return attrition
 
 
 def identifying_paths(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -108,6 +108,35 @@ def pseudonymous_files(manifest: pl.DataFrame, out_dir: Path, mode: str) -> pl.D
     return manifest.with_columns(pl.Series("dicom_files", lists, dtype=pl.List(pl.String)))
 
 
+def split_order(names: list[str]) -> list[str]:
+    """Split names in the one order every product shows them: train, val, test, then others."""
+    known = list(DATALIST_SECTIONS)
+    return sorted(names, key=lambda n: (known.index(n) if n in known else len(known), n))
+
+
+def datalist_json(manifest: pl.DataFrame, splits: list[str] | None = None) -> str:
+    """The MONAI datalist of ``manifest``: a section per split, an entry per loadable series.
+
+    An entry is ``{"image": ..., "series_key", "patient_key", <label>: <number>...}``; ``image``
+    is the NIfTI volume when exported, else the folder holding the series' DICOM files alone
+    (MONAI's ``LoadImaged`` reads a folder as one series). Series whose ``excluded_reason`` is
+    set are left out (the manifest keeps them, with the reason). Every split of ``splits`` gets
+    a section, an empty one where no series landed in it.
+    """
+    if "excluded_reason" in manifest.columns:
+        manifest = manifest.filter(pl.col("excluded_reason").is_null())
+    targets = [c for c in manifest.columns if c.startswith("target_")]
+    # Rows are rendered by polars (row-oriented JSON), sections joined here.
+    sections = []
+    for split in split_order(sorted({*manifest["split"].unique().to_list(), *(splits or [])})):
+        rows = manifest.filter(pl.col("split") == split).select(
+            "image", "series_key", "patient_key", *(pl.col(c).alias(c[7:]) for c in targets)
+        )
+        name = DATALIST_SECTIONS.get(split, split)
+        sections.append(f"{json.dumps(name)}: {rows.write_json()}")
+    return "{" + ",\n".join(sections) + "}\n"
+
+
 def write(
     out_dir: Path,
     manifest: pl.DataFrame,
@@ -134,19 +163,9 @@ def write(
         manifest.write_parquet(paths["manifest"])
         _csv_ready(manifest).write_csv(paths["csv"])
         attrition.write_csv(paths["attrition"])
-        image_col = "image" if "image" in manifest.columns else "dicom_files"
-        label_cols = [c for c in manifest.columns if c.startswith("label_")]
-        # Rows are rendered by polars (row-oriented JSON), sections joined here.
-        sections = []
-        for split in manifest["split"].unique(maintain_order=True).to_list():
-            rows = manifest.filter(pl.col("split") == split).select(
-                pl.col(image_col).alias("image"),
-                "series_key",
-                "patient_key",
-                *(pl.col(c).alias(c[6:]) for c in label_cols),
-            )
-            name = DATALIST_SECTIONS.get(split, split)
-            sections.append(f"{json.dumps(name)}: {rows.write_json()}")
-        paths["datalist"].write_text("{" + ",\n".join(sections) + "}\n")
+        split = provenance.get("spec", {}).get("split", {})
+        paths["datalist"].write_text(
+            datalist_json(manifest, list(split.get("ratios") or split.get("counts") or ()))
+        )
         paths["provenance"].write_text(json.dumps(provenance, indent=1, default=str))
     return paths

@@ -33,8 +33,17 @@ cohort is built, with a "did you mean" suggestion.
       - {qc_severity: error}
       - {label: pleural_effusion, value: uncertain}
     split: {ratios: {train: 0.7, val: 0.15, test: 0.15}, stratify: [vendor], seed: 0}
-    labels: [pleural_effusion]
+    labels:
+      - name: pleural_effusion
+        values: {positive: 1, negative: 0, uncertain: drop}   # the default map
+        missing: drop                                       # the default: require the label
     qc: {suite: default}
+
+A label of ``labels:`` is a name (the default map) or ``{name, values, missing}``
+(:class:`LabelMap`): the manifest keeps the label's text, the datalist carries the number its map
+gives. A series whose value maps to ``drop`` or has no number in the map, and with ``missing: drop``
+a series without the label, leaves the cohort at a step of its own in the attrition
+(:attr:`CohortSpec.steps`), so that every datalist entry carries a number for every label.
 """
 
 from __future__ import annotations
@@ -98,6 +107,14 @@ DICOM_KEYWORD_FIELDS: dict[str, str] = {
 }
 
 _SCALARS = (str, int, float, bool, date, datetime)
+
+#: What a label map says to do with a series instead of giving it a number.
+DROP = "drop"
+#: Label values that mean the same as another (older rows and the synthetic truth say ``negated``);
+#: a map naming one names both.
+LABEL_SYNONYMS: dict[str, str] = {"negated": "negative"}
+#: The map a label gets when the spec names it without one.
+DEFAULT_LABEL_VALUES: dict[str, float | str] = {"positive": 1, "negative": 0, "uncertain": DROP}
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -269,6 +286,155 @@ class SplitSpec:
             raise InputError("split.seed must be an integer")
 
 
+#: What ``--normalize`` asks for: CT from air to dense bone, other modalities by percentiles.
+DEFAULT_NORMALIZE: dict[str, dict[str, tuple[float, float]]] = {
+    "CT": {"window": (0.0, 2000.0)},
+    "*": {"percentiles": (1.0, 99.0)},
+}
+
+
+def check_normalize(value: Any, where: str) -> dict[str, dict[str, tuple[float, float]]]:
+    """``value`` as a normalization map: modality (or ``*``) -> ``{window: [level, width]}`` or
+    ``{percentiles: [low, high]}``; else :class:`InputError` naming ``where``."""
+    if not isinstance(value, dict):
+        raise InputError(
+            f"{where}: normalize: a mapping of modality to {{window: [level, width]}} or "
+            "{percentiles: [low, high]}, such as {CT: {window: [-600, 1500]}}"
+        )
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for modality, how in value.items():
+        if not isinstance(modality, str) or not isinstance(how, dict) or len(how) != 1:
+            raise InputError(
+                f"{where}: normalize: {modality!r}: one of {{window: [level, width]}} or "
+                "{percentiles: [low, high]}"
+            )
+        ((kind, pair),) = how.items()
+        ok = (
+            kind in ("window", "percentiles")
+            and isinstance(pair, list | tuple)
+            and len(pair) == 2
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in pair)
+        )
+        if ok and kind == "window":
+            ok = pair[1] > 0
+        if ok and kind == "percentiles":
+            ok = 0 <= pair[0] < pair[1] <= 100
+        if not ok:
+            want = {"window": "[level, width > 0]", "percentiles": "[low, high] within 0..100"}
+            raise InputError(
+                f"{where}: normalize: {modality}: {kind}: {pair!r} is not {want[kind]}"
+                if kind in want
+                else f"{where}: normalize: {modality}: {kind!r} is not window or percentiles"
+            )
+        out[modality] = {kind: (float(pair[0]), float(pair[1]))}
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # NaN is no label
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """How one label's text values become the numbers a training job reads.
+
+    ``values`` maps a value of the ``labels`` table (``positive``, ``negative``, ``uncertain``,
+    ...) to a number or to ``drop``; ``negated`` is read as ``negative``
+    (:data:`LABEL_SYNONYMS`). A value the map does not name is dropped like ``drop``. ``missing``
+    is the number a series without the label gets, or ``drop`` (the default): the label is
+    required. Checked on construction.
+    """
+
+    name: str
+    values: dict[str, float | str] = field(default_factory=lambda: dict(DEFAULT_LABEL_VALUES))
+    missing: float | str = DROP
+    where: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        where = self.where or f"labels: {self.name!r}"
+        check_name(self.name, f"{where}: name")
+        if not isinstance(self.values, Mapping) or not self.values:
+            raise InputError(
+                f"{where}: values: a mapping of label value to a number or {DROP!r}, "
+                "such as {positive: 1, negative: 0, uncertain: drop}"
+            )
+        values: dict[str, float | str] = {}
+        for k, v in self.values.items():
+            check_name(k, f"{where}: values: a label value")
+            if not (_is_number(v) or v == DROP):
+                raise InputError(
+                    f"{where}: values: {k}: {_short(v)} is neither a number nor {DROP!r}"
+                )
+            canon = LABEL_SYNONYMS.get(k, k)
+            if canon in values and values[canon] != v:
+                raise InputError(f"{where}: values: {k!r} and {canon!r} mean the same label value")
+            values[canon] = v
+        object.__setattr__(self, "values", values)
+        if not (_is_number(self.missing) or self.missing == DROP):
+            raise InputError(
+                f"{where}: missing: {_short(self.missing)} is neither a number nor {DROP!r}"
+            )
+        if not self.numbered:
+            raise InputError(f"{where}: values: no value gives a number, so every series drops")
+
+    @property
+    def numbered(self) -> list[str]:
+        """The label values that give a number, and their synonyms (as the table may hold them)."""
+        kept = [k for k, v in self.values.items() if v != DROP]
+        return kept + [s for s, c in LABEL_SYNONYMS.items() if c in kept and s not in kept]
+
+    @property
+    def integer(self) -> bool:
+        """True when every number of the map (and ``missing``) is a whole number."""
+        numbers = [v for v in (*self.values.values(), self.missing) if v != DROP]
+        return all(float(v).is_integer() for v in numbers)
+
+    @property
+    def required(self) -> bool:
+        """True when a series without the label leaves the cohort."""
+        return self.missing == DROP
+
+    def steps(self) -> tuple[Criterion, ...]:
+        """The criteria this map adds to the attrition, after the spec's own."""
+        shown = ", ".join(f"{k} {v}" for k, v in self.values.items())
+        out = [
+            Criterion(
+                "exclude",
+                "label",
+                self.name,
+                "not in",
+                self.numbered,
+                name=f"exclude {self.name} values without a number ({shown})",
+                where=self.where,
+            )
+        ]
+        if self.required:
+            out.append(
+                Criterion(
+                    "include",
+                    "label",
+                    self.name,
+                    name=f"require a {self.name} label (missing: drop)",
+                    where=self.where,
+                )
+            )
+        return tuple(out)
+
+    def sql(self, ref: str, p: str) -> tuple[str, dict[str, Any]]:
+        """SQL of the number for the text value ``ref`` (NULL: no number), and its parameters
+        (named ``p`` and a suffix)."""
+        params: dict[str, Any] = {}
+        whens = []
+        for i, (k, v) in enumerate(self.values.items()):
+            if v == DROP:
+                continue
+            names = [k, *(s for s, c in LABEL_SYNONYMS.items() if c == k)]
+            params[f"{p}_{i}"], params[f"{p}_{i}v"] = names, float(v)
+            whens.append(f"WHEN list_contains(${p}_{i}, {ref}) THEN ${p}_{i}v")
+        missing = "NULL" if self.missing == DROP else str(float(self.missing))
+        return f"CASE WHEN {ref} IS NULL THEN {missing} {' '.join(whens)} END", params
+
+
 @dataclass(frozen=True)
 class CohortSpec:
     """A validated cohort spec (see the module docstring for the YAML form).
@@ -289,6 +455,11 @@ class CohortSpec:
     where: str | None = field(default=None, compare=False, repr=False)
     #: Where each of ``labels`` was written (file:line), for messages.
     label_where: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    #: How each of ``labels`` becomes a number (default :class:`LabelMap` for those not given).
+    label_maps: tuple[LabelMap, ...] = ()
+    #: How exported volumes are normalized, per modality (:func:`check_normalize`); empty: they
+    #: keep their modality units. ``curation cohort --normalize`` / ``--ct-window`` override it.
+    normalize: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = self.where or "spec"
@@ -309,6 +480,19 @@ class CohortSpec:
         if len(set(labels)) != len(labels):
             raise InputError(f"{where}: labels: a label is listed twice")
         object.__setattr__(self, "labels", tuple(labels))
+        maps = {m.name: m for m in self.label_maps if isinstance(m, LabelMap)}
+        if len(maps) != len(self.label_maps) or set(maps) - set(labels):
+            raise InputError(f"{where}: label_maps: one LabelMap for each of labels, at most")
+        object.__setattr__(
+            self,
+            "label_maps",
+            tuple(
+                maps.get(x)
+                or LabelMap(x, where=self.label_where[i] if i < len(self.label_where) else None)
+                for i, x in enumerate(labels)
+            ),
+        )
+        object.__setattr__(self, "normalize", check_normalize(self.normalize, where))
         if self.qc_suite is not None:
             check_name(self.qc_suite, f"{where}: qc.suite")
         if self.qc_run is not None and (
@@ -326,7 +510,14 @@ class CohortSpec:
         d.pop("label_where")
         for c in d["criteria"]:
             c.pop("where")
+        for m in d["label_maps"]:
+            m.pop("where")
         return d
+
+    @property
+    def steps(self) -> tuple[Criterion, ...]:
+        """The attrition's criteria: the spec's own, then those of its label maps."""
+        return self.criteria + tuple(c for m in self.label_maps for c in m.steps())
 
     @property
     def sha256(self) -> str:
@@ -426,7 +617,16 @@ def _split(raw: Any, where: str) -> SplitSpec:
 
 
 #: Top-level keys of a spec.
-SPEC_KEYS: tuple[str, ...] = ("name", "description", "include", "exclude", "split", "labels", "qc")
+SPEC_KEYS: tuple[str, ...] = (
+    "name",
+    "description",
+    "include",
+    "exclude",
+    "split",
+    "labels",
+    "qc",
+    "normalize",
+)
 
 
 #: Top-level keys people write for a key the spec spells otherwise, and what to write instead.
@@ -457,12 +657,14 @@ def parse(data: Any, *, source: str | None = None, where: str = "spec") -> Cohor
             _criterion(action, c, _at(where, items, i) + f": {action}[{i}]")
             for i, c in enumerate(items)
         ]
-    labels = data.get("labels") or []
-    if not isinstance(labels, list):
+    raw_labels = data.get("labels") or []
+    if not isinstance(raw_labels, list):
         raise InputError(f"{where}: labels must be a list of label names")
-    label_where = tuple(f"{_at(where, labels, i)}: labels[{i}]" for i in range(len(labels)))
-    for x, w in zip(labels, label_where, strict=True):
-        check_name(x, w)
+    label_where = tuple(f"{_at(where, raw_labels, i)}: labels[{i}]" for i in range(len(raw_labels)))
+    labels, maps = [], []
+    for x, w in zip(raw_labels, label_where, strict=True):
+        maps.append(_label_map(x, w))
+        labels.append(maps[-1].name)
     qc = data.get("qc") or {}
     if not isinstance(qc, dict) or set(qc) - {"suite", "run"}:
         raise InputError(f"{_at(where, qc)}: qc: a mapping with suite: NAME or run: ID")
@@ -477,6 +679,29 @@ def parse(data: Any, *, source: str | None = None, where: str = "spec") -> Cohor
         qc.get("run"),
         where,
         label_where,
+        tuple(maps),
+        check_normalize(data.get("normalize") or {}, _at(where, data, key="normalize")),
+    )
+
+
+def _label_map(raw: Any, where: str) -> LabelMap:
+    """A ``labels:`` item: a name, or ``{name, values, missing}``."""
+    if not isinstance(raw, dict):
+        return LabelMap(check_name(raw, where), where=where)
+    unknown = set(raw) - {"name", "values", "missing"}
+    if unknown:
+        bad = sorted(map(str, unknown))[0]
+        raise InputError(
+            f"{_at(where, raw, key=bad)}: unknown key(s) {sorted(map(str, unknown))}"
+            + did_you_mean(bad, ("name", "values", "missing"))
+        )
+    if "name" not in raw:
+        raise InputError(f"{where}: a label needs a name")
+    return LabelMap(
+        raw["name"],
+        raw.get("values", dict(DEFAULT_LABEL_VALUES)),
+        raw.get("missing", DROP),
+        where=where,
     )
 
 

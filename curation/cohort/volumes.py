@@ -9,16 +9,19 @@ catalog (so their check is against the same numbers; dcm2niix is their independe
 ``tests/test_volumes_dcm2niix.py``). A series with several volumes (fMRI, DWI, multi-echo: slices
 repeating positions) is written as its first volume, the first slice at each position in
 acquisition order; ``n_volumes`` says how many it had. The volume is then reoriented to a canonical
-orientation, resampled to the target spacing, and normalized: CT by a window mapped to [0, 1], MR
-by percentile scaling to [0, 1] (:meth:`VolumeOptions.native` skips all three). Files are named by the series pseudonym. Series run
-in parallel worker processes, with a progress bar.
+orientation and resampled to the target spacing (:meth:`VolumeOptions.native` skips both). Voxels
+keep their modality units (HU for CT, rescaled stored values for MR): a chest cohort's lung and
+bone survive. Normalization to [0, 1] happens only on request, per modality
+(:attr:`VolumeOptions.normalize`: a window in modality units, or percentiles of the volume), and
+is recorded in the provenance sidecar. Files are named by the series pseudonym. Series run in
+parallel worker processes, with a progress bar.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from curation.cohort.manifest import write
+from curation.cohort.spec import check_normalize
 from curation.errors import CurationError
 from curation.pixels.sample import slice_table
 
@@ -38,14 +42,21 @@ log = logging.getLogger("curation.cohort")
 
 @dataclass(frozen=True)
 class VolumeOptions:
-    """How volumes are written (recorded in the provenance sidecar)."""
+    """How volumes are written (recorded in the provenance sidecar).
+
+    ``normalize`` maps a modality (``*``: any other) to ``{"window": (level, width)}`` (modality
+    units mapped to [0, 1], clipped) or ``{"percentiles": (low, high)}`` (those percentiles of
+    the volume mapped to [0, 1]); a modality it does not name keeps its units. Empty (the
+    default): every volume keeps its modality units.
+    """
 
     spacing_mm: tuple[float, ...] | None = None  # None keeps the native spacing
     orientation: str | None = "LPS"  # code for SimpleITK's DICOMOrient; None keeps the acquired
-    normalize: bool = True  # False keeps modality units (HU for CT, scaled stored values for MR)
-    ct_window: tuple[float, float] = (40.0, 400.0)  # level, width in HU
-    mr_percentiles: tuple[float, float] = (1.0, 99.0)
+    normalize: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     tolerance_mm: float = 0.01  # geometry check: largest allowed difference
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "normalize", check_normalize(self.normalize, "volumes"))
 
     @classmethod
     def native(cls, tolerance_mm: float = 0.01) -> VolumeOptions:
@@ -53,7 +64,11 @@ class VolumeOptions:
 
         What a comparison with another converter (dcm2niix) needs, voxel for voxel.
         """
-        return cls(spacing_mm=None, orientation=None, normalize=False, tolerance_mm=tolerance_mm)
+        return cls(spacing_mm=None, orientation=None, tolerance_mm=tolerance_mm)
+
+    def for_modality(self, modality: str | None) -> dict[str, tuple[float, float]] | None:
+        """The normalization of a ``modality`` volume, None to keep its units."""
+        return self.normalize.get(modality or "", self.normalize.get("*"))
 
 
 def _geometry(img: Any, positions: np.ndarray, iop: np.ndarray, pixel_spacing: np.ndarray) -> float:
@@ -139,13 +154,14 @@ def export_one(task: dict[str, Any]) -> dict[str, Any]:
                 sitk.sitkFloat32,
             )
         img = sitk.Cast(img, sitk.sitkFloat32)
-        if opts.normalize:
+        how = opts.for_modality(task["modality"])
+        if how is not None:
             arr = sitk.GetArrayFromImage(img)
-            if task["modality"] == "CT":
-                level, width = opts.ct_window
+            if "window" in how:
+                level, width = how["window"]
                 lo, hi = level - width / 2, level + width / 2
             else:
-                lo, hi = (float(x) for x in np.percentile(arr, opts.mr_percentiles))
+                lo, hi = (float(x) for x in np.percentile(arr, how["percentiles"]))
             norm = sitk.GetImageFromArray(
                 np.clip((arr - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
             )
@@ -239,7 +255,9 @@ def export_volumes(
 ) -> pl.DataFrame:
     """Write every series of ``result`` as ``out_dir/volumes/<series_key>.nii.gz``.
 
-    Adds an ``image`` column to the manifest (rewritten in ``out_dir``) and returns one row per
+    Sets the manifest's ``image`` to the volume (rewritten in ``out_dir``); a series whose volume
+    was not written keeps its manifest row with ``excluded_reason`` and leaves the datalist, at an
+    attrition step of its own (:func:`curation.cohort.build.datalist_step`). Returns one row per
     series: ``series_key``, ``image``, ``geometry_error`` (largest difference from the DICOM
     geometry, mm or cosine), ``n_volumes`` (volumes in the series; the first is written),
     ``reader`` (``gdcm`` for single-frame series, ``curation`` for enhanced multi-frame ones),
@@ -247,7 +265,9 @@ def export_volumes(
     """
     from tqdm import tqdm
 
-    opts = options or VolumeOptions()
+    from curation.cohort.build import datalist_step
+
+    opts = options or VolumeOptions(normalize=result.spec.normalize)
     vol_dir = out_dir / "volumes"
     vol_dir.mkdir(parents=True, exist_ok=True)
     tasks = _tasks(con, result, vol_dir, opts)
@@ -284,9 +304,22 @@ def export_volumes(
             "%d series could not be written or disagree with their DICOM geometry (see volumes.csv)",
             n_bad,
         )
-    result.manifest = result.manifest.join(
-        report.select("series_key", "image"), on="series_key", how="left"
+    # A series whose volume was refused stays in the manifest with the reason; the datalist
+    # points only at volumes that were written (an attrition step counts the others).
+    result.manifest = result.manifest.drop("image", "excluded_reason", strict=False).join(
+        report.select(
+            "series_key",
+            "image",
+            pl.when(pl.col("image").is_null())
+            .then(pl.lit("volume not written: ") + pl.col("error").fill_null("unknown reason"))
+            .alias("excluded_reason"),
+        ),
+        on="series_key",
+        how="left",
     )
     result.provenance["volumes"] = asdict(opts)
+    result.attrition = datalist_step(
+        con, result.cohort_id, result.spec, result.attrition, result.manifest, result.provenance
+    )
     result.paths = write(out_dir, result.manifest, result.attrition, result.provenance)
     return report
