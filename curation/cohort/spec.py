@@ -58,6 +58,7 @@ from typing import Any
 
 import yaml
 
+from curation.cohort.tables import VALUE_SYNONYMS
 from curation.errors import InputError
 from curation.qc.rule import Severity
 
@@ -111,8 +112,8 @@ _SCALARS = (str, int, float, bool, date, datetime)
 #: What a label map says to do with a series instead of giving it a number.
 DROP = "drop"
 #: Label values that mean the same as another (older rows and the synthetic truth say ``negated``);
-#: a map naming one names both.
-LABEL_SYNONYMS: dict[str, str] = {"negated": "negative"}
+#: a map naming one names both. The labels table's own (:data:`curation.cohort.tables.VALUE_SYNONYMS`).
+LABEL_SYNONYMS: dict[str, str] = VALUE_SYNONYMS
 #: The map a label gets when the spec names it without one.
 DEFAULT_LABEL_VALUES: dict[str, float | str] = {"positive": 1, "negative": 0, "uncertain": DROP}
 
