@@ -17,7 +17,7 @@ import pytest
 
 from curation import catalog, harmonize
 from curation.cli.main import main
-from curation.cohort import build_cohort, parse, synthetic_report_labels
+from curation.cohort import build_cohort, load_labels, parse, synthetic_report_labels
 from curation.errors import InputError
 from curation.labels import default_lexicon, label_report, load_lexicon, load_reports
 
@@ -287,3 +287,65 @@ def test_term_matcher_finds_what_one_alternation_finds() -> None:
             assert list(matcher.finditer(low)) == want, low
             n += len(want)
         assert n > 300
+
+
+def test_label_site_shortcut_rule_and_report_section(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curation import qc
+    from curation.qc.rules.heterogeneity import SITE
+    from curation.qc.suite import from_mapping
+    from curation.report import build_report
+
+    assert main(["labels", "--db", str(db), "--reports", str(REPORTS), "-q"]) == 0
+    con = catalog.connect(db)
+    sites = con.sql(
+        f"SELECT StudyInstanceUID, mode({SITE}) AS site FROM series GROUP BY 1 ORDER BY 1"
+    ).pl()
+    shortcut_site = sites["site"].mode().sort()[0]
+    # Planted: one label positive at exactly one site; one positive in every other study.
+    planted = pl.concat(
+        [
+            sites.select(
+                "StudyInstanceUID",
+                pl.lit("planted_shortcut").alias("label"),
+                pl.when(pl.col("site") == shortcut_site)
+                .then(pl.lit("positive"))
+                .otherwise(pl.lit("negative"))
+                .alias("value"),
+            ),
+            sites.with_row_index().select(
+                "StudyInstanceUID",
+                pl.lit("planted_balanced").alias("label"),
+                pl.when(pl.col("index") % 2 == 0)
+                .then(pl.lit("positive"))
+                .otherwise(pl.lit("negative"))
+                .alias("value"),
+            ),
+        ]
+    ).with_columns(pl.lit("test planting").alias("source"))
+    load_labels(con, planted)
+    suite = from_mapping(
+        {
+            "include": ["cohort.label_site_shortcut"],
+            "rules": {"cohort.label_site_shortcut": {"params": {"min_studies": 5}}},
+        }
+    )
+    result = qc.run(con, suite)
+    flagged = {
+        v
+        for (v,) in con.execute(
+            "SELECT value FROM qc_findings WHERE run_id = $r", {"r": result.run_id}
+        ).fetchall()
+    }
+    con.close()
+    assert f"planted_shortcut @ {shortcut_site}" in flagged
+    assert not any(v.startswith("planted_balanced") for v in flagged)
+    monkeypatch.setenv("CURATION_PSEUDONYM_KEY", "k" * 32)
+    out = tmp_path / "report.html"
+    build_report(db, out, thumbnails=0)
+    page = out.read_text()
+    assert "Labels across sites and vendors" in page and "planted_shortcut" in page
+    reports = pl.read_parquet(REPORTS)
+    for ident in (*reports["AccessionNumber"], *reports["StudyInstanceUID"]):
+        assert ident not in page

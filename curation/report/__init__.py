@@ -21,6 +21,7 @@ import duckdb
 from curation import __version__, catalog, pseudonym
 from curation.errors import CatalogError, InputError, writing
 from curation.report.html import Section, render
+from curation.report.labels import labels_section
 from curation.report.sections import (
     cohort_section,
     findings_section,
@@ -67,6 +68,7 @@ def build_sections(
     built = [
         overview_section(con, date_precision),
         heterogeneity_section(con),
+        labels_section(con),
         findings_section(con),
         pixel_metrics_section(con),
         cohort_section(con, Path(cohort)) if cohort is not None else None,

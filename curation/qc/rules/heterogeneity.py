@@ -333,3 +333,79 @@ PARAMETER_LOCATIONS_RULE = register(
         requires=("elements",),
     )
 )
+
+
+def label_prevalence_sql(group: str = SITE) -> str:
+    """Per label and group of studies (``group``: an expression over ``series``, the site by
+    default), the studies with any label row and those with the label ``positive``.
+
+    A study's group is the most common one of its series. A label counts when it has report-style
+    values (positive, negative, uncertain; older rows: negated); numeric labels are left out.
+    """
+    return f"""
+        WITH study_group AS (
+            SELECT StudyInstanceUID, mode({group}) AS grp FROM series GROUP BY StudyInstanceUID
+        ), labeled AS (
+            SELECT DISTINCT StudyInstanceUID FROM labels WHERE StudyInstanceUID IS NOT NULL
+        ), names AS (
+            SELECT DISTINCT label FROM labels
+            WHERE value IN ('positive', 'negative', 'uncertain', 'negated')
+        ), positive AS (
+            SELECT DISTINCT label, StudyInstanceUID FROM labels
+            WHERE value = 'positive' AND StudyInstanceUID IS NOT NULL
+        )
+        SELECT n.label, g.grp, count(*) AS n_studies, count(p.StudyInstanceUID) AS n_positive
+        FROM study_group g JOIN labeled USING (StudyInstanceUID) CROSS JOIN names n
+        LEFT JOIN positive p ON p.label = n.label AND p.StudyInstanceUID = g.StudyInstanceUID
+        GROUP BY n.label, g.grp
+    """
+
+
+LABEL_SITE_SHORTCUT = register(
+    Rule(
+        id="cohort.label_site_shortcut",
+        level=Level.COHORT,
+        severity=Severity.WARNING,
+        title="label prevalence differs by site",
+        description="A label (a finding from the labels table, e.g. the report labeler's) is "
+        "positive in a share of one site's labeled studies that differs from the other sites' "
+        "share by at least min_difference, and significantly (two-proportion z-test, |z| >= "
+        "min_z): a model can learn the label from whatever marks the site (vendor, kernel, "
+        "burned-in text) instead of from the anatomy. One finding per label and site.",
+        not_checked="Sites or remaining cohorts with fewer than min_studies labeled studies; "
+        "uncertain labels (counted as not positive); whether the difference is real (a referral "
+        "centre sees more disease), comes from the case mix (a site with more chest studies has "
+        "more chest findings: select a cohort first) or from how sites word their reports; "
+        "numeric labels.",
+        query=f"""
+            WITH per AS ({label_prevalence_sql()}),
+            t AS (
+                SELECT *, sum(n_studies) OVER (PARTITION BY label) AS n_all,
+                    sum(n_positive) OVER (PARTITION BY label) AS pos_all
+                FROM per
+            ), z AS (
+                SELECT *, n_positive / n_studies AS p_site,
+                    (pos_all - n_positive) / (n_all - n_studies) AS p_rest,
+                    pos_all / n_all AS p_pool
+                FROM t WHERE n_studies >= $min_studies AND n_all - n_studies >= $min_studies
+            )
+            SELECT NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR,
+                label || ' @ ' || grp,
+                'site ' || grp || ': ' || label || ' positive in ' || round(100 * p_site, 1)
+                    || ' % of its ' || n_studies || ' labeled studies, '
+                    || round(100 * p_rest, 1) || ' % of the other sites'' ' || (n_all - n_studies)
+                    || ' (z = ' || round((p_site - p_rest) / sqrt(p_pool * (1 - p_pool)
+                        * (1 / n_studies + 1 / (n_all - n_studies))), 1) || ')'
+            FROM z
+            WHERE p_pool > 0 AND p_pool < 1 AND abs(p_site - p_rest) >= $min_difference
+                AND abs(p_site - p_rest) / sqrt(p_pool * (1 - p_pool)
+                    * (1 / n_studies + 1 / (n_all - n_studies))) >= $min_z
+        """,
+        params=(
+            Param("min_difference", 0.15, "fraction", "smallest difference of positive shares"),
+            Param("min_z", 3.0, "SD", "smallest two-proportion z statistic"),
+            Param("min_studies", 20, "count", "fewest labeled studies on either side"),
+        ),
+        requires=("labels", "series"),
+    )
+)
