@@ -254,6 +254,16 @@ def test_gold_json_is_not_needed_for_label_report_spans() -> None:
     assert got["cardiomegaly"].value == "negative"
     assert got["pneumothorax"].value == "negative"
     assert json.dumps(sorted(got))  # finding names are plain strings
+    # A heading can be the finding itself; an ignored section ends with its line.
+    got = label_report("PNEUMOTHORAX: NONE.\nHEART: NORMAL SIZE.\nCOMPARISON: ___. Small effusion.")
+    assert {f: m.value for f, m in got.items()} == {
+        "pneumothorax": "negative",
+        "cardiomegaly": "negative",
+        "pleural_effusion": "positive",
+    }
+    assert "pneumonia" not in label_report(
+        "INDICATION: Cough, evaluate for pneumonia.\nLungs are clear."
+    )
 
 
 def test_term_matcher_finds_what_one_alternation_finds() -> None:

@@ -98,6 +98,7 @@ def test_full_report_has_every_section(report: ReportResult) -> None:
     assert report.sections == (
         "overview",
         "heterogeneity",
+        "labels",
         "findings",
         "pixels",
         "cohort",

@@ -55,6 +55,11 @@ def lower_same_length(text: str) -> str:
 
 
 _CAPS_HEADING = re.compile(r"[A-Z][A-Z /&()-]{2,40}")
+# Headings that name a part of the document, not of the body: their words are no finding.
+_DOCUMENT_PARTS = re.compile(
+    r"findings?|impressions?|conclusions?|opinion|summary|interpretation|results?|(final )?report"
+    r"|diagnosis|addendum|note"
+)
 
 
 @lru_cache(maxsize=16)
@@ -93,7 +98,9 @@ def sections(text: str, ignored: tuple[str, ...], kept: tuple[str, ...]) -> list
                 out.append(Section(heading, kind, start, h_at))
             heading = " ".join(cand.lower().split())
             kind = "ignored" if ign.fullmatch(cand) else "kept"
-            start = colon + 1
+            # A heading other than a document part may itself name the finding ("PNEUMOTHORAX:
+            # NONE", "Heart: normal size"): its words stay in its section.
+            start = colon + 1 if kind == "ignored" or _DOCUMENT_PARTS.fullmatch(heading) else h_at
         colon = text.find(":", colon + 1)
     out.append(Section(heading, kind, start, len(text)))
     return [p for s in out for p in _split_ignored(text, s) if p.end > p.start or p.heading]
