@@ -211,6 +211,22 @@ def pseudonym(value: str, key: bytes, prefix: str = "") -> str:
     return prefix + digest[:N_HEX]
 
 
+def uid(value: str, key: bytes) -> str:
+    """A DICOM UID standing for the UID ``value`` under ``key``: ``2.25.`` and a 128-bit integer.
+
+    The integer is a UUID of version 8 (RFC 9562, application-defined) made of HMAC-SHA256 of
+    ``uid:`` + ``value``, so the same UID maps to the same new UID in every file and every run
+    under one key, different keys give unlinkable UIDs, and the result fits the 64 characters of
+    a UI value (at most 44).
+    """
+    import uuid
+
+    digest = bytearray(hmac.new(key, b"uid:" + value.encode("utf-8"), hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
+    return f"2.25.{uuid.UUID(bytes=bytes(digest)).int}"
+
+
 def install(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     """Create the temp macro ``pseudonym(text)``: HMAC-SHA256 (RFC 2104) of ``text`` under ``key``."""
     if len(key) > 64:

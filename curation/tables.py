@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from curation import schema
 from curation.cohort.tables import COHORT_TABLES, LABELS
+from curation.deid.tables import DEID_TABLES
 from curation.harmonize.tables import HARMONIZE_TABLES
 from curation.labels.tables import LABELS_TABLES
 from curation.pixels.tables import PIXEL_TABLES
@@ -26,5 +27,6 @@ ALL_TABLES: tuple[Table, ...] = (
     *LABELS_TABLES,
     LABELS,
     *COHORT_TABLES,
+    *DEID_TABLES,
     schema.SETTINGS,
 )

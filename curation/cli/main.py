@@ -52,6 +52,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "labels": ("labels", "weak labels from radiology report text into the labels table"),
     "cohort": ("cohort", "build a training cohort manifest from a spec"),
+    "deid": ("deid", "de-identify a cohort's DICOM files (PS3.15 profile, OCR masking, audit)"),
     "report": ("report", "write the self-contained HTML QC report"),
     "validate": ("validate", "run great-expectations suites over the catalog"),
     "summary": ("summary", "summarize a site's catalog as identifier-free JSON (for federate)"),

@@ -719,3 +719,9 @@ def load_spec(path: str | Path) -> CohortSpec:
     except yaml.YAMLError as exc:
         raise InputError(f"{p}: not valid YAML: {exc}") from exc
     return parse(data, source=text, where=str(p))
+
+
+#: The YAML loader that keeps line numbers, and the helper that turns a location and an object
+#: into ``file:line``: shared by every YAML spec of the package (cohort specs, deid profiles).
+LineLoader = _LineLoader
+at_line = _at
