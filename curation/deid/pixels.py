@@ -273,13 +273,11 @@ def mask(ds: Dataset, profile: Profile, *, run_ocr: bool) -> tuple[int, bool]:
         if b > t and rgt > lft:
             frames[:, t:b, lft:rgt, ...] = fill
     if run_ocr:
-        # Read again, with the first reading's "brightest" level: text left over is found there.
-        pages = renderings(composite(frames, photometric), level)
-        left_over = [
-            w
-            for page, _ in pages
-            for w in find_words(page, max(bi.min_confidence, LEFTOVER_CONFIDENCE))
-        ]
+        # Read again, binarized at the first reading's "brightest" level: text left over at full
+        # white is found there (the stretched page of a masked image reads the anatomy's edges
+        # as words too often to be a fair judge, and costs another OCR)
+        page = renderings(composite(frames, photometric), level)[0][0]
+        left_over = find_words(page, LEFTOVER_CONFIDENCE)
         if left_over:
             raise PixelError(
                 "ocr_text_remains",
