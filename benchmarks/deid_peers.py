@@ -95,9 +95,7 @@ def _text_left(src: list[str], outputs: dict[str, Path]) -> float | None:
     """Share of the planted burned-in text pixels unchanged in the outputs (None: none written)."""
     from curation.synth.burnin import draw_text
 
-    truth = pl.read_parquet(SYN / "ground_truth.parquet").filter(
-        pl.col("kind") == "burned_in_text"
-    )
+    truth = pl.read_parquet(SYN / "ground_truth.parquet").filter(pl.col("kind") == "burned_in_text")
     params = {str((SYN / r["path"]).resolve()): json.loads(r["params"]) for r in truth.to_dicts()}
     left = total = 0
     for s in src:
@@ -162,7 +160,9 @@ def main() -> None:
                 by_key = {pseudonym.pseudonym(s, KEY): s for s in src}
                 outputs[tool] = {
                     by_key[r["file_key"]]: out / r["out_path"]
-                    for r in result.files.filter(pl.col("status") == "written").iter_rows(named=True)
+                    for r in result.files.filter(pl.col("status") == "written").iter_rows(
+                        named=True
+                    )
                 }
             else:
                 {"copy": _copy, "dicognito": _dicognito, "deid": _deid}[tool](src, out)
