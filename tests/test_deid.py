@@ -441,7 +441,17 @@ def test_manifest_points_at_the_deidentified_files(run: Run) -> None:
         assert ds.PatientID == row["patient_key"]
         assert row["dicom_files"][0] in pairs
     datalist = json.loads((run.basic.out_dir / "datalist.json").read_text())
-    assert datalist["training"]
+    entries = datalist["training"]
+    quarantined = set(run.basic.quarantined["series_key"])
+    # one entry per series with every file written; its image is the folder of exactly those files
+    assert {e["series_key"] for e in entries} == set(m["series_key"]) - quarantined
+    for e in entries:
+        row = m.filter(pl.col("series_key") == e["series_key"]).row(0, named=True)
+        folder = run.basic.out_dir / e["image"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            Path(f).name for f in row["dicom_files"]
+        )
+    assert m.filter(pl.col("excluded_reason").is_not_null()).height == len(quarantined)
     with catalog.opened(run.db, read_only=True) as con:
         runs = con.sql(
             "SELECT profile, n_written, n_quarantined FROM deid_runs ORDER BY 1"

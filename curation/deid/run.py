@@ -374,6 +374,63 @@ def _record(
     return did
 
 
+def deidentified_manifest(
+    manifest: pl.DataFrame, files: pl.DataFrame, profile: Profile
+) -> pl.DataFrame:
+    """The cohort's ``manifest`` pointing at the de-identified files of ``files`` (deid_files rows).
+
+    ``dicom_files`` lists the written files (paths relative to the output folder, in the
+    manifest's order), ``image`` is their series folder (which holds them alone: MONAI reads it as
+    one series); a series with a quarantined file keeps its row with ``excluded_reason`` set, so
+    the datalist leaves it out rather than feed a volume with a missing slice. Columns the profile
+    removes from the files (InstitutionName...) are dropped.
+    """
+    per_series = (
+        files.with_row_index("_order")
+        .group_by("series_key")
+        .agg(
+            pl.col("out_path")
+            .filter(pl.col("status") == "written")
+            .sort_by(pl.col("_order").filter(pl.col("status") == "written"))
+            .alias("_files"),
+            pl.len().alias("_n"),
+            (pl.col("status") == "quarantined").sum().alias("_q"),
+        )
+    )
+    out = (
+        manifest.drop(
+            [c for c in ("dicom_files", "image", "excluded_reason") if c in manifest.columns]
+        )
+        .join(per_series, on="series_key", how="left")
+        .with_columns(
+            pl.col("_files").fill_null(pl.lit([], dtype=pl.List(pl.String))).alias("dicom_files"),
+            pl.col("_files").list.first().str.replace(r"/[^/]*$", "").alias("image"),
+            pl.when(pl.col("_q").fill_null(0) > 0)
+            .then(
+                pl.format(
+                    "{} of {} file(s) quarantined by de-identification (quarantine.csv)",
+                    pl.col("_q"),
+                    pl.col("_n"),
+                )
+            )
+            .otherwise(pl.lit(None, pl.String))
+            .alias("excluded_reason"),
+        )
+        .drop("_files", "_n", "_q")
+    )
+    out = out.with_columns(
+        pl.when(pl.col("excluded_reason").is_null()).then(pl.col("image")).alias("image")
+    )
+    n_out = out.filter(pl.col("excluded_reason").is_not_null()).height
+    if n_out:
+        log.warning(
+            "%d series have quarantined files: kept in the manifest with excluded_reason, "
+            "left out of the datalist",
+            n_out,
+        )
+    return out.drop(removed_columns(out.columns, profile))
+
+
 def removed_columns(columns: list[str], profile: Profile) -> list[str]:
     """Manifest columns named by a DICOM keyword the profile does not keep (InstitutionName...)."""
     from pydicom.datadict import tag_for_keyword
@@ -483,21 +540,7 @@ def deidentify(
     )
     seconds = time.perf_counter() - t0
     did = _record(con, int(provenance["cohort_id"]), prof, key, out, table, seconds)
-    written = (
-        table.with_row_index("_order")
-        .filter(pl.col("status") == "written")
-        .group_by("series_key")
-        .agg(pl.col("out_path").sort_by("_order").alias("_files"))
-    )
-    new_manifest = (
-        manifest.drop([c for c in ("dicom_files", "image") if c in manifest.columns])
-        .join(written, on="series_key", how="inner")
-        .rename({"_files": "dicom_files"})
-    )
-    new_manifest = new_manifest.drop(removed_columns(new_manifest.columns, prof))
-    dropped = manifest.height - new_manifest.height
-    if dropped:
-        log.warning("%d series have every file quarantined: not in the manifest", dropped)
+    new_manifest = deidentified_manifest(manifest, table, prof)
     deid_prov = {
         **provenance,
         "deid": {
