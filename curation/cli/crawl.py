@@ -38,6 +38,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="exit 1 when any file could not be read"
     )
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    scale = parser.add_argument_group(
+        "on a Dask cluster", "docs/scale.md: the Parquet part layout, faults, capacity"
+    )
+    scale.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="local: reader processes here; dask: tasks on a Dask cluster writing Parquet parts "
+        "beside the catalog (default: %(default)s)",
+    )
+    scale.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --engine dask: a running scheduler (tcp://host:8786); default: a LocalCluster "
+        "of --workers processes",
+    )
+    scale.add_argument(
+        "--task-files",
+        type=_positive(int),
+        default=None,
+        help="with --engine dask: files per task and Parquet part (default: 1024)",
+    )
     limits = parser.add_argument_group(
         "limits per file", "a file over a limit is reported and not read again until it changes"
     )
@@ -70,12 +92,18 @@ def run(args: argparse.Namespace) -> int:
         max_elements=args.max_elements,
         max_depth=args.max_depth,
     )
-    summary = crawl(
-        args.paths,
-        args.db,
-        workers=args.workers,
-        progress=False if args.no_progress else None,
-        limits=limits,
-    )
+    progress = False if args.no_progress else None
+    if args.engine == "dask":
+        from curation.crawler import dask_engine
+
+        summary = dask_engine.crawl(
+            args.paths, args.db, scheduler=args.scheduler, workers=args.workers,
+            task_files=args.task_files or dask_engine.TASK_FILES, progress=progress, limits=limits,
+        )  # fmt: skip
+    elif args.scheduler or args.task_files:
+        print("curation crawl: --scheduler and --task-files need --engine dask", file=sys.stderr)
+        return 2
+    else:
+        summary = crawl(args.paths, args.db, workers=args.workers, progress=progress, limits=limits)
     print(summary, file=sys.stdout)
     return 1 if args.strict and summary.n_errors else 0

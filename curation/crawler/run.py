@@ -22,7 +22,7 @@ import select
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from curation import __version__, catalog
-from curation.crawler import compiled, discover
+from curation.crawler import compiled, discover, parts
 from curation.crawler.reader import (
     DEFAULT_LIMITS,
     ElementColumns,
@@ -44,7 +44,7 @@ from curation.crawler.reader import (
     Unsupported,
     read_header,
 )
-from curation.errors import CurationError, DicomReadError, InputError
+from curation.errors import CatalogError, CurationError, DicomReadError, InputError
 
 # Reader processes start with these imported (numpy, pydicom, pyarrow, the header walker).
 _READER_MODULES = [
@@ -647,19 +647,15 @@ def crawl(
             "imports the script). Put the crawl under that guard, or use workers=1"
         )
     t0 = time.perf_counter()
-    roots = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
-    if not roots:
-        raise InputError("no paths to crawl")
-    missing = [r for r in roots if not os.path.exists(r)]
-    if missing:
-        raise InputError(f"path does not exist: {missing[0]}")
-    # One canonical form for every path of the catalog: the root with its symlinks resolved (as
-    # Path.resolve() gives it), then the names walked below it. The same folder crawled through
-    # two links is so one set of files, and other steps compare paths with resolve().
-    roots = [os.path.realpath(r) for r in roots]
+    roots = resolve_roots(paths)
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     con = catalog.connect(db, create=True)
     try:
+        if parts.is_parquet_backed(con):
+            raise CatalogError(
+                f"{db}: its instances, frames and elements are Parquet parts written by "
+                "`crawl --engine dask`; crawl it with --engine dask"
+            )
         catalog.ensure_tables(con, dictionary=False)
         # Catalogs written before files.path_bytes existed lack it; add it rather than fail.
         con.execute("ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB")
@@ -707,39 +703,65 @@ def crawl(
         con.execute("RESET memory_limit")
         if to_read or n_removed or _aggregates_stale(con):
             catalog.rebuild_aggregates(con)
-        for _path, reason, _msg in listing.problems:
-            problems[reason] += 1
-        n_errors = con.sql(
-            "SELECT count(DISTINCT file_id) FROM crawl_errors WHERE crawl_id = ?", params=[crawl_id]
-        ).fetchall()[0][0]
-        text_roots = [text_path(r)[0] for r in roots]
-        n_cataloged = con.sql(
-            """SELECT count(*) FROM files WHERE status = 'ok' AND (list_contains($roots, path)
-               OR list_bool_or(list_transform($roots, lambda r: starts_with(path, r || '/'))))""",
-            params={"roots": [r.rstrip("/") for r in text_roots]},
-        ).fetchall()[0][0]
-        seconds = time.perf_counter() - t0
-        con.execute(
-            """UPDATE crawls SET finished_at = ?, n_seen = ?, n_read = ?, n_unchanged = ?,
-               n_removed = ?, n_errors = ?, seconds = ? WHERE crawl_id = ?""",
-            [
-                datetime.now(),
-                len(listing),
-                len(to_read),
-                n_unchanged,
-                n_removed,
-                n_errors,
-                seconds,
-                crawl_id,
-            ],
-        )
+        summary = finish(
+            con, db, crawl_id, roots, listing, len(to_read), n_unchanged, n_removed, statuses,
+            problems, t0,
+        )  # fmt: skip
     finally:
         con.close()
+    return summary
+
+
+def resolve_roots(paths: str | Path | Iterable[str | Path]) -> list[str]:
+    """The crawl roots in their canonical form; raises InputError when none or one is missing."""
+    roots = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
+    if not roots:
+        raise InputError("no paths to crawl")
+    missing = [r for r in roots if not os.path.exists(r)]
+    if missing:
+        raise InputError(f"path does not exist: {missing[0]}")
+    # One canonical form for every path of the catalog: the root with its symlinks resolved (as
+    # Path.resolve() gives it), then the names walked below it. The same folder crawled through
+    # two links is so one set of files, and other steps compare paths with resolve().
+    return [os.path.realpath(r) for r in roots]
+
+
+def finish(
+    con: catalog.duckdb.DuckDBPyConnection,
+    db: str | Path,
+    crawl_id: int,
+    roots: list[str],
+    listing: discover.Listing,
+    n_read: int,
+    n_unchanged: int,
+    n_removed: int,
+    statuses: Counter[str],
+    problems: Counter[str],
+    t0: float,
+) -> CrawlSummary:
+    """Count what the crawl did, record it in ``crawls``, and return it as a summary."""
+    for _path, reason, _msg in listing.problems:
+        problems[reason] += 1
+    n_errors = con.sql(
+        "SELECT count(DISTINCT file_id) FROM crawl_errors WHERE crawl_id = ?", params=[crawl_id]
+    ).fetchall()[0][0]
+    text_roots = [text_path(r)[0] for r in roots]
+    n_cataloged = con.sql(
+        """SELECT count(*) FROM files WHERE status = 'ok' AND (list_contains($roots, path)
+           OR list_bool_or(list_transform($roots, lambda r: starts_with(path, r || '/'))))""",
+        params={"roots": [r.rstrip("/") for r in text_roots]},
+    ).fetchall()[0][0]
+    seconds = time.perf_counter() - t0
+    con.execute(
+        """UPDATE crawls SET finished_at = ?, n_seen = ?, n_read = ?, n_unchanged = ?,
+           n_removed = ?, n_errors = ?, seconds = ? WHERE crawl_id = ?""",
+        [datetime.now(), len(listing), n_read, n_unchanged, n_removed, n_errors, seconds, crawl_id],
+    )
     summary = CrawlSummary(
         db=str(db),
         crawl_id=crawl_id,
         n_seen=len(listing),
-        n_read=len(to_read),
+        n_read=n_read,
         n_unchanged=n_unchanged,
         n_removed=n_removed,
         n_ok=statuses["ok"],
@@ -774,10 +796,24 @@ def _array(values: Sequence[object], type_: pa.DataType) -> pa.Array:
     return pa.array(values, type_) if len(values) else pa.nulls(0, type_)
 
 
+def _drop_stale(con: catalog.duckdb.DuckDBPyConnection) -> None:
+    """Delete the rows of the files in temp table ``stale_files`` (in the open transaction)."""
+    for table in ("elements", "instances", "frames", "crawl_errors", "files"):
+        con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM stale_files)")
+
+
 def _plan(
-    con: catalog.duckdb.DuckDBPyConnection, roots: list[str], listing: discover.Listing
+    con: catalog.duckdb.DuckDBPyConnection,
+    roots: list[str],
+    listing: discover.Listing,
+    drop: Callable[[catalog.duckdb.DuckDBPyConnection], None] = _drop_stale,
 ) -> tuple[list[tuple[str, int, int]], int, int]:
-    """Compare the listing with ``files``: drop what vanished or changed; return what to read."""
+    """Compare the listing with ``files``: drop what vanished or changed; return what to read.
+
+    ``drop`` deletes the rows of the files listed in temp table ``stale_files``, inside the
+    transaction (a catalog whose big tables are Parquet parts rewrites the parts; see
+    :func:`curation.crawler.parts.drop_files`).
+    """
     try:
         paths = _array(listing.paths, pa.string())
         raw = pa.nulls(len(listing), pa.binary())
@@ -805,8 +841,7 @@ def _plan(
                    OR (f.status = 'error' AND f.reason IN {TRANSIENT_REASONS}))""",
             [roots, prefixes],
         )
-        for table in ("elements", "instances", "frames", "crawl_errors", "files"):
-            con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM stale_files)")
+        drop(con)
         n_removed = con.sql("SELECT count(*) FROM stale_files WHERE removed").fetchall()[0][0]
         con.execute("COMMIT")
         found = con.sql(
