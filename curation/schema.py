@@ -504,6 +504,25 @@ CRAWL_ERRORS = Table(
 )
 
 
+CRAWL_TASKS = Table(
+    "crawl_tasks",
+    "task of a crawl on a Dask cluster, committed",
+    "One row per task of a `crawl --engine dask` whose rows are in the catalog: the files it read "
+    "and the Parquet parts it wrote (docs/scale.md describes the layout). Only in catalogs "
+    "crawled on a cluster.",
+    (
+        col("crawl_id", "INTEGER", "The crawl (crawls.crawl_id)"),
+        col("task", "INTEGER", "Number of the task within its crawl, from 0"),
+        col("n_files", "BIGINT", "Files the task read"),
+        col("n_instances", "BIGINT", "Rows it wrote to instances (its instances part)"),
+        col("n_elements", "BIGINT", "Rows it wrote to elements"),
+        col("n_frames", "BIGINT", "Rows it wrote to frames"),
+        col("seconds", "DOUBLE", "Time the task took on its worker, reading and writing"),
+        col("worker", "VARCHAR", "Address of the Dask worker whose result was committed"),
+        col("committed_at", "TIMESTAMP", "Local time the crawl committed the task"),
+    ),
+)
+
 # -- the aggregates: each derived from ``instances`` by its own select (catalog.rebuild_aggregates) --
 
 

@@ -20,6 +20,7 @@ from curation.schema import Table
 
 ALL_TABLES: tuple[Table, ...] = (
     *schema.CATALOG_TABLES,
+    schema.CRAWL_TASKS,
     *HARMONIZE_TABLES,
     *QC_TABLES,
     *GEOMETRY_TABLES,

@@ -46,7 +46,7 @@ def _declared() -> set[str]:
     extras = project["optional-dependencies"]
     runtime = [
         *project["dependencies"],
-        *(r for k in ("pixels", "expectations", "notebooks", "deid") for r in extras[k]),
+        *(r for k in ("pixels", "expectations", "notebooks", "deid", "scale") for r in extras[k]),
     ]
     return {_name(r) for r in runtime if not r.startswith("curation")}
 

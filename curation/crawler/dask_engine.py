@@ -49,6 +49,9 @@ TASK_FILES = 1024
 #: few enough that the scheduler does not hold millions of file names at once.
 _IN_FLIGHT_PER_THREAD = 3
 
+#: Seconds to wait for a first worker to join the scheduler.
+WAIT_FOR_WORKERS = 120.0
+
 Item = tuple[str, int, int]
 
 
@@ -140,10 +143,7 @@ def _plain(table: pa.Table) -> pa.Table:
     """``table`` with its dictionary columns decoded (Parquet's writer refuses null dictionary
     entries, which the keyword and private element columns have); Parquet encodes them again."""
     return pa.table(
-        [
-            c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c
-            for c in table.columns
-        ],
+        [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns],
         names=table.column_names,
     )
 
@@ -389,6 +389,13 @@ def _run_tasks(
     from distributed.scheduler import KilledWorker
     from tqdm import tqdm
 
+    try:
+        client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)
+    except TimeoutError:
+        raise InputError(
+            f"no Dask worker joined the scheduler at {client.scheduler.address} within "
+            f"{WAIT_FOR_WORKERS:.0f} s"
+        ) from None
     threads = max(1, sum(client.nthreads().values()))
     con.execute("UPDATE crawls SET workers = ? WHERE crawl_id = ?", [threads, crawl_id])
     todo: list[list[Item]] = [
@@ -398,6 +405,7 @@ def _run_tasks(
     next_task = 0
     items_of: dict[Any, tuple[int, list[Item]]] = {}
     n_committed = 0
+    views_ready = bool(parts.parts_of(root, "instances"))
 
     def submit() -> Any:
         nonlocal next_task
@@ -447,6 +455,9 @@ def _run_tasks(
                 ) from exc
             _commit(con, root, crawl_id, result)
             n_committed += 1
+            if not views_ready:  # the views see the parts from the first one on (see view_sql)
+                parts.create_views(con, root)
+                views_ready = True
             statuses.update(result.files.column("status").to_pylist())
             problems.update(result.errors.column("reason").to_pylist())
             bar.update(result.files.num_rows)

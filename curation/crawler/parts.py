@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 
 from curation import catalog, schema
-from curation.schema import Column, Table, col
+from curation.schema import Column, Table
 
 #: The tables kept as Parquet parts (the rest of the catalog is in the DuckDB file).
 PART_TABLES: tuple[Table, ...] = (schema.INSTANCES, schema.FRAMES, schema.ELEMENTS)
@@ -45,23 +45,8 @@ STAGING = "_staging"
 
 _PART = re.compile(r"^crawl-(\d{6,})-task-(\d{6,})\.parquet$")
 
-CRAWL_TASKS = Table(
-    "crawl_tasks",
-    "task of a crawl on a Dask cluster, committed",
-    "One row per task of a `crawl --engine dask` whose rows are in the catalog: the files it read "
-    "and the Parquet parts it wrote (docs/scale.md describes the layout).",
-    (
-        col("crawl_id", "INTEGER", "The crawl (crawls.crawl_id)"),
-        col("task", "INTEGER", "Number of the task within its crawl, from 0"),
-        col("n_files", "BIGINT", "Files the task read"),
-        col("n_instances", "BIGINT", "Rows it wrote to instances (its instances part)"),
-        col("n_elements", "BIGINT", "Rows it wrote to elements"),
-        col("n_frames", "BIGINT", "Rows it wrote to frames"),
-        col("seconds", "DOUBLE", "Time the task took on its worker, reading and writing"),
-        col("worker", "VARCHAR", "Address of the Dask worker whose result was committed"),
-        col("committed_at", "TIMESTAMP", "Local time the crawl committed the task"),
-    ),
-)
+#: Committed tasks of cluster crawls (declared with the crawl's tables).
+CRAWL_TASKS = schema.CRAWL_TASKS
 
 
 def root_of(db: str | Path) -> Path:
