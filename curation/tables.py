@@ -11,6 +11,7 @@ from __future__ import annotations
 from curation import schema
 from curation.cohort.tables import COHORT_TABLES, LABELS
 from curation.deid.tables import DEID_TABLES
+from curation.federate.tables import FEDERATE_TABLES
 from curation.harmonize.tables import HARMONIZE_TABLES
 from curation.labels.tables import LABELS_TABLES
 from curation.pixels.tables import PIXEL_TABLES
@@ -30,4 +31,5 @@ ALL_TABLES: tuple[Table, ...] = (
     *COHORT_TABLES,
     *DEID_TABLES,
     schema.SETTINGS,
+    *FEDERATE_TABLES,
 )

@@ -7,26 +7,47 @@ three site catalogs, and together into one pooled catalog.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from curation import catalog, crawl
+from curation import catalog, crawl, qc
 from curation.cli.main import main
 from curation.federate import build_summary, write_summary
-from curation.federate.format import load_summary, validate
+from curation.federate.bins import BY_NAME
+from curation.federate.findings import (
+    NOT_SHOWN,
+    FederatedFinding,
+    all_findings,
+    parameter_locations,
+    rare_values,
+    site_shortcuts,
+)
+from curation.federate.format import SiteSummary, from_dict, load_summary, validate
+from curation.federate.merge import Federation, federate, merge
+from curation.federate.store import write_db
 from curation.federate.suppress import protect, protect_count, protect_sequence
-from curation.qc.rules.heterogeneity import PARAMETER_LOCATIONS
+from curation.qc.rule import Rule
+from curation.qc.rules.heterogeneity import (
+    NUMERIC,
+    PARAMETER_LOCATIONS,
+    RARE_CATEGORY,
+    SITE_SHORTCUT,
+)
+from curation.qc.suite import from_mapping
+from curation.synth.vendors import SITES as SYNTH_SITES
 
 from .conftest import SAMPLE_DATA
 from .identifiers import identifier_values, leaked
 
-SITES = ("riverside", "st_aldric", "northbay")
+SITES = ("riverside", "northbay", "lakeshore")
 SYNTHETIC = SAMPLE_DATA / "synthetic"
 SPEC = SAMPLE_DATA / "cohort_spec.yaml"
 
@@ -34,7 +55,7 @@ SPEC = SAMPLE_DATA / "cohort_spec.yaml"
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Three site catalogs (QC run, labels loaded; pixel metrics at the first) and the pooled one."""
-    from curation import harmonize, pixels, qc
+    from curation import harmonize, pixels
     from curation.cohort import load_labels, synthetic_report_labels
 
     folder = tmp_path_factory.mktemp("sites")
@@ -144,7 +165,7 @@ def test_a_summary_holds_no_identifier_of_its_catalog(sites: dict[str, Path]) ->
 def test_the_k1_counts_are_the_catalogs_and_suppression_only_hides(
     sites: dict[str, Path],
 ) -> None:
-    db = sites["st_aldric"]
+    db = sites["lakeshore"]
     full = _summary(db, "s", 1)
     hidden = _summary(db, "s", 10)
     assert not [c for d in full["distributions"] for c in d["cells"] if c.get("suppressed")]
@@ -272,3 +293,295 @@ def test_a_catalog_without_series_is_a_catalog_error(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="written"):
         write_summary({**summary, "site": "a"}, tmp_path / "y.json")
     assert not (tmp_path / "y.json").exists()
+
+
+# -- federation ---------------------------------------------------------------------------------
+
+
+def _federation(sites: dict[str, Path], k: int) -> Federation:
+    return federate(_site_summaries(tuple(sites[s] for s in SITES), k))
+
+
+@functools.cache
+def _site_summaries(dbs: tuple[Path, ...], k: int) -> list[SiteSummary]:
+    summaries = []
+    for s, db in zip(SITES, dbs, strict=True):
+        with catalog.opened(db, read_only=True) as con:
+            summaries.append(from_dict(build_summary(con, site=s, min_count=k), f"{s}.json"))
+    return summaries
+
+
+#: Each synthetic site's InstitutionName: the rule's site in the pooled catalog.
+INSTITUTION = {s.InstitutionName: s.key for s in SYNTH_SITES}
+
+
+def _as_bin(attribute: str, value: str) -> str:
+    """The rule's value of ``attribute`` as a summary counts it."""
+    from pydicom.uid import UID_dictionary
+
+    b = BY_NAME[attribute].bins
+    if b is not None:
+        return b.label_of(float(value))
+    if attribute == "TransferSyntaxUID":
+        return UID_dictionary[value][0] if value in UID_dictionary else "(other)"
+    return value
+
+
+def _rule_findings(
+    db: Path, rule: Rule, params: dict[str, Any], attributes: list[str]
+) -> set[tuple[str, ...]]:
+    """The rule's findings on the pooled catalog ``db`` as (modality, attribute, value, site)."""
+    suite = from_mapping(
+        {
+            "include": [rule.id],
+            "rules": {rule.id: {"params": {**params, "attributes": attributes}}},
+        }
+    )
+    with catalog.opened(db) as con:
+        run = qc.run(con, suite).run_id
+        if rule is SITE_SHORTCUT:
+            rows = con.sql(f"SELECT value FROM qc_findings WHERE run_id = {run}").fetchall()
+            out = set()
+            for (value,) in rows:
+                head, site = value.rsplit(" @ ", 1)
+                modality, rest = head.split(" ", 1)
+                attribute, val = rest.split("=", 1)
+                out.add((modality, attribute, _as_bin(attribute, val), INSTITUTION[site]))
+            return out
+        rows = con.sql(
+            f"""SELECT DISTINCT s.Modality, f.value FROM qc_findings f JOIN series s
+            USING (SeriesInstanceUID) WHERE run_id = {run}"""
+        ).fetchall()
+    return {(m, v.split("=", 1)[0], _as_bin(*v.split("=", 1)), "") for m, v in rows}
+
+
+def _federated(found: list[FederatedFinding], certainty: str | None = None) -> set[tuple[str, ...]]:
+    return {
+        (f.modality or "", f.attribute, f.value, f.site or "")
+        for f in found
+        if certainty is None or f.certainty == certainty
+    }
+
+
+@pytest.fixture(scope="module")
+def snapped(sites: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pooled catalog with every numeric value the rule compares moved to its bin's
+    representative value: the rule then sees what the summaries count."""
+    db = tmp_path_factory.mktemp("snapped") / "pooled.duckdb"
+    shutil.copy(sites["pooled"], db)
+    sets = []
+    for name, expr in NUMERIC.items():
+        b = BY_NAME[name].bins
+        assert b is not None
+        reps = " ".join(f"WHEN '{lab}' THEN {v!r}" for lab, v in b.representatives().items())
+        value = f"CASE {b.case_sql(expr)} {reps} END"
+        target = "PixelSpacing" if name == "PixelSpacing" else name
+        sets.append(
+            f"{target} = [{value}, PixelSpacing[2]]"
+            if name == "PixelSpacing"
+            else f"{target} = {value}"
+        )
+    with catalog.opened(db) as con:
+        con.execute(f"UPDATE series SET {', '.join(sets)}")
+    return db
+
+
+SHORTCUT_PARAMS = [
+    {},  # the rule's defaults
+    {"min_dominance": 0.6, "max_elsewhere": 0.3, "min_series": 5},  # looser: more findings
+]
+
+
+@pytest.mark.parametrize("params", SHORTCUT_PARAMS)
+def test_federated_site_shortcuts_are_the_rules_on_the_pooled_catalog(
+    sites: dict[str, Path], snapped: Path, params: dict[str, Any]
+) -> None:
+    attributes = list(SITE_SHORTCUT.params[-1].default)  # type: ignore[arg-type]
+    fed = _federation(sites, 1)
+    got = _federated(site_shortcuts(fed, params, attributes))
+    assert {f.certainty for f in site_shortcuts(fed, params, attributes)} == {"certain"}
+    # on the rule's own values: equal for every attribute the bins keep apart in this cohort
+    with catalog.opened(sites["pooled"], read_only=True) as con:
+        apart = [
+            a
+            for a in attributes
+            if BY_NAME[a].bins is None
+            or con.sql(
+                f"SELECT count(DISTINCT v) = count(DISTINCT {BY_NAME[a].bins.case_sql('v')}) "  # type: ignore[union-attr]
+                f"FROM (SELECT Modality, {NUMERIC[a]} AS v FROM series) GROUP BY Modality"
+            ).fetchall()
+            == [(True,)] * 2
+        ]
+    assert {"Manufacturer", "KVP", "MagneticFieldStrength"} <= set(apart)
+    pooled = _rule_findings(sites["pooled"], SITE_SHORTCUT, params, apart)
+    assert pooled and {g for g in got if g[1] in apart} == pooled
+    # on the bins (every numeric value moved into its bin): equal for every attribute
+    assert got == _rule_findings(snapped, SITE_SHORTCUT, params, attributes)
+    # suppression at k=10: what is certain holds on the pooled catalog, and nothing it finds is
+    # missed (it is certain or possible)
+    found = site_shortcuts(_federation(sites, 10), params, attributes)
+    binned = _rule_findings(snapped, SITE_SHORTCUT, params, attributes)
+    assert _federated(found, "certain") <= binned <= _federated(found)
+    assert _federated(found, "certain")
+
+
+def test_federated_rare_values_are_the_rules_on_the_pooled_catalog(
+    sites: dict[str, Path], snapped: Path
+) -> None:
+    params = {"max_share": 0.1, "min_series": 20}
+    attributes = list(RARE_CATEGORY.params[-1].default)  # type: ignore[arg-type]
+    got = _federated(rare_values(_federation(sites, 1), params, attributes))
+    want = _rule_findings(snapped, RARE_CATEGORY, params, attributes)
+    assert want and got == want
+    found = rare_values(_federation(sites, 10), params, attributes)
+    assert _federated(found, "certain") <= want
+    # a rare value is a small count: suppressed, and not even named in an open vocabulary (a
+    # kernel, a model); the federation says that such values exist, and where
+    named = {w for w in want if w not in _federated(found)}
+    unnamed = {(m, a) for m, a, v, _ in _federated(found) if v == NOT_SHOWN}
+    assert named and {(m, a) for m, a, _, _ in named} <= unnamed
+    assert all(BY_NAME[a].bins is None for _, a in unnamed)
+
+
+def test_federated_parameter_locations_are_the_rules_even_suppressed(
+    sites: dict[str, Path],
+) -> None:
+    suite = from_mapping({"include": ["cohort.parameter_locations"]})
+    with catalog.opened(sites["pooled"]) as con:
+        run = qc.run(con, suite).run_id
+        want = {
+            v for (v,) in con.sql(f"SELECT value FROM qc_findings WHERE run_id = {run}").fetchall()
+        }
+    assert want
+    for k in (1, 10, 50):
+        assert {f.value for f in parameter_locations(_federation(sites, k))} == want
+
+
+def test_adding_a_site_is_associative(sites: dict[str, Path], tmp_path: Path) -> None:
+    a, b, c = (_federation(sites, 10).site(s).summary for s in SITES)
+    left, right = merge(merge(a, b), c), merge(a, merge(b, c))
+    other = merge(c, merge(b, a))
+    assert all_findings(left) == all_findings(right) == all_findings(other)
+    assert all_findings(left)
+    for what, group in (("Modality", {}), ("SliceThickness", {"Modality": "CT"})):
+        assert (
+            left.pooled(what, **group) == right.pooled(what, **group) == other.pooled(what, **group)
+        )
+    # pooled counts add up the sites': CT series = the sum of the sites' (shown) CT counts
+    ct = left.pooled("Modality")["CT"]
+    assert ct[0] <= sum(s.modality_count("CT")[0] for s in left) and ct[0] > 0
+    tables = []
+    for i, fed in enumerate((left, right, other)):
+        db = write_db(fed, all_findings(fed), tmp_path / f"{i}.duckdb")
+        with duckdb.connect(str(db), read_only=True) as con:
+            tables.append(
+                [
+                    sorted(con.sql(f"SELECT * EXCLUDE (source) FROM {t}").fetchall(), key=str)
+                    if t == "federated_sites"
+                    else sorted(con.sql(f"SELECT * FROM {t}").fetchall(), key=str)
+                    for t in ("federated_sites", "federated_cells", "federated_findings")
+                ]
+            )
+    assert tables[0] == tables[1] == tables[2]
+    assert tables[0][1]
+
+
+@pytest.fixture(scope="module")
+def summary_files(sites: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("summaries")
+    out = []
+    for s in SITES:
+        path = folder / f"{s}.json"
+        assert (
+            main(
+                [
+                    "-q",
+                    "summary",
+                    "--db",
+                    str(sites[s]),
+                    "--out",
+                    str(path),
+                    "--site",
+                    s,
+                    "--cohort",
+                    str(SPEC),
+                ]
+            )
+            == 0
+        )
+        out.append(path)
+    return out
+
+
+def test_curation_federate_writes_an_offline_report_and_tables(
+    sites: dict[str, Path], summary_files: list[Path], tmp_path: Path
+) -> None:
+    out, db = tmp_path / "fed.html", tmp_path / "fed.duckdb"
+    args = ["federate", *map(str, summary_files), "--out", str(out), "--db", str(db)]
+    assert main(args) == 0
+    html = out.read_text()
+    data = html[html.index("</script>") :]  # after the inlined plotly.js
+    assert "http://" not in data and "https://" not in data.replace("https://plotly.com", "")
+    for text in (
+        "Where the sites differ",
+        "cohort.site_shortcut",
+        "Label prevalence",
+        "The cohort each site would contribute",
+        "Harmonization suggestion",
+        *SITES,
+    ):
+        assert text in data, text
+    with duckdb.connect(str(db), read_only=True) as con:
+        n_sites = con.sql("SELECT count(*) FROM federated_sites").fetchall()[0][0]
+        certain = con.sql(
+            "SELECT count(*) FROM federated_findings WHERE certainty = 'certain'"
+        ).fetchall()[0][0]
+    assert n_sites == 3 and certain > 0
+    # the report holds nothing of the catalogs but what the summaries hold
+    values = set().union(*(_site_identifiers(sites[s]) for s in SITES))
+    texts = [json.loads(p.read_text()) for p in summary_files]
+    shown = {
+        c["value"]
+        for t in texts
+        for d in t["distributions"]
+        if d["vocabulary"] == "open"
+        for c in d["cells"]
+    }
+    creators = {c for _, c, _ in PARAMETER_LOCATIONS if c}
+    allowed = shown | {w for v in shown for w in v.split()} | creators | set(SITES)
+    assert leaked(values - allowed, data) == set()
+
+
+def _bad(path: Path, change: dict[str, Any]) -> Path:
+    data = json.loads(path.read_text())
+    data.update(change)
+    out = path.with_name(f"bad-{'-'.join(change)}-{path.name}")
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_bad_summaries_are_refused_naming_the_file(
+    summary_files: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, c = summary_files
+    data = json.loads(a.read_text())
+    edges = {**data["bins"], "SliceThickness": {"unit": "mm", "edges": [1.0, 5.0]}}
+    not_json = tmp_path / "x.json"
+    not_json.write_text("{")
+    cases = {
+        "schema version 2": _bad(a, {"schema_version": 2}),
+        "given twice": _bad(b, {"site": "riverside"}),
+        "bins of SliceThickness differ": _bad(c, {"bins": edges}),
+        "not JSON": not_json,
+        "not a valid site summary": _bad(a, {"totals": {"series": "many"}}),
+        "no such file": tmp_path / "missing.json",
+    }
+    out = tmp_path / "fed.html"
+    for reason, bad in cases.items():
+        files = [a, bad] if reason == "given twice" else [bad, b]
+        capsys.readouterr()
+        assert main(["federate", *map(str, files), "--out", str(out)]) == 3, reason
+        err = capsys.readouterr().err
+        assert str(bad) in err and len(err.strip().splitlines()) == 1, err
+        assert reason.split()[-1] in err or reason in err, err
+        assert not out.exists()

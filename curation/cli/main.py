@@ -56,6 +56,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "write the self-contained HTML QC report"),
     "validate": ("validate", "run great-expectations suites over the catalog"),
     "summary": ("summary", "summarize a site's catalog as identifier-free JSON (for federate)"),
+    "federate": ("federate", "compare site summaries: the federated heterogeneity report"),
 }
 
 

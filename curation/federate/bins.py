@@ -72,6 +72,15 @@ class Bins:
         ]
         return f"CASE WHEN ({expr}) IS NULL THEN NULL {' '.join(whens)} ELSE '{labels[-1]}' END"
 
+    def label_of(self, x: float) -> str:
+        """The label of the cell ``x`` falls in (what :meth:`case_sql` gives in SQL)."""
+        i = sum(1 for e in self.edges if x >= e)
+        return self.labels[i]
+
+    def representatives(self) -> dict[str, float]:
+        """A value inside each cell (its lower edge; half the first edge for the first cell)."""
+        return dict(zip(self.labels, (self.edges[0] / 2, *self.edges), strict=True))
+
     def to_json(self) -> dict[str, object]:
         """The bins as the summary writes them (``unit``, ``edges``)."""
         return {"unit": self.unit, "edges": list(self.edges)}
