@@ -33,7 +33,8 @@ from curation.federate.findings import (
 from curation.federate.format import SiteSummary, from_dict, load_summary, validate
 from curation.federate.merge import Federation, federate, merge
 from curation.federate.store import write_db
-from curation.federate.suppress import protect, protect_count, protect_sequence
+from curation.federate.suppress import protect, protect_count, protect_nested, protect_sequence
+from curation.harmonize.vendors import normalize_vendor
 from curation.qc.rule import Rule
 from curation.qc.rules.heterogeneity import (
     NUMERIC,
@@ -203,6 +204,13 @@ def test_the_k1_counts_are_the_catalogs_and_suppression_only_hides(
     assert n_suppressed > 20
 
 
+def _vendor(manufacturer: str) -> str:
+    """The harmonized vendor of a Manufacturer cell, as any reader can work it out."""
+    if manufacturer == "(not recorded)":
+        return manufacturer
+    return normalize_vendor(manufacturer) or manufacturer
+
+
 def _check_protected(summary: dict[str, Any]) -> int:
     """Assert what a reader of ``summary`` can work out about its suppressed cells; returns how
     many distributions hid something."""
@@ -225,6 +233,22 @@ def _check_protected(summary: dict[str, Any]) -> int:
                 else 1
             )
             assert m >= 1 and d["n_hidden"] - (m - 1) >= k, d
+    # vendor is a coarsening of Manufacturer: a reader maps every shown Manufacturer to its
+    # vendor and differences the two; neither may give a hidden count away
+    for d in summary["distributions"]:
+        if d["what"] != "vendor":
+            continue
+        fine = next(
+            x
+            for x in summary["distributions"]
+            if x["what"] == "Manufacturer" and x["group"] == d["group"]
+        )
+        shown = [x for x in fine["cells"] if x["n"] is not None]
+        for c in d["cells"]:
+            if c["n"] is None:
+                continue
+            left = c["n"] - sum(x["n"] for x in shown if _vendor(x["value"]) == c["value"])
+            assert left == 0 or left >= k, (d, fine)
     for n in summary["totals"].values():
         assert n is None or n == 0 or n >= k
     if summary["cohort"] is not None:
@@ -259,6 +283,19 @@ def test_complementary_suppression() -> None:
     assert protect({"a": 0, "b": 10}, 10, closed=True).visible == {"b": 10}
     assert protect({"a": 3, "b": 4}, 1, closed=True).visible == {"a": 3, "b": 4}
     assert [protect_count(n, 10) for n in (0, 3, 10)] == [0, None, 10]
+    # a coarsening (vendor) and the distribution it coarsens (Manufacturer), protected together:
+    # alone, GE = 53 shown and "GE MEDICAL" = 50 shown would give "GE Healthcare" = 3 away
+    fine = {"GE MEDICAL": 50, "GE Healthcare": 3, "SIEMENS": 40, "Siemens Healthineers": 12}
+    of = {"GE MEDICAL": "GE", "GE Healthcare": "GE", "SIEMENS": "Siemens"}
+    of["Siemens Healthineers"] = "Siemens"
+    pf, pc = protect_nested(fine, of, 10, fine_closed=False, coarse_closed=True)
+    assert protect({"GE": 53, "Siemens": 52}, 10, closed=True).visible == {"GE": 53, "Siemens": 52}
+    for vendor, n in pc.visible.items():
+        left = n - sum(c for v, c in pf.visible.items() if of[v] == vendor)
+        assert left == 0 or left >= 10
+    for vendor in pc.hidden:  # a hidden vendor is never the sum of shown Manufacturers
+        assert any(of[v] == vendor and v not in pf.visible for v in fine)
+    assert pf.visible  # not everything hidden
     # attrition: 100 -> 95 hides 95 (a drop of 5); 80 is 20 below the last shown, 78 is not
     assert protect_sequence([100, 95, 80, 78, 78, 0], 10) == [100, None, 80, None, None, 0]
     assert protect_sequence([8, 8, 0], 10) == [None, None, 0]

@@ -182,7 +182,6 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     ),
     Attribute("series_type", "series_type", "harmonized series type", closed=True),
     Attribute("body_part", "body_part", "harmonized body part", closed=True),
-    Attribute("kernel_class", "kernel_class", "harmonized CT kernel class", closed=True),
     Attribute("year", "acquisition_year", "year of the series (else study) date", closed=True),
     Attribute(
         "SliceThickness", _rule_numeric("SliceThickness"), "slice thickness", SLICE_THICKNESS, True

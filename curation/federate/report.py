@@ -35,7 +35,6 @@ DRAWN = (
     "matrix",
     "KVP",
     "ConvolutionKernel",
-    "kernel_class",
     "MagneticFieldStrength",
     "RepetitionTime",
     "EchoTime",

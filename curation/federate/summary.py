@@ -31,8 +31,10 @@ from curation.errors import CatalogError, InputError, writing
 from curation.federate import bins
 from curation.federate.suppress import (
     DEFAULT_MIN_COUNT,
+    Protected,
     protect,
     protect_count,
+    protect_nested,
     protect_sequence,
 )
 from curation.qc.rules.heterogeneity import PARAMETER_LOCATIONS
@@ -99,6 +101,10 @@ def _open_value(value: str) -> str:
     return clean[:_MAX_VALUE] or "(blank)"
 
 
+def _label(value: str, closed: bool) -> str:
+    return value if closed or value == bins.NOT_RECORDED else _open_value(value)
+
+
 def _distribution(
     what: str,
     group: dict[str, str],
@@ -107,13 +113,14 @@ def _distribution(
     *,
     closed: bool,
     unit: str = "series",
+    protected: Protected | None = None,
 ) -> dict[str, Any]:
     if not closed:
         merged: dict[str, int] = defaultdict(int)
         for v, c in counts.items():
-            merged[v if v == bins.NOT_RECORDED else _open_value(v)] += c
+            merged[_label(v, closed)] += c
         counts = dict(merged)
-    p = protect(counts, k, closed=closed)
+    p = protected if protected is not None else protect(counts, k, closed=closed)
     cells: list[dict[str, Any]] = [
         {"value": v, "n": c} for v, c in sorted(p.visible.items(), key=lambda x: (-x[1], x[0]))
     ]
@@ -148,22 +155,64 @@ def _attribute_distributions(
         f"coalesce({a.value_sql()}, '{bins.NOT_RECORDED}') AS v FROM _fed_series"
         for a in attributes
     ]
-    rows = con.sql(
-        f"SELECT m, attribute, v, count(*) FROM ({' UNION ALL '.join(parts)}) "
-        "WHERE list_contains($shown, m) GROUP BY ALL",
-        params={"shown": sorted(shown)},
-    ).fetchall()
+    rows = (
+        con.sql(
+            f"SELECT m, attribute, v, count(*) FROM ({' UNION ALL '.join(parts)}) "
+            "WHERE list_contains($shown, m) GROUP BY ALL",
+            params={"shown": sorted(shown)},
+        ).fetchall()
+        if shown
+        else []
+    )
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for m, attribute, v, n in rows:
         counts[(m, attribute)][v] = n
+    nested = _nested(con, shown, k)
     out = []
     for m in sorted(shown):
         for a in attributes:
             cells = counts.get((m, a.name), {})
             if set(cells) <= {bins.NOT_RECORDED}:
                 continue  # nothing recorded: the distribution says nothing
-            out.append(_distribution(a.name, {"Modality": m}, cells, k, closed=a.closed))
+            out.append(
+                _distribution(
+                    a.name,
+                    {"Modality": m},
+                    cells,
+                    k,
+                    closed=a.closed,
+                    protected=nested.get((m, a.name)),
+                )
+            )
     return modality_dist, out
+
+
+def _nested(
+    con: duckdb.DuckDBPyConnection, modalities: set[str], k: int
+) -> dict[tuple[str, str], Protected]:
+    """Manufacturer and its coarsening, the harmonized vendor, protected together per modality
+    (see :func:`curation.federate.suppress.protect_nested`)."""
+    if not modalities:
+        return {}
+    nr = bins.NOT_RECORDED
+    rows = con.sql(
+        f"SELECT {bins.modality_sql('Modality')} AS m, coalesce(Manufacturer, '{nr}'), "
+        f"coalesce(vendor, '{nr}'), count(*) FROM _fed_series "
+        "WHERE list_contains($shown, m) GROUP BY ALL",
+        params={"shown": sorted(modalities)},
+    ).fetchall()
+    fine: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    coarse_of: dict[str, dict[str, str]] = defaultdict(dict)
+    for m, manufacturer, vendor, n in rows:
+        label = _label(manufacturer, closed=False)
+        fine[m][label] += n
+        coarse_of[m].setdefault(label, vendor)
+    out = {}
+    for m in fine:
+        pf, pc = protect_nested(fine[m], coarse_of[m], k, fine_closed=False, coarse_closed=True)
+        out[(m, "Manufacturer")] = pf
+        out[(m, "vendor")] = pc
+    return out
 
 
 def _qc_distributions(

@@ -24,7 +24,7 @@ Cells of 0 are never suppressed: an empty cell says that nobody is there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 #: Default smallest count shown.
@@ -47,7 +47,9 @@ class Protected:
     withheld: bool
 
 
-def protect(counts: Mapping[str, int], k: int, *, closed: bool) -> Protected:
+def protect(
+    counts: Mapping[str, int], k: int, *, closed: bool, force: Iterable[str] = ()
+) -> Protected:
     """Primary and complementary suppression of one distribution whose total is published.
 
     Parameters
@@ -58,9 +60,11 @@ def protect(counts: Mapping[str, int], k: int, *, closed: bool) -> Protected:
         Smallest count shown (``1``: nothing is suppressed).
     closed
         True when the values come from a declared vocabulary and hidden cells may be named.
+    force
+        Values to hide whatever their count (see :func:`protect_nested`).
     """
     cells = {v: int(c) for v, c in counts.items() if c}
-    hidden = {v for v, c in cells.items() if c < k}
+    hidden = {v for v, c in cells.items() if c < k} | (set(force) & set(cells))
     withheld = False
     while hidden:
         m = len(hidden) if closed else 1
@@ -101,3 +105,44 @@ def protect_sequence(counts: Sequence[int], k: int) -> list[int | None]:
         if ok:
             last = n
     return out
+
+
+def protect_nested(
+    fine: Mapping[str, int],
+    coarse_of: Mapping[str, str],
+    k: int,
+    *,
+    fine_closed: bool,
+    coarse_closed: bool,
+) -> tuple[Protected, Protected]:
+    """Protect a distribution and a coarsening of it together (Manufacturer and vendor).
+
+    Each coarse cell is the sum of the fine cells that map to it (``coarse_of``), and a reader
+    who knows the mapping can difference the two: a shown vendor count minus its shown
+    Manufacturer counts is the hidden Manufacturer counts of that vendor; a hidden vendor count
+    whose Manufacturer cells are all shown is their sum. So, until neither changes: a shown coarse
+    cell whose hidden fine cells hold between 1 and k - 1 series is hidden too, and a hidden
+    coarse cell whose fine cells are all shown gets its smallest fine cell hidden.
+    """
+    coarse: dict[str, int] = {}
+    for v, n in fine.items():
+        coarse[coarse_of[v]] = coarse.get(coarse_of[v], 0) + n
+    force_fine: set[str] = set()
+    force_coarse: set[str] = set()
+    while True:
+        pf = protect(fine, k, closed=fine_closed, force=force_fine)
+        pc = protect(coarse, k, closed=coarse_closed, force=force_coarse)
+        if pf.withheld or pc.withheld:
+            return pf, pc
+        changed = False
+        for c, n in coarse.items():
+            members = [v for v in fine if coarse_of[v] == c and fine[v]]
+            shown = sum(pf.visible.get(v, 0) for v in members)
+            if c in pc.visible and 0 < n - shown < k and c not in force_coarse:
+                force_coarse.add(c)
+                changed = True
+            elif c not in pc.visible and n and all(v in pf.visible for v in members):
+                force_fine.add(min(members, key=lambda v: (fine[v], v)))
+                changed = True
+        if not changed:
+            return pf, pc
