@@ -20,7 +20,7 @@ import polars as pl
 import pydicom
 import pytest
 
-from curation import catalog, crawl, pseudonym
+from curation import catalog, crawl, deid, pseudonym
 from curation.cohort import build_cohort, parse
 from curation.deid import deidentify, keys, load_profile, scan
 from curation.deid.actions import action_for
@@ -120,7 +120,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     try:
         with catalog.opened(db) as con:
             basic = deidentify(
-                con, tmp / "cohort", tmp / "basic", key_file=key_file, progress=False
+                con, tmp / "cohort", tmp / "basic", key_file=key_file, volumes=True, progress=False
             )
             research = deidentify(
                 con,
@@ -443,20 +443,57 @@ def test_manifest_points_at_the_deidentified_files(run: Run) -> None:
     datalist = json.loads((run.basic.out_dir / "datalist.json").read_text())
     entries = datalist["training"]
     quarantined = set(run.basic.quarantined["series_key"])
-    # one entry per series with every file written; its image is the folder of exactly those files
-    assert {e["series_key"] for e in entries} == set(m["series_key"]) - quarantined
+    # one entry per series with every file written and its volume; the rest say why not
+    ok = m.filter(pl.col("excluded_reason").is_null())
+    assert {e["series_key"] for e in entries} == set(ok["series_key"])
+    assert not quarantined & set(ok["series_key"])
     for e in entries:
-        row = m.filter(pl.col("series_key") == e["series_key"]).row(0, named=True)
-        folder = run.basic.out_dir / e["image"]
+        assert (run.basic.out_dir / e["image"]).is_file()
+    # without volumes, the image is the series folder, holding exactly its files
+    folders = deid.run.deidentified_manifest(
+        pl.read_parquet(run.cohort / "manifest.parquet"), run.basic.files, run.basic.profile
+    )
+    for row in folders.filter(pl.col("excluded_reason").is_null()).iter_rows(named=True):
+        folder = run.basic.out_dir / row["image"]
         assert sorted(p.name for p in folder.iterdir()) == sorted(
             Path(f).name for f in row["dicom_files"]
         )
-    assert m.filter(pl.col("excluded_reason").is_not_null()).height == len(quarantined)
+    assert folders.filter(pl.col("excluded_reason").is_not_null()).height == len(quarantined)
     with catalog.opened(run.db, read_only=True) as con:
         runs = con.sql(
             "SELECT profile, n_written, n_quarantined FROM deid_runs ORDER BY 1"
         ).fetchall()
     assert [r[0] for r in runs] == ["basic", "research"]
+
+
+def test_volumes_are_read_from_the_deidentified_files_and_carry_no_identifier(run: Run) -> None:
+    import nibabel as nib
+
+    from curation.deid.volumes import DESCRIP
+
+    m = pl.read_parquet(run.basic.out_dir / "manifest.parquet")
+    vols = m.filter(pl.col("image").str.ends_with(".nii.gz"))
+    assert vols.height >= 3
+    for row in vols.iter_rows(named=True):
+        h = nib.load(run.basic.out_dir / row["image"]).header
+        assert h["descrip"].tobytes().rstrip(b"\0").decode() == DESCRIP
+        assert not h["aux_file"].tobytes().strip(b"\0") and not h["intent_name"].tobytes().strip(
+            b"\0"
+        )
+    # the masked burned-in series: its volume shows no text either (read from the masked files)
+    burned = keys.series_key(run.burned_series, KEY)
+    row = m.filter(pl.col("series_key") == burned).row(0, named=True)
+    if row["image"] and row["image"].endswith(".nii.gz"):
+        from pydicom.pixels import apply_modality_lut
+
+        img = np.asarray(nib.load(run.basic.out_dir / row["image"]).dataobj)
+        pairs = [(s, o) for s, o, r in _pairs(run.basic, run.sources) if r["series_key"] == burned]
+        src_max = max(apply_modality_lut(d.pixel_array, d).max() for d in (pydicom.dcmread(s, force=True) for s, _ in pairs))  # fmt: skip
+        out_max = max(apply_modality_lut(d.pixel_array, d).max() for d in (pydicom.dcmread(o) for _, o in pairs))  # fmt: skip
+        assert img.max() <= out_max + 1e-3 < src_max  # the text was the brightest thing
+    # enhanced multi-frame series are not exported from copies, and say why
+    reasons = m.filter(pl.col("image").is_null())["excluded_reason"].to_list()
+    assert any("multi-frame" in (r or "") for r in reasons)
 
 
 def test_profile_errors_name_the_line(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ writes into --out:
   manifest.parquet, manifest.csv, datalist.json                      pointing at them
   attrition.csv, provenance.json                                     the cohort's, plus the run
   quarantine.csv                                                     files not written, and why
+  volumes/<series_key>.nii.gz, volumes.csv                           with --volumes
 
   curation deid --db catalog.duckdb --cohort cohort/ --out cohort-deid/ --key-file cohort.key
   curation deid --db catalog.duckdb --cohort cohort/ --out out/ --profile research --workers 2
@@ -44,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile", default="basic", help="basic, research, or a YAML profile file"
     )
     parser.add_argument("--workers", type=int, default=1, help="processes de-identifying files")
+    parser.add_argument(
+        "--volumes",
+        action="store_true",
+        help="also write NIfTI volumes read from the de-identified files (the cohort's options)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             key_file=args.key_file,
             profile=args.profile,
             workers=args.workers,
+            volumes=args.volumes,
             progress=not args.quiet,
         )
     print(result)

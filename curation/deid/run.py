@@ -451,6 +451,7 @@ def deidentify(
     key_file: str | Path | None = None,
     profile: Profile | str | Path = "basic",
     workers: int = 1,
+    volumes: bool = False,
     progress: bool = True,
 ) -> DeidResult:
     """De-identify the files of the cohort folder ``cohort`` into ``out_dir`` and record the run.
@@ -471,6 +472,9 @@ def deidentify(
         ``research``) or a YAML profile file.
     workers
         Processes de-identifying files in parallel.
+    volumes
+        Also write ``volumes/<series_key>.nii.gz`` read from the de-identified files
+        (:mod:`curation.deid.volumes`; the cohort's volume options), the manifest's ``image``.
 
     Raises
     ------
@@ -492,6 +496,7 @@ def deidentify(
                 key_file=key_file,
                 profile=profile,
                 workers=workers,
+                volumes=volumes,
                 progress=progress,
             )
     con = db
@@ -541,6 +546,33 @@ def deidentify(
     seconds = time.perf_counter() - t0
     did = _record(con, int(provenance["cohort_id"]), prof, key, out, table, seconds)
     new_manifest = deidentified_manifest(manifest, table, prof)
+    if volumes:
+        from curation.deid import volumes as deid_volumes
+
+        out_of = dict(zip(table["file_key"], table["out_path"], strict=True))
+        written = {
+            p: str(out / out_of[k])
+            for p, k in zip(files["path"], files["file_key"], strict=True)
+            if out_of.get(k)
+        }
+        vols = deid_volumes.export(
+            con, int(provenance["cohort_id"]), new_manifest, written, out, provenance.get("volumes")
+        )
+        with writing(out / "volumes.csv", pl.exceptions.PolarsError):
+            vols.write_csv(out / "volumes.csv")
+        new_manifest = (
+            new_manifest.drop("image")
+            .join(vols.rename({"error": "_verr"}), on="series_key", how="left")
+            .with_columns(
+                pl.coalesce(
+                    "excluded_reason",
+                    pl.when(pl.col("image").is_null()).then(
+                        pl.lit("no volume: ") + pl.col("_verr").fill_null("not exported")
+                    ),
+                ).alias("excluded_reason")
+            )
+            .drop("_verr")
+        )
     deid_prov = {
         **provenance,
         "deid": {

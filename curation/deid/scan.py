@@ -21,6 +21,7 @@ import gzip
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -127,10 +128,27 @@ def spellings(value: str, kind: str) -> list[tuple[str, str]]:
     return out
 
 
+@cache
+def dicom_words() -> frozenset[str]:
+    """Words of the DICOM data dictionary's attribute names (SLICE, GREEN, TIMING...), upper case.
+
+    A word of a name that is also a word of DICOM's own vocabulary is not searched alone (the
+    whole name, in each spelling, still is): a test subject named "Slice Timing" is otherwise
+    found in every "slice" the outputs mention.
+    """
+    from pydicom.datadict import DicomDictionary
+
+    return frozenset(
+        w.upper() for entry in DicomDictionary.values() for w in re.findall(r"[A-Za-z]+", entry[2])
+    )
+
+
 def _needle(text: str, kind: str, spelling: str) -> Needle | None:
     raw = text.encode("utf-8", "replace")
     tokens = _TOKEN.findall(raw)
     if len(text) < MIN_LENGTH or not tokens or text in PLACEHOLDERS:
+        return None
+    if spelling == "a word" and text in dicom_words():
         return None
     if all(t.decode() in PLACEHOLDERS for t in tokens):
         return None
