@@ -105,5 +105,9 @@ READ_ERROR_REASONS: dict[str, str] = {
     "os_error": "another operating-system error while reading",
     "dicomdir": "a DICOMDIR media directory, not an instance (skipped)",
     "no_sop_instance_uid": "the dataset has no SOPInstanceUID, so it cannot be an instance",
+    "bad_dicom_json": "a PACS's DICOM JSON for an instance is not valid, or contradicts what was "
+    "asked for (an instance of another series, no SOP Instance UID)",
+    "pacs_error": "a PACS request failed after retries (the URL and status are in the message): "
+    "a series' metadata (asked for again by the next crawl) or a bulk data value (length NULL)",
     "internal": "a bug in curation: please report it with the file",
 }

@@ -14,6 +14,7 @@ from curation.deid.tables import DEID_TABLES
 from curation.federate.tables import FEDERATE_TABLES
 from curation.harmonize.tables import HARMONIZE_TABLES
 from curation.labels.tables import LABELS_TABLES
+from curation.pacs.tables import PACS_TABLES
 from curation.pixels.tables import PIXEL_TABLES
 from curation.qc.tables import QC_TABLES
 from curation.qc.views import GEOMETRY_TABLES
@@ -22,6 +23,7 @@ from curation.schema import Table
 ALL_TABLES: tuple[Table, ...] = (
     *schema.CATALOG_TABLES,
     schema.CRAWL_TASKS,
+    *PACS_TABLES,
     *HARMONIZE_TABLES,
     *QC_TABLES,
     *GEOMETRY_TABLES,

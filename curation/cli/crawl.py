@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 
 from curation.crawler.reader import MAX_DEPTH, MAX_ELEMENTS, MAX_HEADER_BYTES, Limits
+from curation.pacs import cli as pacs_cli
+from curation.pacs.source import is_pacs
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -29,7 +31,9 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``curation crawl``."""
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="folders or files to crawl")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="folders or files to crawl, or PACS sources"
+    )
     parser.add_argument("--db", required=True, help="catalog DuckDB file (created if missing)")
     parser.add_argument(
         "--workers", type=int, default=None, help="reader processes (default: all cores)"
@@ -81,12 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=MAX_DEPTH,
         help="levels of nested sequences (default: %(default)d)",
     )
+    pacs_cli.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``curation crawl``."""
     from curation.crawler.run import crawl
 
+    sources = [p for p in args.paths if is_pacs(p)]
+    paths = [p for p in args.paths if not is_pacs(p)]
+    n_pacs_errors = pacs_cli.run(args, sources) if sources else 0
+    if not paths:
+        return 1 if args.strict and n_pacs_errors else 0
     limits = Limits(
         max_header_bytes=int(args.max_header_mb * 2**20),
         max_elements=args.max_elements,
@@ -97,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
         from curation.crawler import dask_engine
 
         summary = dask_engine.crawl(
-            args.paths, args.db, scheduler=args.scheduler, workers=args.workers,
+            paths, args.db, scheduler=args.scheduler, workers=args.workers,
             task_files=args.task_files or dask_engine.TASK_FILES, progress=progress, limits=limits,
         )  # fmt: skip
     elif args.scheduler or args.task_files:
         print("curation crawl: --scheduler and --task-files need --engine dask", file=sys.stderr)
         return 2
     else:
-        summary = crawl(args.paths, args.db, workers=args.workers, progress=progress, limits=limits)
+        summary = crawl(paths, args.db, workers=args.workers, progress=progress, limits=limits)
     print(summary, file=sys.stdout)
-    return 1 if args.strict and summary.n_errors else 0
+    return 1 if args.strict and (summary.n_errors or n_pacs_errors) else 0

@@ -870,3 +870,43 @@ def _record_listing_problems(
         [[r[1] for r in rows]],
     )
     con.executemany("INSERT INTO crawl_errors VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+# -- other sources (curation.pacs): rows read elsewhere, written by the same path ----------------
+
+
+def make_batch(
+    files: dict[str, list[Any]],
+    errors: dict[str, list[Any]],
+    cols: ElementColumns,
+    ids: list[int],
+    sops: list[str],
+    counts: list[int],
+) -> Batch:
+    """A :class:`Batch` of instances whose element rows were read elsewhere than from files.
+
+    ``files`` and ``errors`` hold the columns of ``files`` and ``crawl_errors`` rows (every name
+    of their schemas); ``cols`` the element rows of the ``ids`` instances, ``counts`` rows each,
+    in order. The instance attributes are picked from them as a file's are.
+    """
+    from curation.crawler.elements import to_table as element_table
+
+    pick = compiled.picker(_RAW_INSTANCE_KEYS)
+    rows, start = [], 0
+    for n in counts:
+        rows.append(pick(cols.seq_path, cols.tag, cols.value, start, start + n))
+        start += n
+    instances: dict[str, Any] = {"file_id": ids, "n_elements": counts}
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(_RAW_INSTANCE_KEYS)
+    instances.update(zip((n for n, _, _ in _RAW_INSTANCE_COLUMNS), columns, strict=True))
+    return Batch(
+        pa.table(files, schema=_FILE_SCHEMA),
+        element_table(cols, ids, sops, counts),
+        pa.table(errors, schema=_ERROR_SCHEMA),
+        pa.table(instances, schema=_RAW_INSTANCE_SCHEMA),
+    )
+
+
+def write_batches(con: catalog.duckdb.DuckDBPyConnection, parts: list[Batch]) -> None:
+    """Write batches to the catalog in one transaction, as a crawl's writer does."""
+    _write(con, parts)

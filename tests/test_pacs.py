@@ -1,0 +1,571 @@
+"""A PACS as a source, against a real Orthanc (Debian's) in a private network namespace.
+
+The catalog built through DICOMweb is compared row for row with the one built from the same files
+on disk; the differences DICOM JSON cannot avoid are named one by one (docs/pacs.md). Filters are
+checked against what Orthanc's own REST API says it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from curation.cli.main import main
+from curation.crawler.run import crawl
+from curation.errors import InputError
+from curation.pacs import dicomjson
+from curation.pacs.crawl import Query, crawl_dicomweb
+from curation.pacs.source import Credentials, credentials, dicomweb_root, dimse_peer
+from tests import orthanc
+from tests.conftest import SAMPLE_DATA, SHARED_DICOM
+
+#: What the test PACS holds: real multi-vendor files of the sample data (private tags, nested
+#: sequences, nine transfer syntaxes), two synthetic CT studies, and an enhanced multi-frame
+#: series of the shared corpus where it is here.
+LOADED = [
+    SAMPLE_DATA / "real",
+    SAMPLE_DATA / "synthetic/dicom/riverside/00175111",
+    SAMPLE_DATA / "synthetic/dicom/riverside/09838000",
+    SHARED_DICOM / "dcm_qa_enh/In/Siemens/XA10",
+]
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(("LICENSE", "README")) and p.suffix != ".md"
+    )
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[orthanc.Orthanc]:
+    """Orthanc with DICOMweb, loaded with LOADED, reachable on this thread's private loopback."""
+    why = orthanc.unavailable()
+    if why:
+        pytest.skip(why)
+    work = tmp_path_factory.mktemp("orthanc")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(orthanc.private_network())
+        except PermissionError as exc:
+            pytest.skip(f"no private network namespace here (needs root): {exc}")
+        server = orthanc.start(work)
+        stack.callback(server.stop)
+        folders = [f for f in LOADED if f.is_dir()]
+        stored = server.upload(f for folder in folders for f in _files(folder))
+        assert stored > 100 and not server.refused, server.refused
+        server.folders = folders  # type: ignore[attr-defined]
+        yield server
+
+
+@pytest.fixture()
+def auth(pacs: orthanc.Orthanc) -> Credentials:
+    return Credentials.parse(pacs.auth, "test")
+
+
+# -- the catalog through DICOMweb equals the catalog from disk ------------------------------------
+
+_ELEMENT_COLUMNS = ", ".join(
+    f"e.{c}"
+    for c in [
+        "SOPInstanceUID",
+        "tag",
+        "seq_path",
+        "private_creator",
+        "private_element",
+        "vr",
+        "keyword",
+        "value",
+        "value_length",
+        "n_items",
+    ]
+)
+
+
+def _numbers(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split("\\")]
+    except ValueError:
+        return None
+
+
+def _same_numbers(a: str | None, b: str | None) -> bool:
+    x, y = _numbers(a), _numbers(b)
+    return (
+        x is not None
+        and y is not None
+        and len(x) == len(y)
+        and all(math.isclose(p, q, rel_tol=1e-12, abs_tol=1e-12) for p, q in zip(x, y, strict=True))
+    )
+
+
+def test_dicomweb_catalog_equals_the_catalog_of_the_same_files(
+    pacs: orthanc.Orthanc, auth: Credentials, tmp_path: Path
+) -> None:
+    summary = crawl_dicomweb(pacs.dicomweb, str(tmp_path / "pacs.duckdb"), auth=auth, workers=3)
+    crawl(pacs.folders, tmp_path / "disk.duckdb", workers=1, progress=False)  # type: ignore[attr-defined]
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{tmp_path / 'disk.duckdb'}' AS d (READ_ONLY)")
+    con.execute(f"ATTACH '{tmp_path / 'pacs.duckdb'}' AS p (READ_ONLY)")
+    n_disk = con.sql("SELECT count(*) FROM d.instances").fetchall()[0][0]
+    assert summary.n_instances == n_disk > 100 and summary.n_errors == 0
+    # Every instance once, and its files row names its WADO-RS URL.
+    assert (
+        con.sql(
+            "SELECT count(*) FROM p.files f JOIN p.instances i USING (file_id) WHERE f.path = i.path "
+            "AND f.path = concat(?, '/studies/', i.StudyInstanceUID, '/series/', "
+            "i.SeriesInstanceUID, '/instances/', i.SOPInstanceUID)",
+            params=[dicomweb_root(pacs.dicomweb)],
+        ).fetchall()[0][0]
+        == n_disk
+    )
+
+    # elements, row for row. Unavoidable differences (docs/pacs.md), each allowed only as named:
+    disk = {
+        (r[0], r[1], r[2]): r
+        for r in con.sql(
+            f"SELECT {_ELEMENT_COLUMNS}, f.reader FROM d.elements e JOIN d.files f USING (file_id)"
+        ).fetchall()
+    }
+    pacs_rows = {
+        (r[0], r[1], r[2]): r
+        for r in con.sql(f"SELECT {_ELEMENT_COLUMNS} FROM p.elements e").fetchall()
+    }
+    kinds: dict[str, int] = {}
+    unexplained: list[tuple[object, object]] = []
+
+    def allow(kind: str, explained: bool, d: object, p: object) -> None:
+        if explained:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        else:
+            unexplained.append((d, p))
+
+    for key, d in disk.items():
+        tag, top = key[1], key[2] == ""
+        p = pacs_rows.pop(key, None)
+        if p is None:
+            # (1) the file meta group and group lengths are not part of DICOM JSON; Orthanc sends
+            # no pixel data element for encapsulated pixel data it does not decode (RLE).
+            if tag == "7FE00010" and top:
+                allow("encapsulated pixel data not sent", d[8] is None, d, p)
+            else:
+                allow(
+                    "file meta / group length", tag.startswith("0002") or tag.endswith("0000"), d, p
+                )
+            continue
+        (_, _, _, d_creator, d_element, d_vr, d_kw, d_value, d_len, d_items, _reader) = d
+        (_, _, _, p_creator, p_element, p_vr, p_kw, p_value, p_len, p_items) = p
+        if (p_creator, p_element, p_items) != (d_creator, d_element, d_items):
+            allow("", False, d, p)
+            continue
+        if p_vr == "UN" and d_vr != "UN":
+            # (2) a value the file encodes as explicit UN, which the crawler reads with the VR of
+            # its dictionary; the server sends UN bulk data (its bytes, measured: same length).
+            allow("explicit UN", p_value is None and p_len == d_len, d, p)
+            continue
+        if (p_vr, p_kw) != (d_vr, d_kw):
+            allow("", False, d, p)
+            continue
+        if p_value != d_value:
+            # (3) DS/IS/FL/FD are JSON numbers: equal as numbers, not always as text; a DS that is
+            # not a number at all (a vendor's text in a DS element) cannot be sent, Orthanc sends 0.
+            if d_vr in ("DS", "IS", "FL", "FD") and _same_numbers(d_value, p_value):
+                allow("number text", True, d, p)
+            else:
+                allow("DS that is not a number",
+                      d_vr == "DS" and _numbers(d_value) is None and p_value == "0", d, p)  # fmt: skip
+        if p_len != d_len:
+            # (4) lengths the JSON does not carry: DS/IS (text of the number), sequences (defined
+            # or not), top-level pixel data; and text the file pads past one byte.
+            if p_len is None:
+                allow("length not carried",
+                      d_vr in ("DS", "IS", "SQ") or (tag == "7FE00010" and top), d, p)  # fmt: skip
+            elif d_len is None:
+                allow("length the disk reader left out", True, d, p)
+            else:
+                allow("extra padding", p_len < d_len and p_value == d_value, d, p)
+    # (5) pixel data of files pydicom read: the fast reader keeps a row for it, pydicom does not.
+    for key, p in pacs_rows.items():
+        allow("pixel data row", key[1] == "7FE00010" and key[2] == "", None, p)
+    assert not unexplained, (len(unexplained), unexplained[:10])
+    assert kinds.get("number text", 0) > 100  # the comparison above saw DS values
+    assert set(kinds) <= {
+        "file meta / group length", "explicit UN", "number text", "DS that is not a number",
+        "length not carried", "length the disk reader left out", "extra padding", "pixel data row",
+        "encapsulated pixel data not sent",
+    }  # fmt: skip
+    # The comparison covered private and nested elements, bulk data included.
+    assert con.sql(
+        "SELECT count(*) FILTER (WHERE private_creator IS NOT NULL), count(*) FILTER (WHERE seq_path <> ''), "
+        "count(*) FILTER (WHERE vr IN ('OB', 'OW') AND value_length > 0 AND tag <> '7FE00010') FROM p.elements"
+    ).fetchall()[0] > (1000, 1000, 10)
+
+    # instances: every typed column equal (numbers to 1e-12), but the documented ones.
+    skip = {"file_id", "path", "crawl_id", "TransferSyntaxUID", "n_elements"}
+    columns = [c for c in con.sql("SELECT * FROM d.instances LIMIT 0").columns if c not in skip]
+    select = ", ".join(f'"{c}"' for c in columns)
+    d_rows = {
+        r[0]: r for r in con.sql(f"SELECT SOPInstanceUID, {select} FROM d.instances").fetchall()
+    }
+    p_rows = {
+        r[0]: r for r in con.sql(f"SELECT SOPInstanceUID, {select} FROM p.instances").fetchall()
+    }
+    assert d_rows.keys() == p_rows.keys()
+    for sop, d_row in d_rows.items():
+        for name, a, b in zip(["SOPInstanceUID", *columns], d_row, p_rows[sop], strict=True):
+            if isinstance(a, float) or (
+                isinstance(a, list | tuple) and a and isinstance(a[0], float)
+            ):
+                a_list, b_list = (a, b) if isinstance(a, list | tuple) else ([a], [b])
+                assert b is not None and all(
+                    math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-12)
+                    for x, y in zip(a_list, b_list, strict=True)
+                ), (sop, name, a, b)
+            else:
+                assert a == b, (sop, name, a, b)
+    # TransferSyntaxUID is file meta (NULL); n_elements counts the instance's rows (whose
+    # differences are those explained above).
+    tsuid = "SELECT count(*) FROM p.instances WHERE TransferSyntaxUID IS NOT NULL"
+    assert con.sql(tsuid).fetchall()[0][0] == 0
+    counted = """SELECT count(*) FROM p.instances i WHERE n_elements <>
+                 (SELECT count(*) FROM p.elements e WHERE e.file_id = i.file_id)"""
+    assert con.sql(counted).fetchall()[0][0] == 0
+    # series and studies are derived from instances the same way.
+    for table, key in (("series", "SeriesInstanceUID"), ("studies", "StudyInstanceUID")):
+        assert (
+            con.sql(f"SELECT count(*) FROM d.{table}").fetchall()
+            == con.sql(f"SELECT count(*) FROM p.{table} JOIN d.{table} USING ({key})").fetchall()
+        )
+
+
+# -- filters, against what Orthanc says it holds ------------------------------------------------
+
+
+def _orthanc_studies(pacs: orthanc.Orthanc, query: dict[str, str]) -> set[str]:
+    found = pacs.rest(
+        "/tools/find",
+        json_body({"Level": "Study", "Query": query, "Expand": True}),
+        "POST",
+    )
+    assert isinstance(found, list)
+    return {s["MainDicomTags"]["StudyInstanceUID"] for s in found}
+
+
+def json_body(obj: object) -> bytes:
+    import json
+
+    return json.dumps(obj).encode()
+
+
+def test_date_range_and_modality_filters_match_what_orthanc_holds(
+    pacs: orthanc.Orthanc,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CURATION_PACS_AUTH", pacs.auth)
+    db = tmp_path / "c.duckdb"
+    code = main(["crawl", pacs.dicomweb, "--db", str(db), "--modality", "CT",
+                 "--study-date", "20160101-20230801", "--workers", "2", "-q"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    expected = _orthanc_studies(pacs, {"StudyDate": "20160101-20230801", "ModalitiesInStudy": "CT"})
+    everything = _orthanc_studies(pacs, {})
+    assert 1 < len(expected) < len(everything)  # the filter selects, and selects something
+    con = duckdb.connect(str(db), read_only=True)
+    assert {
+        r[0] for r in con.sql("SELECT StudyInstanceUID FROM pacs_studies").fetchall()
+    } == expected
+    assert {
+        r[0] for r in con.sql("SELECT DISTINCT StudyInstanceUID FROM instances").fetchall()
+    } == expected
+    assert con.sql("SELECT DISTINCT Modality FROM instances").fetchall() == [("CT",)]
+    n = sum(len(pacs.rest(f"/studies/{s}/instances")) for s in _orthanc_ids(pacs, expected))  # type: ignore[arg-type]
+    assert con.sql("SELECT count(*) FROM instances").fetchall()[0][0] == n
+    # An open-ended range: everything from a date on.
+    db2 = tmp_path / "open.duckdb"
+    assert main(["crawl", pacs.dicomweb, "--db", str(db2), "--study-date", "20210101-", "-q"]) == 0
+    con2 = duckdb.connect(str(db2), read_only=True)
+    assert {r[0] for r in con2.sql("SELECT StudyInstanceUID FROM pacs_studies").fetchall()} == (
+        _orthanc_studies(pacs, {"StudyDate": "20210101-"})
+    )
+
+
+def _orthanc_ids(pacs: orthanc.Orthanc, study_uids: set[str]) -> list[str]:
+    ids = []
+    for uid in study_uids:
+        found = pacs.rest("/tools/lookup", uid.encode(), "POST")
+        assert isinstance(found, list)
+        ids += [f["ID"] for f in found if f["Type"] == "Study"]
+    return ids
+
+
+# -- refusals: exit 3 with the URL and status, never the credentials ------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["curator:not-the-password", "Bearer tok3n-that-is-wrong", None],
+    ids=["basic", "bearer", "none"],
+)
+def test_refused_credentials_exit_3_naming_url_and_status_not_the_secret(
+    pacs: orthanc.Orthanc,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    secret: str | None,
+) -> None:
+    monkeypatch.delenv("CURATION_PACS_AUTH", raising=False)
+    args = ["crawl", pacs.dicomweb, "--db", str(tmp_path / "c.duckdb")]
+    if secret is not None:
+        (tmp_path / "secret").write_text(secret + "\n")
+        args += ["--auth-file", str(tmp_path / "secret")]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "HTTP 401" in err and f"{pacs.http}/dicom-web/studies" in err
+    if secret is not None:
+        assert secret.split(":")[-1].split()[-1] not in err
+    assert not (tmp_path / "c.duckdb").exists()  # nothing written for a refused source
+
+
+def test_a_wrong_root_is_named_with_its_status(
+    pacs: orthanc.Orthanc,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CURATION_PACS_AUTH", pacs.auth)
+    assert main(["crawl", f"dicomweb+{pacs.http}/app", "--db", str(tmp_path / "c.duckdb")]) == 3
+    err = capsys.readouterr().err
+    assert f"{pacs.http}/app/studies" in err and "HTTP 404" in err
+
+
+class _Lying:
+    """A loopback HTTP server answering fixed bodies by path (a PACS that is not what it says)."""
+
+    def __init__(self, routes: dict[str, tuple[str, bytes]]) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                kind, body = routes.get(self.path.split("?")[0], ("text/plain", b""))
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"dicomweb+http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _instance(study: str, series: str, sop: str) -> dict[str, object]:
+    return {
+        "0020000D": {"vr": "UI", "Value": [study]},
+        "0020000E": {"vr": "UI", "Value": [series]},
+        "00080018": {"vr": "UI", "Value": [sop]},
+        "00080060": {"vr": "CS", "Value": ["CT"]},
+        "00280010": {"vr": "US", "Value": [512]},
+        "00280030": {"vr": "DS", "Value": [0.5, 0.5]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "DOE^JANE"}]},
+        "00090010": {"vr": "LO", "Value": ["ACME 1.0"]},
+        "00091001": {"vr": "LO", "Value": ["under the creator"]},
+        "00092001": {"vr": "LO", "Value": ["no creator for block 20"]},
+    }
+
+
+def test_json_that_lies_is_reported_per_instance_and_a_non_dicomweb_server_stops_the_crawl(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dicom, study, series = "application/dicom+json", "1.2.3", "1.2.3.4"
+    metadata = [
+        _instance(study, series, "1.2.3.4.1"),
+        _instance(study, "9.9.9", "1.2.3.4.2"),  # claims another series
+        {**_instance(study, series, "1.2.3.4.3"), "00200013": {"vr": "IS", "Value": ["x"]}},
+    ]
+    server = _Lying(
+        {
+            "/dw/studies": (dicom, json_body([_instance(study, series, "")])),
+            f"/dw/studies/{study}/series": (dicom, json_body([_instance(study, series, "")])),
+            f"/dw/studies/{study}/series/{series}/metadata": (dicom, json_body(metadata)),
+            "/html/studies": ("text/html", b"<html>Welcome</html>"),
+            "/notjson/studies": (dicom, b"[{"),
+        }
+    )
+    try:
+        db = tmp_path / "c.duckdb"
+        summary = crawl_dicomweb(server.url + "/dw", str(db), bulk_lengths=False)
+        assert (summary.n_instances, summary.errors_by_reason) == (1, {"bad_dicom_json": 2})
+        con = duckdb.connect(str(db), read_only=True)
+        messages = dict(con.sql("SELECT path, message FROM crawl_errors").fetchall())
+        base = server.url[len("dicomweb+") :] + f"/dw/studies/{study}/series/{series}/instances/"
+        assert "another series" not in messages[base + "1.2.3.4.2"]
+        assert "9.9.9" in messages[base + "1.2.3.4.2"]
+        assert (
+            "00200013" in messages[base + "1.2.3.4.3"]
+            and "not a number" in messages[base + "1.2.3.4.3"]
+        )
+        rows = con.sql(
+            "SELECT tag, private_creator, value FROM elements WHERE tag LIKE '0009%' ORDER BY tag"
+        ).fetchall()
+        assert rows == [
+            ("00090010", None, "ACME 1.0"),
+            ("00091001", "ACME 1.0", "under the creator"),
+            ("00092001", None, "no creator for block 20"),
+        ]
+        assert con.sql("SELECT PatientName, Rows, PixelSpacing FROM instances").fetchall() == [
+            ("DOE^JANE", 512, (0.5, 0.5))
+        ]
+        con.close()
+        for path, says in (("/html", "text/html, not DICOM JSON"), ("/notjson", "not valid JSON")):
+            assert main(["crawl", server.url + path, "--db", str(tmp_path / "x.duckdb")]) == 3
+            err = capsys.readouterr().err
+            assert f"{server.url[len('dicomweb+') :]}{path}/studies" in err and says in err, err
+    finally:
+        server.close()
+
+
+# -- incremental --------------------------------------------------------------------------------
+
+
+def test_a_second_crawl_fetches_only_new_or_changed_studies(
+    pacs: orthanc.Orthanc, auth: Credentials, tmp_path: Path
+) -> None:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    db = str(tmp_path / "c.duckdb")
+    query = Query(modality="CT")
+    first = crawl_dicomweb(pacs.dicomweb, db, auth=auth, query=query, workers=2)
+    assert first.n_series_fetched > 1 and first.n_studies_changed == first.n_studies
+    again = crawl_dicomweb(pacs.dicomweb, db, auth=auth, query=query, workers=2)
+    assert (again.n_studies_changed, again.n_series_fetched, again.n_instances) == (0, 0, 0)
+    assert again.n_requests == 2  # the study search: one page, and the empty one after it
+
+    # One more instance in an existing series: only its study and series are fetched again.
+    source = _files(SAMPLE_DATA / "synthetic/dicom/riverside/09838000")[0]
+    ds = pydicom.dcmread(source)
+    ds.SOPInstanceUID = generate_uid()
+    ds.InstanceNumber = 999
+    added = tmp_path / "added.dcm"
+    ds.save_as(added)
+    stored = pacs.rest("/instances", added.read_bytes(), "POST")
+    assert isinstance(stored, dict)
+    try:
+        third = crawl_dicomweb(pacs.dicomweb, db, auth=auth, query=query, workers=2)
+        assert (third.n_studies_changed, third.n_series_fetched) == (1, 1)
+        con = duckdb.connect(db, read_only=True)
+        series_n = con.sql(
+            "SELECT n_instances FROM series WHERE SeriesInstanceUID = ?",
+            params=[str(ds.SeriesInstanceUID)],
+        ).fetchall()[0][0]
+        assert series_n == third.n_instances  # the series rewritten whole, no duplicates
+        assert (
+            con.sql("SELECT count(*), count(DISTINCT SOPInstanceUID) FROM instances").fetchall()[0]
+            == (first.n_instances + 1,) * 2
+        )
+        con.close()
+    finally:
+        pacs.rest(f"/instances/{stored['ID']}", method="DELETE")
+
+
+# -- DIMSE --------------------------------------------------------------------------------------
+
+
+def test_dimse_crawl_finds_the_studies_and_series_orthanc_holds(
+    pacs: orthanc.Orthanc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "c.duckdb"
+    args = ["crawl", pacs.dimse, "--db", str(db), "--study-date", "20160101-20230801"]
+    assert main([*args, "--modality", "CT"]) == 0
+    assert "series found by C-FIND" in capsys.readouterr().out
+    expected = _orthanc_studies(pacs, {"StudyDate": "20160101-20230801", "ModalitiesInStudy": "CT"})
+    con = duckdb.connect(str(db), read_only=True)
+    assert {
+        r[0] for r in con.sql("SELECT StudyInstanceUID FROM pacs_studies").fetchall()
+    } == expected
+    series = con.sql(
+        "SELECT SeriesInstanceUID, Modality, level, protocol, NumberOfSeriesRelatedInstances FROM pacs_series"
+    ).fetchall()
+    n_rest = {}
+    for orthanc_id in _orthanc_ids(pacs, expected):
+        for s in pacs.rest(f"/studies/{orthanc_id}/series?expand"):  # type: ignore[union-attr]
+            n_rest[s["MainDicomTags"]["SeriesInstanceUID"]] = len(s["Instances"])
+    assert {r[0]: r[4] for r in series} == n_rest
+    assert {(r[1], r[2], r[3]) for r in series} == {("CT", "series", "dimse")}
+    assert con.sql("SELECT count(*) FROM instances").fetchall()[0][0] == 0  # series level only
+    con.close()
+
+
+# -- what needs no server ---------------------------------------------------------------------
+
+
+def test_credentials_come_from_a_file_or_the_environment_and_never_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_PACS", "alice:pa:ss")
+    c = credentials("MY_PACS")
+    assert c is not None and c.kind == "basic" and "pa:ss" not in repr(c)
+    (tmp_path / "t").write_text("Bearer abc.def\n")
+    c = credentials(auth_file=tmp_path / "t")
+    assert c is not None and c.header == "Bearer abc.def" and "abc" not in repr(c)
+    monkeypatch.delenv("CURATION_PACS_AUTH", raising=False)
+    assert credentials() is None
+    with pytest.raises(InputError, match="NOT_SET"):
+        credentials("NOT_SET")
+    with pytest.raises(InputError, match="credentials do not belong"):
+        dicomweb_root("dicomweb+https://bob:pw@pacs.example.org/dicom-web")
+    assert dimse_peer("dimse://PACS_AE@10.0.0.5:104").ae_title == "PACS_AE"
+    with pytest.raises(InputError, match="AET@HOST:PORT"):
+        dimse_peer("dimse://10.0.0.5:104")
+
+
+def test_dicom_json_that_lies_is_an_error_naming_the_element() -> None:
+    from curation.crawler.reader import ElementColumns
+
+    for bad, where in (
+        ({"0010001": {"vr": "PN"}}, "0010001"),
+        ({"00100010": {"Value": ["x"]}}, "00100010"),
+        ({"00280010": {"vr": "US", "Value": ["many"]}}, "00280010"),
+        ({"00081115": {"vr": "SQ", "Value": [["not", "an", "item"]]}}, "00081115[0]"),
+        ({"00100020": {"vr": "LO", "Value": "ID"}}, "00100020"),
+    ):
+        with pytest.raises(dicomjson.JsonError, match=where.replace("[", r"\[")):
+            dicomjson.add_dataset(bad, ElementColumns())
+    with pytest.raises(Exception, match="study-date"):
+        Query(study_date="2024-01-01")
+
+
+def test_the_crawl_command_keeps_folders_and_takes_pacs_sources(tmp_path: Path) -> None:
+    # A PACS source that cannot be reached: exit 3 naming it, the folder crawl not started.
+    shutil.copytree(SAMPLE_DATA / "real/dcm_qa_nih", tmp_path / "in")
+    code = main(
+        [
+            "crawl",
+            str(tmp_path / "in"),
+            "dimse://NOBODY@127.0.0.1:9",
+            "--db",
+            str(tmp_path / "c.duckdb"),
+            "-q",
+        ]
+    )
+    assert code == 3
+    assert os.path.exists(tmp_path / "in")
