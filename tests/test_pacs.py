@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -554,8 +553,11 @@ def test_dicom_json_that_lies_is_an_error_naming_the_element() -> None:
         Query(study_date="2024-01-01")
 
 
-def test_the_crawl_command_keeps_folders_and_takes_pacs_sources(tmp_path: Path) -> None:
-    # A PACS source that cannot be reached: exit 3 naming it, the folder crawl not started.
+def test_the_crawl_command_keeps_folders_and_takes_pacs_sources(
+    pacs: orthanc.Orthanc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A PACS source that cannot be reached (in the private namespace, where nothing listens on
+    # port 9): exit 3 naming it, the folder crawl not started.
     shutil.copytree(SAMPLE_DATA / "real/dcm_qa_nih", tmp_path / "in")
     code = main(
         [
@@ -568,4 +570,129 @@ def test_the_crawl_command_keeps_folders_and_takes_pacs_sources(tmp_path: Path) 
         ]
     )
     assert code == 3
-    assert os.path.exists(tmp_path / "in")
+    assert "dimse://NOBODY@127.0.0.1:9" in capsys.readouterr().err
+    assert not (tmp_path / "c.duckdb").exists()
+    # Folders and a PACS in one command: both cataloged.
+    code = main(
+        ["crawl", str(tmp_path / "in"), pacs.dimse, "--db", str(tmp_path / "c.duckdb"), "-q"]
+    )
+    assert code == 0
+    con = duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True)
+    assert con.sql("SELECT count(*) FROM instances").fetchall()[0][0] == len(
+        _files(tmp_path / "in")
+    )
+    assert con.sql("SELECT count(*) FROM pacs_series").fetchall()[0][0] > 5
+    con.close()
+
+
+# -- retrieve -----------------------------------------------------------------------------------
+
+
+def _cohort(folder: Path, series: list[tuple[str, str]]) -> Path:
+    """A cohort folder whose manifest names ``series`` (the columns retrieve reads)."""
+    folder.mkdir()
+    con = duckdb.connect()
+    con.execute("CREATE TABLE m (StudyInstanceUID VARCHAR, SeriesInstanceUID VARCHAR)")
+    con.executemany("INSERT INTO m VALUES (?, ?)", series)
+    con.execute(f"COPY m TO '{folder / 'manifest.parquet'}' (FORMAT parquet)")
+    con.close()
+    return folder
+
+
+def _series_on_pacs(db: Path) -> list[tuple[str, str, int]]:
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.sql(
+        "SELECT StudyInstanceUID, SeriesInstanceUID, NumberOfSeriesRelatedInstances FROM pacs_series ORDER BY 2"
+    ).fetchall()
+    con.close()
+    return rows
+
+
+def test_retrieve_by_c_get_resumes_after_being_killed_and_reports_failed_instances(
+    pacs: orthanc.Orthanc, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pydicom
+
+    db = tmp_path / "c.duckdb"
+    assert main(["crawl", pacs.dimse, "--db", str(db), "--modality", "CT", "-q"]) == 0
+    series = _series_on_pacs(db)
+    total = sum(n for *_, n in series)
+    assert len(series) >= 3 and total > 50
+    cohort = _cohort(tmp_path / "cohort", [(st, se) for st, se, _ in series])
+    out = tmp_path / "out"
+    # Killed as soon as the first instances are on disk (a crash, a reboot, Ctrl-C).
+    cmd = [sys.executable, "-m", "curation.cli.main", "retrieve", "--db", str(db),
+           "--cohort", str(cohort), "--out", str(out), "--no-crawl"]  # fmt: skip
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(out.rglob("*.dcm")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    before = {p.name for p in out.rglob("*.dcm")}
+    assert 0 < len(before) < total  # it was stopped part-way
+    for p in out.rglob("*.dcm"):  # only whole files have the final name
+        pydicom.dcmread(p, stop_before_pixels=True)
+
+    # A series whose folder cannot be created: its instances fail, one row each, the rest go on.
+    st, se, n_blocked = series[-1]
+    shutil.rmtree(out / st / se, ignore_errors=True)
+    (out / st).mkdir(parents=True, exist_ok=True)
+    (out / st / se).write_text("a file where the series folder should be")
+    before = {p.name for p in out.rglob("*.dcm")}
+
+    assert main(["retrieve", "--db", str(db), "--cohort", str(cohort), "--out", str(out)]) == 1
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.sql(
+        "SELECT status, count(*), count(DISTINCT SOPInstanceUID) FROM retrievals "
+        "WHERE retrieve_id = (SELECT max(retrieve_id) FROM retrievals) GROUP BY 1"
+    ).fetchall()
+    counts = {status: n for status, n, _ in rows}
+    assert counts == {"already_stored": len(before), "stored": total - len(before) - n_blocked,
+                      "failed": n_blocked}, rows  # fmt: skip
+    reasons = con.sql(
+        "SELECT DISTINCT reason FROM retrievals WHERE status = 'failed' AND retrieve_id = 2"
+    ).fetchall()
+    assert all("cannot write" in r[0] for r in reasons), reasons
+    # The stored instances were crawled into the same catalog.
+    assert (
+        con.sql(
+            "SELECT count(*) FROM instances WHERE starts_with(path, ?)", params=[str(out.resolve())]
+        ).fetchall()[0][0]
+        == total - n_blocked
+    )
+    con.close()
+
+
+def test_retrieve_by_c_move_and_by_wado_rs(
+    pacs: orthanc.Orthanc, auth: Credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curation.pacs.retrieve import retrieve
+
+    db = tmp_path / "dimse.duckdb"
+    assert main(["crawl", pacs.dimse, "--db", str(db), "--study-date", "20230101-", "-q"]) == 0
+    (st, se, n), *_ = _series_on_pacs(db)
+    cohort = _cohort(tmp_path / "cohort", [(st, se)])
+    moved = retrieve(db, cohort, tmp_path / "moved", method="move",
+                     move_port=orthanc.CLIENT_PORT, calling_aet=orthanc.CLIENT_AE)  # fmt: skip
+    assert (moved.n_stored, moved.n_failed, moved.methods) == (n, 0, {"C-MOVE": 1})
+
+    # From a DICOMweb crawl: WADO-RS, and the catalog's rows of the series become the files'.
+    web = tmp_path / "web.duckdb"
+    crawl_dicomweb(pacs.dicomweb, str(web), auth=auth, query=Query(study_date="20230101-"))
+    got = retrieve(web, cohort, tmp_path / "web", auth=auth, workers=3)
+    assert (got.n_stored, got.n_failed, got.methods) == (n, 0, {"WADO-RS": 1})
+    con = duckdb.connect(str(web), read_only=True)
+    assert con.sql(
+        "SELECT count(*), count(DISTINCT i.SOPInstanceUID), count(*) FILTER (WHERE f.reader = 'dicomweb') "
+        "FROM instances i JOIN files f USING (file_id) WHERE SeriesInstanceUID = ?",
+        params=[se],
+    ).fetchall()[0] == (n, n, 0)
+    con.close()
+    moved_files = sorted(p.name for p in (tmp_path / "moved").rglob("*.dcm"))
+    assert moved_files == sorted(p.name for p in (tmp_path / "web").rglob("*.dcm"))

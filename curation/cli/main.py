@@ -44,6 +44,7 @@ EXIT_INTERRUPTED = 130
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the whole path on the shipped sample data and print where outputs are"),
     "crawl": ("crawl", "read DICOM headers under PATHs into the catalog (incremental, parallel)"),
+    "retrieve": ("retrieve", "fetch a cohort's series from a PACS into a folder, then crawl them"),
     "sample": ("sample", "generate a synthetic multi-site cohort with planted defects"),
     "qc": ("qc", "run a QC rule suite over the catalog"),
     "pixels": (

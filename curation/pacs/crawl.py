@@ -156,9 +156,11 @@ def finish_crawl(
     n_read: int,
     n_unchanged: int,
     seconds: float,
+    rebuild: bool = True,
 ) -> int:
-    """Rebuild the aggregates and close the crawl's row; the number of instances with problems."""
-    catalog.rebuild_aggregates(con)
+    """Rebuild the aggregates (if ``rebuild``) and close the crawl's row; instances with problems."""
+    if rebuild:
+        catalog.rebuild_aggregates(con)
     n_errors = int(
         con.sql(
             "SELECT count(DISTINCT file_id) FROM crawl_errors WHERE crawl_id = ?", params=[crawl_id]
@@ -225,7 +227,6 @@ def crawl_dicomweb(
         try:
             ensure_tables(con)
             crawl_id = begin_crawl(con, source, workers)
-            catalog.ensure_dictionary(con)
             # A study is as it was when its count is the same and the series asked for then
             # covered those asked for now (all of them, or the same modality).
             known = dict(
@@ -243,6 +244,8 @@ def crawl_dicomweb(
                 count = _int(dicomjson.first_value(study, "00201208"))
                 if uid not in known or count is None or known[uid] != count:
                     changed.append((uid, study))
+            if changed:  # filling the dictionary imports pydicom's (~0.5 s): only when needed
+                catalog.ensure_dictionary(con)
             log.info(
                 "crawl %d of %s: %d studies, %d new or changed",
                 crawl_id, source, len(studies), len(changed),
@@ -269,7 +272,7 @@ def crawl_dicomweb(
             seconds = time.perf_counter() - t0
             n_errors = finish_crawl(
                 con, crawl_id, n_seen=stats.instances + n_unchanged, n_read=stats.instances,
-                n_unchanged=n_unchanged, seconds=seconds,
+                n_unchanged=n_unchanged, seconds=seconds, rebuild=bool(changed) or _stale(con, crawl_id),
             )  # fmt: skip
         finally:
             con.close()
@@ -292,6 +295,16 @@ class _Stats:
 
     def problem(self, reason: str) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+def _stale(con: catalog.duckdb.DuckDBPyConnection, crawl_id: int) -> bool:
+    """True when an earlier crawl stopped before rebuilding series/studies/patients."""
+    return bool(
+        con.sql(
+            "SELECT count(*) FROM crawls WHERE finished_at IS NULL AND crawl_id < ?",
+            params=[crawl_id],
+        ).fetchall()[0][0]
+    )
 
 
 def _int(text: str | None) -> int | None:

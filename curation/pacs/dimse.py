@@ -240,7 +240,9 @@ def crawl_dimse(
                 con, source, uid, study_json, crawl_id, query.series_filter, protocol="dimse"
             )
         seconds = time.perf_counter() - t0
-        pacs_crawl.finish_crawl(con, crawl_id, n_seen=0, n_read=0, n_unchanged=0, seconds=seconds)
+        pacs_crawl.finish_crawl(
+            con, crawl_id, n_seen=0, n_read=0, n_unchanged=0, seconds=seconds, rebuild=False
+        )
     finally:
         con.close()
     return DimseCrawlSummary(str(db), source, crawl_id, len(studies), n_series, seconds)
