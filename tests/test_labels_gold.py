@@ -63,10 +63,18 @@ def test_bad_gold_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[
     gold.write_text(
         json.dumps({"text": "No effusion.", "labels": {"pleural_efusion": "negative"}}) + "\n"
     )
-    with pytest.raises(
-        InputError, match=r"gold.jsonl:1: unknown finding 'pleural_efusion'.*pleural_effusion"
-    ):
+    with pytest.raises(InputError, match=r"gold.jsonl: no label of a finding the lexicon knows"):
         load_gold(gold)
+    # An unknown finding among known ones is a counted skip, with the nearest name.
+    gold.write_text(
+        json.dumps(
+            {"text": "No effusion.", "labels": {"pleural_efusion": "negative", "Pneumothorax": 0}}
+        )
+        + "\n"
+    )
+    skipped: dict[str, int] = {}
+    assert load_gold(gold, skipped=skipped)[0].labels == {"pneumothorax": "negative"}
+    assert skipped == {"'pleural_efusion' (did you mean 'pleural_effusion'?)": 1}
     gold.write_text(json.dumps({"text": "No effusion.", "labels": {"Effusion": "maybe"}}) + "\n")
     with pytest.raises(InputError, match=r"gold.jsonl:1: Effusion: value 'maybe'"):
         load_gold(gold)
@@ -80,6 +88,9 @@ def test_bad_gold_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["labels", "--db", str(db), "--evaluate", str(gold)]) == 0
     out = capsys.readouterr().out
     assert "pleural_effusion" in out and "micro" in out
+    gold.write_text(json.dumps({"text": "x", "labels": {"nonsense": "positive", "PTX": 1}}) + "\n")
+    assert main(["labels", "--db", str(db), "--evaluate", str(gold)]) == 0
+    assert "skipped: 1 label(s) of 'nonsense'" in capsys.readouterr().out
     gold.write_text(json.dumps({"text": "x", "labels": {"nonsense": "positive"}}) + "\n")
     assert main(["labels", "--db", str(db), "--evaluate", str(gold)]) == 3
     assert not db.exists()  # evaluating alone touches no catalog

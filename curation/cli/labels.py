@@ -15,7 +15,8 @@ and prints per-finding and overall precision/recall/F1, with uncertain counted a
 negative. Output names files, findings and counts only: keys and texts stay in the catalog.
 
 Exit code 0 when done, 3 for bad input (a report file without key or text column, a gold file
-with an unknown finding, a bad lexicon), 4 when the catalog cannot be opened or written.
+with no label of a known finding or a bad value, a bad lexicon; labels of unknown findings
+in a gold file are skipped and counted), 4 when the catalog cannot be opened or written.
 """
 
 from __future__ import annotations

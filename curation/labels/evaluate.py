@@ -17,14 +17,17 @@ Scores, for each finding and micro-averaged over all (text, finding) pairs:
 - ``exact``: each labeled (text, finding, value) is one item: a prediction counts when its value
   is the gold one (the three-class mention score public report-labeling benchmarks use).
 
-A line that is not JSON, a text that is empty, a finding the lexicon does not know or a value
-that is not a label is an :class:`~curation.errors.InputError` naming the file and line.
+A line that is not JSON, a text that is empty or a value that is not a label is an
+:class:`~curation.errors.InputError` naming the file and line. A finding the lexicon does not
+know (CheXpert's "No Finding", a typo) is a counted skip: its labels are left out, the output says
+how many and suggests the nearest known name; a file with no label of a known finding is an error.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,8 @@ from pathlib import Path
 from curation.errors import InputError
 from curation.labels.context import label_report
 from curation.labels.lexicon import VALUES, Lexicon, default_lexicon
+
+log = logging.getLogger("curation.labels")
 
 #: Gold values accepted besides the labels themselves (CheXpert's numeric coding, older names).
 VALUE_ALIASES: dict[str, str] = {
@@ -90,6 +95,8 @@ class Scores:
     counts: dict[tuple[str, str], Counts] = field(default_factory=dict)
     n_gold: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+    #: Gold labels of findings the lexicon does not know: name (with a hint) -> labels skipped.
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def micro(self, mode: str) -> Counts:
         """Counts of ``mode`` summed over the findings."""
@@ -108,8 +115,16 @@ def _value(raw: object, where: str) -> str:
     return v
 
 
-def load_gold(path: str | Path, lexicon: Lexicon | None = None) -> list[GoldItem]:
-    """The gold items of the JSON lines file ``path`` (see the module docstring)."""
+def load_gold(
+    path: str | Path, lexicon: Lexicon | None = None, skipped: dict[str, int] | None = None
+) -> list[GoldItem]:
+    """The gold items of the JSON lines file ``path`` (see the module docstring).
+
+    Labels of findings the lexicon does not know are left out and counted in ``skipped`` (name ->
+    labels, with a "did you mean" hint in the name when one is close).
+    """
+    if skipped is None:
+        skipped = {}
     lex = lexicon or default_lexicon()
     p = Path(path)
     try:
@@ -141,13 +156,22 @@ def load_gold(path: str | Path, lexicon: Lexicon | None = None) -> list[GoldItem
             if finding is None:
                 close = difflib.get_close_matches(str(name).lower(), known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise InputError(f"{where}: unknown finding {name!r}{hint}")
+                key = f"{name!r}{hint}"
+                if key not in skipped:
+                    log.warning("%s: unknown finding %s: its labels are skipped", where, key)
+                skipped[key] = skipped.get(key, 0) + 1
+                continue
             if value is None or (isinstance(value, float) and value != value):
                 continue  # CheXpert's blank: not mentioned
             out[finding] = _value(value, f"{where}: {name}")
         items.append(GoldItem(str(obj.get("id", i)), obj["text"], out))
     if not items:
         raise InputError(f"{p}: the gold file holds no items")
+    if not any(it.labels for it in items):
+        raise InputError(
+            f"{p}: no label of a finding the lexicon knows"
+            + (f" (unknown: {', '.join(sorted(skipped))})" if skipped else "")
+        )
     return items
 
 
@@ -222,13 +246,16 @@ def evaluate_file(
 ) -> Scores:
     """:func:`score` the labeler on the gold file ``path``."""
     lex = lexicon or default_lexicon()
-    return score(
-        load_gold(path, lex),
+    skipped: dict[str, int] = {}
+    scores = score(
+        load_gold(path, lex, skipped),
         lexicon=lex,
         source=str(path),
         keep_ignored_sections=keep_ignored_sections,
         implied_negatives=implied_negatives,
     )
+    scores.skipped = skipped
+    return scores
 
 
 def _f(x: float) -> str:
@@ -241,7 +268,10 @@ def format_scores(scores: Scores) -> str:
     head = f"{'finding':<{w}}  {'n':>4}  " + "  ".join(
         f"{m + ' P':>7} {'R':>4} {'F1':>4}" for m in MODES
     )
-    lines = [f"{scores.source}: {scores.n_texts} texts, {len(scores.findings)} findings", head]
+    lines = [f"{scores.source}: {scores.n_texts} texts, {len(scores.findings)} findings"]
+    for name, n in sorted(scores.skipped.items()):
+        lines.append(f"skipped: {n} label(s) of {name}, not a finding of the lexicon")
+    lines.append(head)
     rows = [(f, scores.n_gold[f], [scores.counts[(f, m)] for m in MODES]) for f in scores.findings]
     rows.append(("micro", sum(scores.n_gold.values()), [scores.micro(m) for m in MODES]))
     for name, n, cs in rows:
