@@ -94,3 +94,18 @@ def test_bad_gold_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[
     gold.write_text(json.dumps({"text": "x", "labels": {"nonsense": "positive"}}) + "\n")
     assert main(["labels", "--db", str(db), "--evaluate", str(gold)]) == 3
     assert not db.exists()  # evaluating alone touches no catalog
+
+
+def test_chexpert_style_csv_gold(tmp_path: Path) -> None:
+    gold = tmp_path / "labeled.csv"
+    gold.write_text(
+        "Report Impression,Pleural Effusion,Pneumothorax,No Finding\n"
+        '"1. Small left effusion. 2. No pneumothorax.",1.0,0.0,\n'
+        '"No acute cardiopulmonary process.",,,1.0\n'
+        '"Possible pneumothorax.",,-1.0,\n'
+    )
+    scores = evaluate_file(gold)
+    assert scores.n_texts == 3 and scores.findings == ["pleural_effusion", "pneumothorax"]
+    assert scores.skipped == {"'No Finding'": 1}
+    assert scores.micro("exact").f1 == 1.0
+    assert "skipped: 1 label(s) of 'No Finding'" in format_scores(scores)

@@ -1,6 +1,7 @@
 """The labeler against a gold file: per-finding and overall precision, recall and F1.
 
-A gold file is JSON lines, one text per line::
+A gold file is JSON lines, one text per line (or a CheXpert-style CSV: a text column such as
+"Report Impression", one column per finding holding 1, 0, -1 or blank)::
 
     {"id": "r001", "text": "FINDINGS: No effusion. Mild cardiomegaly.", "labels": {"pleural_effusion": "negative", "cardiomegaly": "positive"}}
 
@@ -131,6 +132,8 @@ def load_gold(
         raw_lines = p.read_bytes().splitlines()
     except OSError as exc:
         raise InputError(f"{p}: cannot read the gold file: {exc.strerror or exc}") from exc
+    if p.suffix.lower() in (".csv", ".tsv"):
+        raw_lines = _csv_as_json_lines(p)
     items: list[GoldItem] = []
     known = sorted(lex.findings)
     for i, raw in enumerate(raw_lines, start=1):
@@ -164,7 +167,7 @@ def load_gold(
             if value is None or (isinstance(value, float) and value != value):
                 continue  # CheXpert's blank: not mentioned
             out[finding] = _value(value, f"{where}: {name}")
-        items.append(GoldItem(str(obj.get("id", i)), obj["text"], out))
+        items.append(GoldItem(str(obj.get("id") or i), obj["text"], out))
     if not items:
         raise InputError(f"{p}: the gold file holds no items")
     if not any(it.labels for it in items):
@@ -173,6 +176,42 @@ def load_gold(
             + (f" (unknown: {', '.join(sorted(skipped))})" if skipped else "")
         )
     return items
+
+
+#: Columns of a gold CSV that are neither the text nor a label.
+_ID_COLUMNS = {"id", "key", "path", "accessionnumber", "studyinstanceuid", "studyuid", "report_id"}
+
+
+def _csv_as_json_lines(p: Path) -> list[bytes]:
+    """A CheXpert-style gold CSV (a text column, one column per finding holding 1/0/-1 or
+    blank) as the JSON lines :func:`load_gold` reads."""
+    import polars as pl
+
+    from curation.labels.ingest import TEXT_COLUMNS, _norm
+
+    try:
+        frame = pl.read_csv(p, separator="\t" if p.suffix.lower() == ".tsv" else ",",
+                            infer_schema=False)  # fmt: skip
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"{p}: cannot read the gold CSV: {exc}") from exc
+    norm = {_norm(c): c for c in reversed(frame.columns)}
+    text = next((norm[n] for n in TEXT_COLUMNS if n in norm), None)
+    if text is None:
+        raise InputError(f"{p}: no text column (text, report, Report Impression, ...)")
+    ids = [c for c in frame.columns if _norm(c) in _ID_COLUMNS]
+    labels = [c for c in frame.columns if c != text and c not in ids]
+    out = []
+    for row in frame.iter_rows(named=True):
+        out.append(
+            json.dumps(
+                {
+                    "id": row[ids[0]] if ids else None,
+                    "text": row[text] or "",
+                    "labels": {c: row[c] for c in labels if row[c] not in (None, "")},
+                }
+            ).encode()
+        )
+    return out
 
 
 def _positive(v: str | None, mode: str) -> bool:
