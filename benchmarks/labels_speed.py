@@ -13,7 +13,8 @@ contenders run in this process (one core), after a warm-up, timed in CPU seconds
   report-level aggregation).
 
 ``--catalog`` also times the whole ``label_catalog`` step (read reports from DuckDB, label, write
-the labels table) on a temporary catalog, in wall-clock seconds. Prints reports/s and the ratio to
+the labels table) on a temporary catalog, in CPU and wall-clock seconds (wall is what a shared
+machine gives it). Prints reports/s and the ratio to
 the baseline; the target is >= 2,000 reports/s per core.
 """
 
@@ -99,12 +100,13 @@ def main() -> None:
                 "INSERT INTO reports (report_key, key_kind, text, source, source_row) "
                 "SELECT * FROM f"
             )
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = label_catalog(con, lex)
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             con.close()
         print(
-            f"label_catalog (read, label, write {result.n_rows} rows): {len(texts) / dt:,.0f} reports/s wall"
+            f"label_catalog (read, label, write {result.n_rows} rows; DuckDB on 1 thread): "
+            f"{len(texts) / dc:,.0f} reports/s CPU, {len(texts) / dt:,.0f} wall"
         )
 
 
