@@ -37,6 +37,7 @@ from curation.schema import SETTINGS
 
 if TYPE_CHECKING:
     import duckdb
+    import polars as pl
 
 log = logging.getLogger("curation.pseudonym")
 
@@ -240,6 +241,51 @@ def install(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
         CASE WHEN t IS NULL THEN NULL ELSE
         left(sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode(t)))), {N_HEX}) END"""
     )
+
+
+#: Hex digits of a site label (``site-`` and 8 digits: distinct for thousands of sites).
+SITE_HEX = 8
+
+
+def site_sql(expr: str) -> str:
+    """SQL of the site label of ``expr`` (an InstitutionName): ``site-`` and a keyed hash.
+
+    Needs the ``pseudonym`` macro (:func:`install`). What leaves the catalog (manifest, datalist,
+    ``qc --json``) names a site this way: stable under one key, not readable without it.
+    """
+    return f"('site-' || left(pseudonym('site:' || ({expr})), {SITE_HEX}))"
+
+
+def site_label(name: str, key: bytes) -> str:
+    """The site label of ``name`` under ``key``, as :func:`site_sql` computes it."""
+    return "site-" + pseudonym("site:" + name, key)[:SITE_HEX]
+
+
+def label_sites(
+    con: duckdb.DuckDBPyConnection,
+    rows: pl.DataFrame,
+    columns: tuple[str, ...] = ("value", "message"),
+) -> pl.DataFrame:
+    """``rows`` with every site name in ``columns`` replaced by its label (:func:`site_sql`).
+
+    Site names are the catalog's InstitutionName and StationName values (what cohort rules group
+    sites by) of at least 4 characters, longest first; ``con`` carries the ``pseudonym`` macro.
+    For text that leaves the catalog (``qc --json``, JUnit) and was written from findings.
+    """
+    import polars as pl
+
+    present = [c for c in columns if c in rows.columns]
+    if rows.is_empty() or not present:
+        return rows
+    names = con.sql(
+        f"""SELECT name, {site_sql("name")} FROM (
+            SELECT InstitutionName AS name FROM series UNION SELECT StationName FROM series)
+        WHERE length(name) >= 4 ORDER BY length(name) DESC, name"""
+    ).fetchall()
+    if not names:
+        return rows
+    old, new = [n for n, _ in names], [s for _, s in names]
+    return rows.with_columns(pl.col(c).cast(pl.String).str.replace_many(old, new) for c in present)
 
 
 def keyed_select(columns: list[str], alias: str = "") -> str:

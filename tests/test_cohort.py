@@ -241,6 +241,18 @@ def test_pseudonyms_are_keyed_hashes_and_no_identifier_leaks(db: Path, tmp_path:
     )
     assert not [x for x in ids | names if x and x in text]
     assert "PatientID" not in m.columns and "PatientName" not in m.columns
+    # sites leave as keyed labels, never by name (docs/cohort.md: what the manifest promises)
+    con = catalog.connect(db, read_only=True)
+    sites = {
+        r[0] for r in con.sql("SELECT DISTINCT InstitutionName FROM series").fetchall() if r[0]
+    }
+    con.close()
+    assert sites and not [x for x in sites if x in text + (out / "datalist.json").read_text()]
+    assert "InstitutionName" not in m.columns
+    from curation.pseudonym import site_label
+
+    assert set(m["site"].drop_nulls()) <= {site_label(x, KEY) for x in sites}
+    assert m["site"].drop_nulls().n_unique() > 1
     # another key gives other pseudonyms
     other = build_cohort(db, SPEC, None, key=b"another-key-0123456789").manifest
     assert set(other["patient_key"]).isdisjoint(set(res.manifest["patient_key"]))

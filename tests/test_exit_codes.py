@@ -268,5 +268,17 @@ def test_qc_json_and_junit_show_pseudonyms_under_the_key(db: Path, tmp_path: Pat
     assert {pseudonym(u, KEY.encode()) for u in uids} <= keys
     text = x.read_text()
     assert not [u for u in uids if u in text]
+    # site names (InstitutionName, StationName) leave as keyed labels, in messages too
+    con = catalog.connect(db, read_only=True)
+    sites = {
+        r[0]
+        for r in con.sql(
+            "SELECT InstitutionName FROM series UNION SELECT StationName FROM series"
+        ).fetchall()
+        if r[0] and len(r[0]) >= 4
+    }
+    con.close()
+    assert sites
+    assert not [s for s in sites if s in text or s in j.read_text()]
     shown = [u for u in uids if "S-" + pseudonym(u, KEY.encode()) in text]
     assert shown  # findings are listed, by pseudonym

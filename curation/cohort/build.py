@@ -211,7 +211,7 @@ def build_cohort(
                 GROUP BY 1) l{i} USING (SeriesInstanceUID)"""
     manifest = con.sql(
         f"""SELECT m.patient_key, m.study_key, m.series_key, m.split,
-            {", ".join("h." + quote_ident(c) for c in attrs)}{label_sel}, f.dicom_files
+            {", ".join(_manifest_column(c) for c in attrs)}{label_sel}, f.dicom_files
         FROM _cohort_members m
         JOIN harmonized_series h USING (SeriesInstanceUID)
         JOIN (SELECT SeriesInstanceUID, list(path ORDER BY InstanceNumber, path) AS dicom_files
@@ -347,6 +347,13 @@ def _series_folders(
     finally:
         con.unregister("_m_files")
     return manifest.join(checked, on="series_key", how="left")
+
+
+def _manifest_column(name: str) -> str:
+    """SELECT item of a harmonized attribute in the manifest: the site as its label, not its name."""
+    if name == "InstitutionName":
+        return f"{pseudonym.site_sql('h.InstitutionName')} AS site"
+    return "h." + quote_ident(name)
 
 
 def datalist_step(

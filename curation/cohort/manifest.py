@@ -17,7 +17,9 @@ import polars as pl
 
 from curation.errors import writing
 
-#: harmonized_series columns copied into the manifest (those present).
+#: harmonized_series columns copied into the manifest (those present). InstitutionName becomes
+#: ``site``, a keyed label (``site-`` and 8 hex digits, :func:`curation.pseudonym.site_sql`): an
+#: institution's name is not shipped with a training set.
 MANIFEST_ATTRIBUTES: tuple[str, ...] = (
     "Modality",
     "vendor",

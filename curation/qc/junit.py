@@ -152,7 +152,7 @@ def run_findings(
     """The first ``limit`` findings of each rule of run ``run_id``, by rule id, identifiers as
     pseudonyms (``patient_key``, ``series_key``, ...); ``con`` carries the ``pseudonym`` macro
     (:func:`curation.pseudonym.install`)."""
-    from curation.pseudonym import keyed_select
+    from curation.pseudonym import keyed_select, label_sites
     from curation.qc.tables import QC_FINDINGS
 
     cols = [c for c in QC_FINDINGS.column_names if c != "run_id"]
@@ -164,6 +164,7 @@ def run_findings(
            WHERE n <= $limit ORDER BY rule_id, n""",
         params={"r": run_id, "limit": limit},
     ).pl()
+    rows = label_sites(con, rows)
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows.to_dicts():
         out.setdefault(row["rule_id"], []).append(row)

@@ -193,15 +193,12 @@ def to_json(
 
     pseudonym.install(con, key if key is not None else pseudonym.catalog_key(con)[0])
     cols = [c for c in QC_FINDINGS.column_names if c != "run_id"]
-    rows = (
-        con.sql(
-            f"SELECT {pseudonym.keyed_select(cols)} FROM qc_findings WHERE run_id = $r "
-            "ORDER BY rule_id, SeriesInstanceUID, SOPInstanceUID, path",
-            params={"r": result.run_id},
-        )
-        .pl()
-        .to_dicts()
-    )
+    rows = con.sql(
+        f"SELECT {pseudonym.keyed_select(cols)} FROM qc_findings WHERE run_id = $r "
+        "ORDER BY rule_id, SeriesInstanceUID, SOPInstanceUID, path",
+        params={"r": result.run_id},
+    ).pl()
+    rows = pseudonym.label_sites(con, rows).to_dicts()
     return {
         "run_id": result.run_id,
         "suite": {

@@ -194,7 +194,8 @@ def build_report(
         sections = build_sections(con, cohort, thumbnails=thumbnails, date_precision=date_precision)
         provenance = _provenance(con, name, cohort, key_source)
     subtitle = f"catalog {Path(name).name if own else name}" + (
-        f", cohort {Path(cohort).name}" if cohort is not None else ""
+        # a folder named cohort would read "cohort cohort"
+        f", cohort folder {Path(cohort).name}/" if cohort is not None else ""
     )
     path = Path(out)
     with writing(path):

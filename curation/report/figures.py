@@ -376,6 +376,11 @@ def split_balance(
         frame["grp"].map_elements(lambda v: html.escape(v[:80]), return_dtype=frame["grp"].dtype),
     )
     fig = _stacked_bars(frame, "split", "grp", "n")
+    from curation.cohort.manifest import split_order
+
+    # one split order everywhere (train, val, test), as the datalist and the manifest tables
+    order = split_order(frame["split"].unique().to_list())
+    fig.update_xaxes(categoryorder="array", categoryarray=order)
     return _layout(
         fig,
         f"Split balance: manifest rows per split, by {html.escape(by[:80])}",

@@ -230,10 +230,31 @@ def _reader(path: Path) -> str:
     return f"read_parquet({quoted})" if path.suffix == ".parquet" else f"read_csv({quoted})"
 
 
+def _flatten(data: object, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested provenance as (dotted key, text) rows a reader can scan: ``spec.criteria.3`` says
+    its criterion in words, lists of scalars are joined, nothing is JSON."""
+    if isinstance(data, dict):
+        if {"action", "kind", "target"} <= set(data):  # a criterion: its title, as attrition says
+            op = f" {data.get('op')} {data.get('value')!r}" if data.get("op") else ""
+            return [(prefix, str(data.get("name") or f"{data['action']} {data['target']}{op}"))]
+        rows: list[tuple[str, str]] = []
+        for k, v in data.items():
+            rows += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return rows
+    if isinstance(data, list):
+        if all(not isinstance(v, dict | list) for v in data):
+            return [(prefix, ", ".join(str(v) for v in data))]
+        rows = []
+        for i, v in enumerate(data):
+            rows += _flatten(v, f"{prefix}.{i}")
+        return rows
+    return [(prefix, "" if data is None else str(data))]
+
+
 def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | None:
     """Attrition funnel and split balance of a cohort folder written by ``curation cohort``.
 
-    Reads ``manifest.parquet`` (``split``; ``InstitutionName``, ``vendor``, ``label_*`` where
+    Reads ``manifest.parquet`` (``split``; ``site`` (or an older manifest's ``InstitutionName``), ``vendor``, ``label_*`` where
     present), ``attrition.csv`` (``criterion`` and ``n_series`` remaining after it) and
     ``provenance.json``, as :func:`curation.cohort.build_cohort` writes them. Only aggregates are
     shown, never a manifest row.
@@ -265,7 +286,8 @@ def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | No
             }
             if "split" in names:
                 labels = sorted(n for n in names if n.startswith("label_"))[:2]
-                for by in ("InstitutionName", "vendor", *labels):
+                sites = [c for c in ("site", "InstitutionName") if c in names][:1]
+                for by in (*sites, "vendor", *labels):
                     if by in names:
                         _add(s, figures.split_balance(con, _reader(manifest), by))
     provenance = _first(cohort, "*provenance*.json")
@@ -276,15 +298,7 @@ def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | No
             log.warning("%s: unreadable provenance sidecar: %s", provenance, exc)
         else:
             if isinstance(data, dict):
-                flat = [
-                    (
-                        str(k)[:80],
-                        v
-                        if isinstance(v, int | float)
-                        else (v if isinstance(v, str) else json.dumps(v, default=str))[:300],
-                    )
-                    for k, v in list(data.items())[:40]
-                ]
+                flat = [(k[:80], v[:300]) for k, v in _flatten(data)[:60]]
                 s.blocks.append("<h3>Cohort provenance</h3>")
                 s.blocks.append(table(["", ""], flat))
     if not s.blocks:
