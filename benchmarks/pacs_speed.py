@@ -96,27 +96,36 @@ def main() -> int:
                                  tags["MainDicomTags"]["SeriesInstanceUID"]))  # fmt: skip
                 root = f"{server.http}/dicom-web"
 
-                # The HTTP client: dicomweb-client against the pooled session, same requests.
+                # The HTTP client: dicomweb-client against the pooled session, same requests,
+                # alternated over two rounds (the server caches), the best round of each kept.
+                arms = {}
                 try:
                     from dicomweb_client.api import DICOMwebClient
                     from dicomweb_client.session_utils import create_session_from_user_pass
 
                     session = create_session_from_user_pass(orthanc.USER, orthanc.PASSWORD)
                     dwc = DICOMwebClient(root, session=session)
-                    t = time.perf_counter()
-                    with ThreadPoolExecutor(args.workers) as pool:
-                        n = sum(pool.map(lambda u: len(dwc.retrieve_series_metadata(*u)), uids))
-                    _timed("series metadata, dicomweb-client", n, time.perf_counter() - t, base)
+                    arms["series metadata, dicomweb-client"] = lambda u: len(
+                        dwc.retrieve_series_metadata(*u)
+                    )
                 except ImportError:
                     print("dicomweb-client not installed: its arm is skipped")
-                with DicomWebClient(root, auth, pool=args.workers) as client:
-                    t = time.perf_counter()
-                    with ThreadPoolExecutor(args.workers) as pool:
-                        n = sum(pool.map(
-                            lambda u: len(client.get_json(f"studies/{u[0]}/series/{u[1]}/metadata")), uids
-                        ))  # fmt: skip
-                    _timed("series metadata, curation's pooled requests session", n,
-                           time.perf_counter() - t, base)  # fmt: skip
+                client = DicomWebClient(root, auth, pool=args.workers)
+                arms["series metadata, curation's pooled requests session"] = lambda u: len(
+                    client.get_json(f"studies/{u[0]}/series/{u[1]}/metadata")
+                )
+                best: dict[str, tuple[int, float]] = {}
+                for round_ in range(2):
+                    for label in list(arms)[:: 1 if round_ % 2 == 0 else -1]:
+                        t = time.perf_counter()
+                        with ThreadPoolExecutor(args.workers) as pool:
+                            n = sum(pool.map(arms[label], uids))
+                        seconds = time.perf_counter() - t
+                        if label not in best or seconds < best[label][1]:
+                            best[label] = (n, seconds)
+                for label, (n, seconds) in best.items():
+                    _timed(label + " (best of 2)", n, seconds, base)
+                client.close()
 
                 for bulk in (False, True):
                     db = work / f"crawl-{bulk}.duckdb"
