@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 from pathlib import Path
@@ -253,3 +254,20 @@ def test_study_dates_are_shown_at_the_chosen_precision(crawled: Path, tmp_path: 
     assert "Studies per year" in html
     fine = build_report(crawled, tmp_path / "d.html", thumbnails=0, date_precision="day")
     assert [d for d in days if d in _data_part(fine.path.read_text())]  # and the test can fail
+
+
+def test_one_vendor_naming_with_the_raw_strings_on_hover(crawled: Path) -> None:
+    from curation import catalog
+    from curation.harmonize.vendors import normalize_vendor
+    from curation.report import figures
+
+    with catalog.opened(crawled, read_only=True) as con:
+        raw = {r[0] for r in con.sql("SELECT DISTINCT Manufacturer FROM series").fetchall()}
+        fig = figures.series_by_modality_vendor(con)
+    assert fig is not None
+    want = {normalize_vendor(m) or "(no vendor)" for m in raw}
+    shown = {x for t in fig.data for x in t.x}
+    # sample_data holds SIEMENS and Siemens Healthineers, Philips and Philips Medical Systems, ...
+    assert shown == want and len(shown) < len(raw), (shown, raw)
+    hover = " ".join(str(c) for t in fig.data for c in t.customdata)
+    assert all(html.escape(m) in hover for m in raw if m), hover

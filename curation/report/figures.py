@@ -4,7 +4,8 @@ Every function takes an open catalog connection and returns a :class:`plotly.gra
 None when the catalog holds nothing to draw (no CT kernels in an MR-only archive, no findings). The
 caller decides whether a figure's tables exist (see :mod:`curation.report.sections`); the functions
 only aggregate, so the data that reaches the browser is counts and per-series values, never a patient
-identifier. The site is ``InstitutionName`` (``(no site)`` where absent), the vendor ``Manufacturer``.
+identifier. The site is ``InstitutionName`` (``(no site)`` where absent), the vendor the harmonized
+vendor of ``Manufacturer`` (:func:`curation.harmonize.vendors.vendor_sql`, as the cohort names it).
 
 Column names that come from outside the code (a cohort folder's files, which may have been handed
 to the user by anyone) reach SQL only through :func:`curation.catalog.quote_ident`, and figure titles
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 
 from curation.catalog import quote_ident
+from curation.harmonize.vendors import vendor_sql
 from curation.qc.rule import Severity
 
 #: Findings worst first, in the one severity order (qc.rule.Severity), not a copy of it.
@@ -35,8 +37,9 @@ if TYPE_CHECKING:
 
 #: Site of a row of series/studies/instances.
 SITE = "coalesce(InstitutionName, '(no site)')"
-#: Vendor of a row of series/instances.
-VENDOR = "coalesce(Manufacturer, '(no vendor)')"
+#: Vendor of a row of series/instances: the harmonized vendor (one name for SIEMENS and Siemens
+#: Healthineers, as the cohort's), the raw Manufacturer strings shown on hover where a figure can.
+VENDOR = f"coalesce({vendor_sql('Manufacturer')}, '(no vendor)')"
 #: Severities from worst to mildest, with the colours they keep in every figure.
 SEVERITY_COLORS = {"error": "#c0392b", "warning": "#e67e22", "info": "#2980b9"}
 
@@ -84,16 +87,32 @@ def _stacked_bars(
 
 
 def series_by_modality_vendor(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
-    """Series per vendor, stacked by modality (``series``)."""
+    """Series per harmonized vendor, stacked by modality (``series``); the Manufacturer strings
+    each vendor stands for on hover."""
     frame = _frame(
         con,
-        f"""SELECT {VENDOR} AS vendor, coalesce(Modality, '?') AS modality, count(*) AS n
+        f"""SELECT {VENDOR} AS vendor, coalesce(Modality, '?') AS modality, count(*) AS n,
+                string_agg(DISTINCT coalesce(Manufacturer, '(none)'), ' | '
+                           ORDER BY coalesce(Manufacturer, '(none)')) AS raw
             FROM series GROUP BY ALL ORDER BY modality, n DESC""",
     )
     if frame.is_empty():
         return None
-    fig = _stacked_bars(frame, "vendor", "modality", "n")
-    return _layout(fig, "Series per vendor and modality", yaxis_title="series")
+    fig = go.Figure()
+    for modality in frame["modality"].unique(maintain_order=True).to_list():
+        part = frame.filter(frame["modality"] == modality)
+        fig.add_trace(
+            go.Bar(
+                x=part["vendor"].to_list(),
+                y=part["n"].to_list(),
+                name=html.escape(str(modality)[:40]),
+                # raw header text: escaped for plotly's HTML subset
+                customdata=[html.escape(str(r)[:300]) for r in part["raw"].to_list()],
+                hovertemplate="%{x}: %{y} series<br>Manufacturer: %{customdata}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.update_layout(barmode="stack")
+    return _layout(fig, "Series per vendor (harmonized) and modality", yaxis_title="series")
 
 
 def series_by_site(con: duckdb.DuckDBPyConnection) -> go.Figure | None:

@@ -54,12 +54,13 @@ def overview_section(
         "(InstitutionName) and study dates.",
     )
     counts = con.sql(
-        """SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM studies),
+        f"""SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM studies),
                   (SELECT count(*) FROM series), (SELECT count(*) FROM instances),
                   (SELECT count(*) FROM files),
                   (SELECT count(*) FROM files WHERE status = 'error'),
                   (SELECT count(DISTINCT coalesce(InstitutionName, '')) FROM series),
-                  (SELECT count(DISTINCT Manufacturer) FROM series),
+                  (SELECT count(DISTINCT {figures.VENDOR}) || ' (' || count(DISTINCT Manufacturer)
+                          || ' Manufacturer strings)' FROM series),
                   (SELECT strftime(min(StudyDate), $fmt) || ' to ' || strftime(max(StudyDate), $fmt)
                    FROM studies)""",
         params={"fmt": fmt},
