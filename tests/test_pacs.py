@@ -8,6 +8,7 @@ checked against what Orthanc's own REST API says it holds.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import shutil
 from collections.abc import Iterator
@@ -696,3 +697,71 @@ def test_retrieve_by_c_move_and_by_wado_rs(
     con.close()
     moved_files = sorted(p.name for p in (tmp_path / "moved").rglob("*.dcm"))
     assert moved_files == sorted(p.name for p in (tmp_path / "web").rglob("*.dcm"))
+
+
+class _CuttingProxy:
+    """A loopback TCP proxy to Orthanc's DICOM port that cuts its ``cut``-th connection after
+    ``after`` bytes from the server: a real association aborted in the middle of a transfer."""
+
+    def __init__(self, port: int, cut: int, after: int) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+
+        def pipe(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+            sent = 0
+            try:
+                while data := src.recv(65536):
+                    if limit is not None and sent + len(data) >= limit:
+                        break
+                    dst.sendall(data)
+                    sent += len(data)
+            except OSError:
+                pass
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+        def serve() -> None:
+            while True:
+                try:
+                    client, _ = self.listener.accept()
+                except OSError:
+                    return
+                self.connections += 1
+                server = socket.create_connection(("127.0.0.1", port))
+                limit = after if self.connections == cut else None
+                threading.Thread(target=pipe, args=(client, server, None), daemon=True).start()
+                threading.Thread(target=pipe, args=(server, client, limit), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_association_aborted_during_c_get_is_established_again(
+    pacs: orthanc.Orthanc, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from curation.pacs.retrieve import retrieve
+
+    db = tmp_path / "c.duckdb"
+    assert main(["crawl", pacs.dimse, "--db", str(db), "--modality", "CT", "-q"]) == 0
+    st, se, n = max(_series_on_pacs(db), key=lambda r: r[2])
+    cohort = _cohort(tmp_path / "cohort", [(st, se)])
+    # Connection 1 is the C-FIND of the series' instances, 2 the C-GET: cut after ~3 instances.
+    proxy = _CuttingProxy(pacs.dicom_port, cut=2, after=3 * 33_000)
+    # The CLI (run above) stops curation's log records at its own handler: listen there too.
+    logging.getLogger("curation.pacs").addHandler(caplog.handler)
+    try:
+        source = f"dimse://{pacs.ae_title}@127.0.0.1:{proxy.port}"
+        got = retrieve(db, cohort, tmp_path / "out", source=source, crawl=False)
+    finally:
+        proxy.close()
+        logging.getLogger("curation.pacs").removeHandler(caplog.handler)
+    assert proxy.connections >= 3  # the C-GET association was established again
+    assert (got.n_stored, got.n_failed) == (n, 0)
+    assert "association aborted" in caplog.text

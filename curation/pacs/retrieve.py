@@ -481,7 +481,10 @@ def _dimse_fetch(
                     else:
                         responses = assoc.send_c_move(identifier, calling_aet, model)
                     reason = _final_status(responses, method, lambda: handler.calls)  # type: ignore[attr-defined]
-                    aborted = assoc.is_aborted
+                    # Connection lost mid-operation: pynetdicom ends the responses without a status.
+                    aborted = (
+                        assoc.is_aborted or not assoc.is_established or "no response" in reason
+                    )
             except PacsError as exc:
                 reason, aborted = str(exc), True
             todo = [sop for sop in todo if not instance_path(out, s.study, s.series, sop).is_file()]
