@@ -575,7 +575,16 @@ def test_the_crawl_command_keeps_folders_and_takes_pacs_sources(
     assert not (tmp_path / "c.duckdb").exists()
     # Folders and a PACS in one command: both cataloged.
     code = main(
-        ["crawl", str(tmp_path / "in"), pacs.dimse, "--db", str(tmp_path / "c.duckdb"), "-q"]
+        [
+            "crawl",
+            str(tmp_path / "in"),
+            pacs.dimse,
+            "--db",
+            str(tmp_path / "c.duckdb"),
+            "--workers",
+            "1",
+            "-q",
+        ]
     )
     assert code == 0
     con = duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True)
