@@ -26,7 +26,7 @@ from curation.qc.rules.pixel import PIXEL_RULES
 from curation.qc.suite import from_mapping
 
 PIXEL_KINDS = (
-    "motion_blur", "high_noise", "metal_streaks", "clipping", "blank_slices", "wrong_rescale",
+    "motion_blur", "series_blur", "high_noise", "metal_streaks", "clipping", "blank_slices", "wrong_rescale",
     "burned_in_text",
 )  # fmt: skip
 

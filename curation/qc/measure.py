@@ -133,3 +133,67 @@ def markdown(scores: list[KindScore]) -> str:
             f"{s.recall:.3f} |"
         )
     return "\n".join(lines)
+
+
+def score_series(
+    con: duckdb.DuckDBPyConnection,
+    truth: pl.DataFrame,
+    run_id: int,
+    by: str | None = None,
+    ignore: dict[str, set[str]] | None = None,
+) -> pl.DataFrame:
+    """Series-level precision and recall per planted kind, over the series ``truth`` lists.
+
+    ``truth`` has one row per series: ``SeriesInstanceUID``, ``kind`` (null for a clean series)
+    and, when ``by`` is given, that column (e.g. ``modality``): the scores are then per kind and
+    value. A finding of a kind's rules on a listed series without that kind is a false positive
+    (``collateral`` when the series carries another kind); series not listed are ignored. Kinds no
+    rule detects are left out. ``ignore`` maps a kind to series left out of its scoring (series
+    that already had the defect before anything was planted).
+    """
+    found = con.sql(
+        "SELECT DISTINCT rule_id, SeriesInstanceUID FROM qc_findings WHERE run_id = $r",
+        params={"r": run_id},
+    ).pl()
+    detecting: dict[str, list[str]] = {}
+    for rule in all_rules().values():
+        for k in rule.detects:
+            detecting.setdefault(k, []).append(rule.id)
+    groups = [None] if by is None else sorted(set(truth.get_column(by).to_list()))
+    rows = []
+    for kind in sorted({k for k in truth.get_column("kind").to_list() if k in detecting}):
+        for g in groups:
+            part = truth if g is None else truth.filter(pl.col(by) == g)  # type: ignore[arg-type]
+            part = part.filter(
+                ~pl.col("SeriesInstanceUID").is_in(list((ignore or {}).get(kind, ())))
+            )
+            listed = set(part.get_column("SeriesInstanceUID").to_list())
+            want = set(part.filter(pl.col("kind") == kind).get_column("SeriesInstanceUID"))
+            if not want:
+                continue
+            other = set(part.filter(pl.col("kind").is_not_null()).get_column("SeriesInstanceUID"))
+            got = (
+                set(
+                    found.filter(pl.col("rule_id").is_in(detecting[kind])).get_column(
+                        "SeriesInstanceUID"
+                    )
+                )
+                & listed
+            )
+            fp = got - want
+            tp = len(got & want)
+            rows.append(
+                {
+                    "kind": kind,
+                    **({} if by is None else {by: g}),
+                    "rules": ", ".join(detecting[kind]),
+                    "planted": len(want),
+                    "TP": tp,
+                    "FP": len(fp),
+                    "collateral": len(fp & other),
+                    "FN": len(want) - tp,
+                    "precision": round(tp / (tp + len(fp)), 3) if tp + len(fp) else 1.0,
+                    "recall": round(tp / len(want), 3),
+                }
+            )
+    return pl.DataFrame(rows)

@@ -140,6 +140,16 @@ DEFECTS: dict[str, DefectKind] = {
             series_types=IMAGES,
         ),
         DefectKind(
+            "series_blur",
+            "series",
+            "every slice of the series is blurred alike: a Gaussian of sigma 2.5-3.5 px (a too "
+            "smooth reconstruction), or a low-resolution image (3-4x fewer pixels per side, block "
+            "averages) upsampled back to the matrix (bilinear). No slice is sharp, so within-series "
+            "comparisons see nothing; the series' protocol peers do.",
+            series_types=IMAGES,
+            min_slices=3,
+        ),
+        DefectKind(
             "high_noise",
             "instance",
             "every slice carries strong Gaussian noise (low-dose CT, low-SNR MR).",
@@ -427,6 +437,19 @@ def _motion_blur(draft: SeriesDraft, ctx: DefectContext) -> dict[str, Any]:
     return params
 
 
+@planter("series_blur")
+def _series_blur(draft: SeriesDraft, ctx: DefectContext) -> dict[str, Any]:
+    if ctx.rng.random() < 0.5:
+        params: dict[str, Any] = {
+            "variant": "gaussian",
+            "sigma_px": round(float(ctx.rng.uniform(2.5, 3.5)), 2),
+        }
+    else:
+        params = {"variant": "upsampled", "factor": int(ctx.rng.integers(3, 5))}
+    _pixel_run(draft, ctx, "series_blur", params, len(draft.slices))
+    return params
+
+
 @planter("high_noise")
 def _high_noise(draft: SeriesDraft, ctx: DefectContext) -> dict[str, Any]:
     sigma = (
@@ -538,6 +561,8 @@ def apply_pixel_defect(
         shift, w = int(params["ghost_shift_px"]), float(params["ghost_weight"])
         ghost = 0.5 * (np.roll(blurred, shift, axis=0) + np.roll(blurred, -shift, axis=0))
         return np.asarray((1 - w) * blurred + w * ghost)
+    if kind == "series_blur":
+        return _series_blur_image(image, params)
     if kind == "high_noise":
         return image + rng.normal(0.0, float(params["sigma"]), image.shape)
     if kind == "metal_streaks":
@@ -576,3 +601,18 @@ def apply_pixel_defect(
         )
         return image
     raise ValueError(f"unknown pixel defect kind {kind!r}")
+
+
+def _series_blur_image(image: NDArray[np.float64], params: dict[str, Any]) -> NDArray[np.float64]:
+    """A Gaussian-blurred copy, or a block-averaged low-resolution copy upsampled bilinearly."""
+    from scipy import ndimage
+
+    if params["variant"] == "gaussian":
+        return np.asarray(ndimage.gaussian_filter(image, float(params["sigma_px"])))
+    f = int(params["factor"])
+    rows, cols = (image.shape[0] // f) * f, (image.shape[1] // f) * f
+    small = image[:rows, :cols].reshape(rows // f, f, cols // f, f).mean(axis=(1, 3))
+    up = ndimage.zoom(small, f, order=1, grid_mode=True, mode="nearest")
+    out = image.copy()  # a remainder of fewer than f rows/columns keeps its values
+    out[:rows, :cols] = up
+    return out

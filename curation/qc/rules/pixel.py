@@ -144,6 +144,89 @@ MOTION = register(
     )
 )
 
+# The protocol group of a series for cohort comparisons of whole-series sharpness: modality, the
+# first word of Manufacturer (GE MEDICAL SYSTEMS and GE Healthcare are one vendor), the CT kernel
+# (else, for MR, ScanningSequence/MRAcquisitionType), and the pixel spacing in steps of 2^(1/4)
+# (19 %): sharpness per pixel falls as pixels get finer, and differs between kernels and sequences.
+# Groups too small fall back to (modality, vendor, spacing), then (modality, spacing).
+_VENDOR = "coalesce(upper(regexp_extract(trim(s.Manufacturer), '^[A-Za-z]+')), '?')"
+_KERNEL = (
+    "coalesce(nullif(upper(trim(split_part(s.ConvolutionKernel, '\\', 1))), ''), pm.sequence, '')"
+)
+_SPACING = "coalesce(round(4 * log2(s.PixelSpacing[1]))::VARCHAR, '?')"
+
+SERIES_BLUR = register(
+    Rule(
+        id="pixel.series_blur",
+        level=Level.SERIES,
+        severity=Severity.WARNING,
+        title="series far less sharp than its peers",
+        description="Compares each series with the other series of its protocol group in the "
+        "cohort and flags one whose sharpest slices are far less sharp than theirs: a series "
+        "blurred as a whole, by a wrong (too smooth) reconstruction or an upsampled "
+        "low-resolution acquisition, which pixel.motion_blur cannot see because no slice of it "
+        "is sharp. Sharpness is the 90th percentile over the series' slices of gradient energy / "
+        "intensity variance (pixel_slices.sharpness: a blurred run of slices or a "
+        "b=1000 half of a DWI series leaves it unchanged). The group is (modality, vendor, CT "
+        "kernel or MR sequence, pixel spacing within 2^(1/4)) when it has min_group measured "
+        "series, else (modality, vendor, spacing), else (modality, spacing). Flagged: more than "
+        "k robust SDs below the group's median (log values; 1.4826 x MAD floored at log(1 + "
+        "min_relative_deviation), the fence of series.outlier_value) and below max_ratio of it.",
+        not_checked="Groups with fewer than min_group measured series (no peers to compare "
+        "with); a protocol blurred as a whole (its median is the reference); series under "
+        "min_slices slices (localizers); blur within a series (pixel.motion_blur).",
+        query=f"""
+WITH sharp AS (
+    SELECT SeriesInstanceUID, quantile_cont(sharpness, 0.9) AS p90,
+           arg_min(SOPInstanceUID, sharpness) AS SOPInstanceUID, arg_min(path, sharpness) AS path
+    FROM pixel_slices WHERE reason IS NULL AND sharpness > 0 GROUP BY SeriesInstanceUID
+), m0 AS (
+    SELECT s.PatientID, s.StudyInstanceUID, pm.SeriesInstanceUID, sh.SOPInstanceUID, sh.path,
+           sh.p90 AS sharp,
+           pm.Modality || '|' || {_VENDOR} || '|' || {_KERNEL} || '|' || {_SPACING} AS g1,
+           pm.Modality || '|' || {_VENDOR} || '|' || {_SPACING} AS g2,
+           pm.Modality || '|' || {_SPACING} AS g3
+    FROM pixel_metrics pm JOIN series s USING (SeriesInstanceUID) JOIN sharp sh USING (SeriesInstanceUID)
+    WHERE pm.status <> 'unreadable' AND pm.n_slices >= $min_slices AND pm.Modality IS NOT NULL
+), m AS (
+    SELECT *, CASE WHEN count(*) OVER (PARTITION BY g1) >= $min_group THEN g1
+                   WHEN count(*) OVER (PARTITION BY g2) >= $min_group THEN g2 ELSE g3 END AS grp
+    FROM m0
+), f AS (
+    SELECT grp, count(*) AS n, median(ln(sharp)) AS med,
+           greatest(1.4826 * coalesce(mad(ln(sharp)), 0), ln(1 + $min_relative_deviation)) AS sd
+    FROM m GROUP BY grp
+)
+SELECT m.PatientID, m.StudyInstanceUID, m.SeriesInstanceUID, m.SOPInstanceUID, m.path,
+       round(m.sharp / exp(f.med), 3)::VARCHAR AS value,
+       'sharpness ' || round(100 * m.sharp / exp(f.med)) || '% of the median of its '
+           || f.n || ' peers (' || m.grp || '), ' || round((f.med - ln(m.sharp)) / f.sd, 1)
+           || ' robust SDs below' AS message
+FROM m JOIN f USING (grp)
+WHERE f.n >= $min_group AND (f.med - ln(m.sharp)) / f.sd > $k AND m.sharp < $max_ratio * exp(f.med)
+""",
+        params=(
+            Param(
+                "max_ratio",
+                0.4,
+                "fraction",
+                "flag only below this fraction of the group's median sharpness",
+            ),
+            Param("k", 5.0, "robust SD", "distance below the group median that is unusual"),
+            Param(
+                "min_relative_deviation",
+                0.25,
+                "fraction",
+                "floor of the spread: series within this fraction of the median are never outliers",
+            ),
+            Param("min_group", 5, "count", "measured series a group needs"),
+            Param("min_slices", 3, "count", "series with fewer slices are not compared"),
+        ),
+        requires=_REQUIRES,
+        detects=("series_blur",),
+    )
+)
+
 HIGH_NOISE = register(
     Rule(
         id="pixel.high_noise",
@@ -255,8 +338,9 @@ HU = register(
         severity=Severity.ERROR,
         title="CT values are not HU",
         description="Flags CT series whose air is not where HU put it: air_hu (1st percentile of "
-        "the sampled values, padding excluded) outside [min_air_hu, max_air_hu] while the values "
-        "still span at least ct_min_window_hu (so the image is not merely clipped). A wrong "
+        "the sampled values, padding excluded) outside [min_air_hu, max_air_hu], or bone_hu (the "
+        "99.5th percentile) above max_bone_hu, while the values still span at least "
+        "ct_min_window_hu (so the image is not merely clipped). A wrong "
         "RescaleIntercept shifts every value, a wrong RescaleSlope stretches them; models "
         "trained on HU then see nonsense.",
         not_checked="Fields of view with no air at all (a reconstruction cropped inside the "
@@ -266,14 +350,23 @@ HU = register(
             "air_hu",
             "low",
             "Modality = 'CT' AND air_hu IS NOT NULL AND "
-            "(air_hu < $min_air_hu OR air_hu > $max_air_hu) AND bone_hu - air_hu >= $ct_min_window_hu",
+            "(air_hu < $min_air_hu OR air_hu > $max_air_hu OR bone_hu > $max_bone_hu) "
+            "AND bone_hu - air_hu >= $ct_min_window_hu",
             "round(air_hu)::VARCHAR",
             "'air at ' || round(air_hu) || ' HU (expected about -1000), soft tissue at ' || "
-            "coalesce(round(soft_tissue_hu)::VARCHAR, '?') || ' HU: RescaleSlope/Intercept wrong?'",
+            "coalesce(round(soft_tissue_hu)::VARCHAR, '?') || ' HU, bone (99.5th percentile) at ' || "
+            "round(bone_hu) || ' HU: RescaleSlope/Intercept wrong?'",
         ),
         params=(
             Param("min_air_hu", -1250.0, "HU", "air below this is implausible"),
             Param("max_air_hu", -850.0, "HU", "air above this is implausible"),
+            Param(
+                "max_bone_hu",
+                5000.0,
+                "HU",
+                "a 99.5th percentile above this is implausible (a slope error where stored air "
+                "is 0 leaves air right and multiplies everything else)",
+            ),
             Param("ct_min_window_hu", 600.0, "HU", "narrower spans are left to pixel.clipping"),
             _MIN_GROUP,
             _K,
@@ -385,6 +478,7 @@ DRIFT = register(
 PIXEL_RULES: tuple[Rule, ...] = (
     UNREADABLE,
     MOTION,
+    SERIES_BLUR,
     HIGH_NOISE,
     CLIPPING,
     BLANK,
