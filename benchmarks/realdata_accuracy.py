@@ -74,7 +74,9 @@ def main() -> None:
     with pl.Config(tbl_rows=80, tbl_width_chars=220, tbl_hide_dataframe_shape=True, tbl_cols=12):
         print(by_modality)
         print(by_source.filter(pl.col("recall") < 1).drop("rules"))
-    print("| kind | modality | rule(s) | planted | TP | FP (collateral) | FN | precision | recall |")
+    print(
+        "| kind | modality | rule(s) | planted | TP | FP (collateral) | FN | precision | recall |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in by_modality.iter_rows(named=True):
         print(

@@ -212,7 +212,7 @@ WHERE f.n >= $min_group AND (f.med - ln(m.sharp)) / f.sd > $k AND m.sharp < $max
                 "fraction",
                 "flag only below this fraction of the group's median sharpness",
             ),
-            Param("k", 5.0, "robust SD", "distance below the group median that is unusual"),
+            Param("k", 4.0, "robust SD", "distance below the group median that is unusual"),
             Param(
                 "min_relative_deviation",
                 0.25,
