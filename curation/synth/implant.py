@@ -274,13 +274,16 @@ def _plant_header(kind: str, stack: list[Any], rng: np.random.Generator) -> dict
         _renumber(stack)
         return {"first_instance": True}
     if kind == "wrong_rescale":
-        variant = str(rng.choice(["intercept_zero", "slope"]))
+        variant = str(rng.choice(["intercept", "slope"]))
+        # a wrong intercept is one that differs from the scanner's: 0 where it wrote -1024, 1024
+        # where it wrote 0 (GE writes HU directly, intercept 0)
+        was = float(getattr(stack[0], "RescaleIntercept", 0) or 0)
         for ds in stack:
-            if variant == "intercept_zero":
-                ds.RescaleIntercept = 0
+            if variant == "intercept":
+                ds.RescaleIntercept = 0 if was != 0 else 1024
             else:
                 ds.RescaleSlope = 10
-        return {"variant": variant}
+        return {"variant": variant, "true_RescaleIntercept": was}
     raise ValueError(f"not a header defect: {kind!r}")
 
 
