@@ -154,6 +154,13 @@ _KERNEL = (
     "coalesce(nullif(upper(trim(split_part(s.ConvolutionKernel, '\\', 1))), ''), pm.sequence, '')"
 )
 _SPACING = "coalesce(round(4 * log2(s.PixelSpacing[1]))::VARCHAR, '?')"
+# MR contrast weighting from TR/TE (T1-like short TR; T2-like long TE): T1, T2 and FLAIR series of
+# one sequence family differ in sharpness by design, so they are never peers.
+_CONTRAST = (
+    "CASE WHEN pm.Modality = 'MR' THEN "
+    "coalesce(CASE WHEN s.RepetitionTime < 1000 THEN 'shortTR' ELSE 'longTR' END, '?TR') || "
+    "coalesce(CASE WHEN s.EchoTime >= 60 THEN 'longTE' ELSE 'shortTE' END, '?TE') ELSE '' END"
+)
 
 SERIES_BLUR = register(
     Rule(
@@ -168,8 +175,9 @@ SERIES_BLUR = register(
         "is sharp. Sharpness is the 90th percentile over the series' slices of gradient energy / "
         "intensity variance (pixel_slices.sharpness: a blurred run of slices or a "
         "b=1000 half of a DWI series leaves it unchanged). The group is (modality, vendor, CT "
-        "kernel or MR sequence, pixel spacing within 2^(1/4)) when it has min_group measured "
-        "series, else (modality, vendor, spacing), else (modality, spacing). Flagged: more than "
+        "kernel or MR sequence, MR contrast from TR/TE, pixel spacing within 2^(1/4)) when it has "
+        "min_group measured series, else (modality, vendor, contrast, spacing), else (modality, "
+        "contrast, spacing). Flagged: more than "
         "k robust SDs below the group's median (log values; 1.4826 x MAD floored at log(1 + "
         "min_relative_deviation), the fence of series.outlier_value) and below max_ratio of it.",
         not_checked="Groups with fewer than min_group measured series (no peers to compare "
@@ -183,9 +191,10 @@ WITH sharp AS (
 ), m0 AS (
     SELECT s.PatientID, s.StudyInstanceUID, pm.SeriesInstanceUID, sh.SOPInstanceUID, sh.path,
            sh.p90 AS sharp,
-           pm.Modality || '|' || {_VENDOR} || '|' || {_KERNEL} || '|' || {_SPACING} AS g1,
-           pm.Modality || '|' || {_VENDOR} || '|' || {_SPACING} AS g2,
-           pm.Modality || '|' || {_SPACING} AS g3
+           pm.Modality || '|' || {_VENDOR} || '|' || {_KERNEL} || '|' || {_CONTRAST} || '|'
+               || {_SPACING} AS g1,
+           pm.Modality || '|' || {_VENDOR} || '|' || {_CONTRAST} || '|' || {_SPACING} AS g2,
+           pm.Modality || '|' || {_CONTRAST} || '|' || {_SPACING} AS g3
     FROM pixel_metrics pm JOIN series s USING (SeriesInstanceUID) JOIN sharp sh USING (SeriesInstanceUID)
     WHERE pm.status <> 'unreadable' AND pm.n_slices >= $min_slices AND pm.Modality IS NOT NULL
 ), m AS (
@@ -212,7 +221,7 @@ WHERE f.n >= $min_group AND (f.med - ln(m.sharp)) / f.sd > $k AND m.sharp < $max
                 "fraction",
                 "flag only below this fraction of the group's median sharpness",
             ),
-            Param("k", 4.0, "robust SD", "distance below the group median that is unusual"),
+            Param("k", 5.0, "robust SD", "distance below the group median that is unusual"),
             Param(
                 "min_relative_deviation",
                 0.25,
