@@ -183,8 +183,20 @@ def identifiers(
             ).fetchall()
         finally:
             con.unregister("_scan_paths")
+    # A vendor writes its model name where a station name goes ("Galan 3T"): a value that is
+    # also a technical value of the same files (kept on purpose) is not an identifier.
+    technical = {
+        str(r[0]).strip().upper()
+        for r in con.execute(
+            "SELECT DISTINCT value FROM elements WHERE list_contains($k, keyword) "
+            "AND value IS NOT NULL",
+            {"k": ["Manufacturer", "ManufacturerModelName", "SoftwareVersions"]},
+        ).fetchall()
+    }
     out: dict[Needle, str] = {}
     for keyword, value in rows:
+        if str(value).strip().upper() in technical:
+            continue
         kind = IDENTIFIER_KEYWORDS[keyword]
         for part in str(value).split("\\"):
             for text, spelling in spellings(part, kind):
