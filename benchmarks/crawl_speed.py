@@ -13,8 +13,8 @@ headers: ~600 elements per Philips file, large private sequences) and replicates
 - a re-crawl with nothing changed;
 - ``dcm2niix -b o`` (its header scan: BIDS sidecars only, no images), where installed;
 - peak RSS of the crawling process and of one worker;
-- the split of one worker's time per stage (header reading, Arrow tables, DuckDB appends, aggregate
-  rebuild), measured in one process without the writer thread's overlap.
+- the split of one worker's CPU time per stage (header reading, Arrow tables, DuckDB appends,
+  aggregate rebuild), measured in one process without the writer thread's overlap.
 
 Machines here are noisy: read the ratios, which come from the same run on the same files, not the
 absolute times; ``--repeat`` runs the crawls several times and prints the spread.
@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -39,13 +40,50 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"
 
+# Reader processes are children of the fork server, not of the crawl's process, so
+# RUSAGE_CHILDREN never sees them: a thread reads their peak RSS (VmHWM) from /proc instead.
 _CRAWL = """
-import json, resource, sys
+import json, os, resource, sys, threading, time
 from curation import crawl
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+def peak_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0
+
+def cpu_s(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+worker_kb, worker_cpu = 0, {}
+def watch():
+    global worker_kb
+    while True:  # readers: the fork server's children (grandchildren of this process)
+        for pid in [g for c in children(os.getpid()) for g in children(c)]:
+            worker_kb = max(worker_kb, peak_kb(pid))
+            worker_cpu[pid] = max(worker_cpu.get(pid, 0.0), cpu_s(pid))
+        time.sleep(0.05)
+
+threading.Thread(target=watch, daemon=True).start()
+cpu0 = time.process_time()
 s = crawl(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False)
 print(json.dumps({"seconds": s.seconds, "n_seen": s.n_seen, "n_read": s.n_read, "n_ok": s.n_ok,
+    "cpu_s": time.process_time() - cpu0, "worker_cpu_s": sum(worker_cpu.values()),
     "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+    "rss_worker_mb": worker_kb / 1024}))
 """
 
 _BASELINE = """
@@ -59,6 +97,7 @@ catalog.ensure_tables(con)
 keywords = [a.keyword for a in INSTANCE_ATTRIBUTES]
 pydicom.config.convert_wrong_length_to_UN = True  # else one malformed private value stops it
 t0 = time.perf_counter()
+cpu0 = time.process_time()
 elements, instances = [], []
 def flush():
     global elements, instances
@@ -87,11 +126,13 @@ for n, path in enumerate(files):
         flush()
 flush()
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "n_seen": len(files),
+print(json.dumps({"seconds": seconds, "n_seen": len(files), "cpu_s": time.process_time() - cpu0,
     "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
+# Process CPU time, not wall time: on a machine shared with other jobs the wall time of a stage
+# is mostly waiting for a core, and the split then says more about the others than about us.
 _STAGES = """
 import json, sys, time
 from curation import catalog
@@ -105,27 +146,27 @@ con.execute(f"SET memory_limit = '{run.CRAWL_MEMORY_LIMIT}'")
 read_one = run._read_one
 spent = {"read": 0.0, "batch": 0.0, "append": 0.0}
 def timed_read_one(*args):
-    t = time.perf_counter()
+    t = time.process_time()
     try:
         return read_one(*args)
     finally:
-        spent["read"] += time.perf_counter() - t
+        spent["read"] += time.process_time() - t
 run._read_one = timed_read_one
 parts, n = [], 0
 for i in range(0, len(items), run.TASK_FILES):
-    t = time.perf_counter()
+    t = time.process_time()
     parts.append(run.read_batch(items[i : i + run.TASK_FILES], 1))
-    spent["batch"] += time.perf_counter() - t
+    spent["batch"] += time.process_time() - t
     n += parts[-1].files.num_rows
     if n >= run.COMMIT_FILES or i + run.TASK_FILES >= len(items):
-        t = time.perf_counter()
+        t = time.process_time()
         run._write(con, parts)
-        spent["append"] += time.perf_counter() - t
+        spent["append"] += time.process_time() - t
         parts, n = [], 0
 con.execute("RESET threads")
-t = time.perf_counter()
+t = time.process_time()
 catalog.rebuild_aggregates(con)
-aggregate = time.perf_counter() - t
+aggregate = time.process_time() - t
 print(json.dumps({"n_seen": len(items), "read": spent["read"], "arrow": spent["batch"] - spent["read"],
                   "append": spent["append"], "aggregate": aggregate}))
 """
@@ -239,15 +280,18 @@ def dcm2niix(tree: Path, work: Path) -> dict[str, float] | None:
         return None
     out = work / "dcm2niix"
     out.mkdir()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run([exe, "-b", "o", "-z", "n", "-o", str(out), str(tree)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     found = re.search(r"Found (\d+) DICOM file", proc.stdout)
     if proc.returncode not in (0, 2) or not found:  # 2: some files were not convertible
         print(f"dcm2niix failed ({proc.returncode}): {proc.stderr[-500:]}", file=sys.stderr)
         return None
-    return {"seconds": seconds, "n_seen": int(found.group(1)), "rss_main_mb": 0.0}
+    return {"seconds": seconds, "n_seen": int(found.group(1)), "rss_main_mb": 0.0, "cpu_s": cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     one, many = best("one")[0], best("many")[0]
     print(f"\nper worker: {rate(one) / rate(base):.1f}x the naive baseline (1 worker)")
+    # CPU time per file: what a worker costs, whatever else the machine runs meanwhile (the 1
+    # worker crawl runs in one process, threads included; so does the baseline).
+    cpu_one = min(r["cpu_s"] / r["n_seen"] for r in runs["one"])
+    cpu_base = base["cpu_s"] / base["n_seen"]
+    print(f"per worker, CPU time: {1e6 * cpu_one:,.0f} us/file against the baseline's "
+          f"{1e6 * cpu_base:,.0f}: {cpu_base / cpu_one:.1f}x")  # fmt: skip
     if "py" in runs:
         print(
             f"compiled walker: {rate(one) / rate(best('py')[0]):.2f}x the pure-Python crawl (1 worker)"
@@ -369,9 +419,18 @@ def main(argv: list[str] | None = None) -> int:
     if "dcm2niix" in runs:
         d = best("dcm2niix")[0]
         print(f"{cores} workers: {rate(many) / rate(d):.2f}x dcm2niix -b o (whole process each)")
+        # CPU time per file of all the crawl's processes against dcm2niix's: the wall-time ratio
+        # a machine with the cores to spare would give, if the crawl spread evenly over them.
+        cpu_many = min((r["cpu_s"] + r["worker_cpu_s"]) / r["n_seen"] for r in runs["many"])
+        cpu_d = min(r["cpu_s"] / r["n_seen"] for r in runs["dcm2niix"])
+        print(f"{cores} workers, CPU time: {1e6 * cpu_many:,.0f} us/file (crawl process and "
+              f"readers) against dcm2niix's {1e6 * cpu_d:,.0f}: {cpu_d / cpu_many:.2f}x; "
+              f"{cores} cores at most {cores * cpu_d / cpu_many:.2f}x")  # fmt: skip
     st = runs["stages"][0]
     total = st["read"] + st["arrow"] + st["append"] + st["aggregate"]
-    print(f"\none worker's time per stage ({int(st['n_seen'])} files, {total:.1f} s, no overlap):")
+    print(
+        f"\none worker's CPU time per stage ({int(st['n_seen'])} files, {total:.1f} s, no overlap):"
+    )
     for stage, what in (("read", "header reading (walk + file I/O)"),
                         ("arrow", "Arrow tables (instances, element names, dictionaries)"),
                         ("append", "DuckDB appends (elements, instances, frames, files)"),

@@ -7,6 +7,7 @@ Every typed column is derived here by DuckDB from the text of ``elements`` (``TR
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,6 +133,15 @@ def opened(
         yield con
     finally:
         con.close()
+
+
+def os_path(path: str, path_bytes: bytes | None) -> str:
+    """The name to open a cataloged file by: from ``path_bytes`` when the catalog kept them.
+
+    ``path`` is text: a name that is not valid UTF-8 shows its odd bytes as ``\\xNN`` there,
+    which names no file; its exact bytes are in ``path_bytes`` (``files``, ``instances``).
+    """
+    return os.fsdecode(path_bytes) if path_bytes is not None else path
 
 
 def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -263,7 +273,8 @@ def instances_sql(batch_instances: str, batch_files: str) -> str:
         )
         selects.append(f'{_typed(a, expr)} AS "{a.keyword}"')
     return f"""
-        SELECT r.file_id, {", ".join(selects)}, r.TransferSyntaxUID, r.n_elements, f.path, f.crawl_id
+        SELECT r.file_id, {", ".join(selects)}, r.TransferSyntaxUID, r.n_elements, f.path, f.path_bytes,
+            f.crawl_id
         FROM {batch_instances} r JOIN {batch_files} f USING (file_id)
         WHERE f.status = 'ok'
     """

@@ -90,8 +90,8 @@ READ_ERROR_REASONS: dict[str, str] = {
     "columns take the last (header cataloged)",
     "tag_order": "data elements of a dataset are not in ascending tag order: rows kept as written "
     "(header cataloged)",
-    "iso2022_name": "person names under ISO 2022 code extensions, which pydicom may decode "
-    "differently (header cataloged)",
+    "iso2022_name": "a person name under ISO 2022 code extensions that pydicom decodes to other "
+    "text (a code element still designated at a ^ or =; header cataloged)",
     "bad_gzip": "a .gz file is not valid gzip",
     "header_too_large": "the header needs more bytes or data elements than the crawl's limits "
     "(max_header_bytes, max_elements): not read again until the file changes",

@@ -383,6 +383,12 @@ INSTANCES = Table(
         col("TransferSyntaxUID", "VARCHAR", "Transfer Syntax UID (0002,0010) from the file meta"),
         col("n_elements", "BIGINT", "Number of element rows this instance has in elements"),
         col("path", "VARCHAR", "Absolute path of the file (as files.path)"),
+        col(
+            "path_bytes",
+            "BLOB",
+            "The path's bytes when they are not valid UTF-8 (as files.path_bytes: open the file "
+            "by these), else NULL",
+        ),
         col("crawl_id", "INTEGER", "Crawl that read this instance"),
     ),
 )

@@ -500,7 +500,8 @@ def test_file_name_that_is_not_utf8_is_stored_losslessly_and_crawled(tmp_path: P
     assert (summary.n_ok, summary.n_errors) == (2, 0)
     rows = _q(db, "SELECT path, path_bytes FROM files WHERE path_bytes IS NOT NULL")
     assert rows == [(str(tree) + "/caf\\xe9.dcm", raw)]
-    assert _q(db, "SELECT count(*) FROM instances WHERE path LIKE '%caf%'") == [(1,)]
+    assert _q(db, "SELECT path_bytes FROM instances WHERE path LIKE '%caf%'") == [(raw,)]
+    assert _q(db, "SELECT count(*) FROM instances WHERE path_bytes IS NULL") == [(1,)]
     # Unchanged on the next crawl; changed, it is read again under the same name.
     assert crawl(tree, db, workers=1, progress=False).n_unchanged == 2
     os.utime(raw, ns=(0, 10**18))
@@ -529,19 +530,24 @@ def test_a_crawl_that_catalogs_nothing_says_so(
 
 
 def test_a_crawl_with_nothing_to_read_starts_light(tmp_path: Path) -> None:
-    """No pandas, pydicom or dictionary fill for an empty folder; a crawl with files fills it."""
+    """No pandas, pydicom, dictionary fill or aggregate rebuild for an empty folder; a crawl with
+    files fills the dictionary."""
     empty, db = tmp_path / "empty", tmp_path / "c.duckdb"
     empty.mkdir()
     code = (
-        "import sys; from curation import crawl; "
+        "import sys; from curation import catalog, crawl; rebuilt = []; "
+        "rebuild = catalog.rebuild_aggregates; "
+        "catalog.rebuild_aggregates = lambda con: rebuilt.append(1) or rebuild(con); "
         f"crawl({str(empty)!r}, {str(db)!r}, workers=1, progress=False); "
-        "print('pandas' in sys.modules, 'pydicom' in sys.modules)"
+        "print('pandas' in sys.modules, 'pydicom' in sys.modules, len(rebuilt))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    # pandas: pa.array() of Python values imports it; pydicom: reader and dictionary import it.
-    assert proc.stdout.split() == ["False", "False"], proc.stderr
+    # pandas: pa.array() of Python values imports it; pydicom: reader and dictionary import it;
+    # a catalog with no instances has no series, studies or patients to rebuild.
+    assert proc.stdout.split() == ["False", "False", "0"], proc.stderr
+    assert _q(db, "SELECT count(*) FROM series") == [(0,)]
     assert _q(db, "SELECT count(*) FROM dicom_dictionary") == [(0,)]
     shutil.copy(_test_file("CT_small.dcm"), empty / "ct.dcm")
     assert crawl(empty, db, workers=1, progress=False).n_cataloged == 1

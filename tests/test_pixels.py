@@ -9,6 +9,7 @@ found and whose clean series must not be flagged.
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -375,3 +376,39 @@ def test_cli(synth_catalog: Path, tmp_path: Path) -> None:
     assert main(["pixels", "--db", str(db), "--series", uid, "--workers", "1", "-q"]) == 0
     assert main(["pixels", "--db", str(db), "--sample", "0", "-q"]) == 3
     assert main(["pixels", "--db", str(tmp_path / "none" / "x.duckdb"), "-q"]) == 4
+
+
+def test_a_file_whose_name_is_not_utf8_is_read_by_its_bytes(tmp_path: Path) -> None:
+    """The catalog's path text names no file here (\\xE9); pixels and volumes open the bytes."""
+    from curation import crawl
+    from curation.cohort import volumes
+    from curation.pixels.read import refs_from_table
+    from curation.pixels.sample import slice_table
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    raw = os.fsencode(tree) + b"/caf\xe9.dcm"
+    src = get_testdata_file("CT_small.dcm")
+    with open(raw, "wb") as f:
+        f.write(Path(src).read_bytes())
+    db = tmp_path / "c.duckdb"
+    crawl(tree, db, workers=1, progress=False)
+    ds = dcmread(src)
+    expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    with duckdb.connect(str(db), read_only=True) as con:
+        slices = slice_table(con)
+    assert slices["path_bytes"].to_list() == [raw]
+    assert not Path(slices["path"][0]).exists()
+    (result,) = read_slices(refs_from_table(slices))
+    assert result.reason is None, result.message
+    np.testing.assert_allclose(result.image, expected)
+    # GDCM (SimpleITK) takes UTF-8 names: the export reads it through a link.
+    task = {"multiframe": False, "files": [os.fsdecode(raw)]}
+    image = volumes._read(task)
+    np.testing.assert_allclose(_sitk_array(image)[0], expected)
+
+
+def _sitk_array(image: object) -> np.ndarray:
+    import SimpleITK as sitk  # noqa: N813
+
+    return sitk.GetArrayFromImage(image)

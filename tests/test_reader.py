@@ -8,8 +8,10 @@ is the one deliberate difference documented in docs/reader.md.
 from __future__ import annotations
 
 import tracemalloc
+import warnings
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from curation.crawler.pydicom_reader import read_with_pydicom
@@ -247,7 +249,40 @@ def test_non_ascii_number_text_is_a_caveat(tmp_path: Path) -> None:
     assert header.elements.value[header.elements.tag.index(0x00180050)] == "1.\xb55"
 
 
-def test_iso2022_person_names_are_a_caveat() -> None:
-    src = next(f for f in pydicom_test_files() if f.name == "chrH31.dcm")
-    header, _ = read_header(str(src))
+def test_undecodable_iso2022_text_is_a_caveat_not_a_warning(tmp_path: Path) -> None:
+    """pydicom's UserWarnings while decoding end up as the file's caveats, not on stderr."""
+    e = fuzz_cases._element
+    charset = e(0x00080005, b"CS", b"ISO 2022 IR 6\\ISO 2022 IR 87")
+    sop = e(0x00080018, b"UI", b"1.2\0")
+    for name, value in (("escape", b"\x1b$Zab^cd"), ("bytes", b"\x1b$B\xff\xfe\xfd^x")):
+        path = _write(tmp_path, f"{name}.dcm", _file(charset, sop, e(0x00100010, b"PN", value)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            header, _ = read_header(path)
+        assert caught == [], name
+        assert [r for r, _ in header.caveats][:1] == ["bad_charset"], name
+        assert "PN value" in header.caveats[0][1]
+
+
+def test_iso2022_person_names_are_a_caveat_only_where_pydicom_reads_other_text(
+    tmp_path: Path,
+) -> None:
+    # Japanese, Korean and Chinese names under ISO 2022 code extensions: the same text as pydicom.
+    for name in ("chrH31.dcm", "chrH32.dcm", "chrJapMulti.dcm", "chrKoreanMulti.dcm"):
+        src = next(f for f in pydicom_test_files() if f.name == name)
+        header, _ = read_header(str(src))
+        assert header.caveats == [], name
+    # A Cyrillic name whose code element is still designated at the ^ (no escape back): the
+    # delimiter resets it here (the given name read as Latin-1), pydicom reads on in Cyrillic.
+    e = fuzz_cases._element
+    cyrillic = b"\x1b-L" + "Иванов^Иван".encode("iso8859_5")
+    data = _file(
+        e(0x00080005, b"CS", b"ISO 2022 IR 100\\ISO 2022 IR 144"),
+        e(0x00080018, b"UI", b"1.2\0"),
+        e(0x00100010, b"PN", cyrillic + b" " * (len(cyrillic) % 2)),
+    )
+    path = _write(tmp_path, "cyr.dcm", data)
+    header, _ = read_header(path)
     assert [r for r, _ in header.caveats] == ["iso2022_name"]
+    ours = header.elements.value[header.elements.tag.index(0x00100010)]
+    assert ours != str(pydicom.dcmread(path).PatientName) == "Иванов^Иван"

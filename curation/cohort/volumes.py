@@ -19,7 +19,11 @@ parallel worker processes, with a progress bar.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +33,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from curation.catalog import os_path
 from curation.cohort.manifest import write
 from curation.cohort.spec import check_normalize
 from curation.errors import CurationError
@@ -98,8 +103,34 @@ def _read(task: dict[str, Any]) -> Any:
         # here, so the frames are read and placed by curation's own reader
         return slices_image(pl.DataFrame(task["slices"]))
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(task["files"])
-    return reader.Execute()
+    with _utf8_names(task["files"]) as files:
+        reader.SetFileNames(files)
+        return reader.Execute()
+
+
+@contextlib.contextmanager
+def _utf8_names(files: list[str]) -> Iterator[list[str]]:
+    """``files``, each under a name SimpleITK can take: it passes names on as UTF-8 text, so a
+    file whose name is not UTF-8 (see :func:`curation.catalog.os_path`) is read through a
+    symbolic link with a plain name, in a folder removed afterwards."""
+    odd = [i for i, f in enumerate(files) if not _utf8(f)]
+    if not odd:
+        yield files
+        return
+    with tempfile.TemporaryDirectory(prefix="curation-names-") as tmp:
+        named = list(files)
+        for i in odd:
+            named[i] = os.path.join(tmp, f"{i}.dcm")
+            os.symlink(files[i], named[i])
+        yield named
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def export_one(task: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +210,7 @@ def export_one(task: dict[str, Any]) -> dict[str, Any]:
 _SLICE_COLUMNS = [
     "path", "frame", "gzip", "TransferSyntaxUID", "Rows", "Columns", "BitsAllocated",
     "PixelRepresentation", "SamplesPerPixel", "n_frames", "slope", "intercept", "pixel_offset",
-    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "path_bytes",
 ]  # fmt: skip
 
 
@@ -233,7 +264,8 @@ def _tasks(
                 "multiframe": multiframe,
                 "n_volumes": int(part["n_volumes"][0]) if part.height else None,
                 "problem": problem,
-                "files": part["path"].to_list(),
+                # the names to open: a name that is not UTF-8 from its bytes
+                "files": list(map(os_path, part["path"], part["path_bytes"])),
                 "positions": part["ImagePositionPatient"].to_list(),
                 "iop": part["ImageOrientationPatient"][0] if part.height else None,
                 "pixel_spacing": part["PixelSpacing"][0] if part.height else None,

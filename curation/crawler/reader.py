@@ -17,8 +17,9 @@ of the number; several values are joined by a backslash, as DICOM itself separat
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import BinaryIO
@@ -110,6 +111,28 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def _pn_differs(text: str, raw: bytes, encodings: tuple[str, ...]) -> bool:
+    """Whether pydicom reads the person name ``raw`` as other text than ``text`` (ours).
+
+    Both decode the ISO 2022 escape sequences; they differ only where a single-byte code element
+    is still designated at a ``^`` or ``=`` delimiter, which resets it for this reader (PS3.5
+    6.1.2.5.3) and not for pydicom. Empty trailing component groups, which pydicom drops, are
+    not a difference (documented in docs/reader.md). Only ISO 2022 names reach this check.
+    """
+    from pydicom.values import convert_PN
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's own complaints about the value: not ours
+        try:
+            value = convert_PN(raw, list(encodings))
+        except (UnicodeError, ValueError):
+            return True
+    values = value if isinstance(value, MutableSequence) else [value]
+    theirs = "\\".join(str(v) for v in values)
+    ours = "\\".join(v.rstrip("=") for v in text.rstrip("\x00 ").split("\\"))
+    return ours != "\\".join(v.rstrip("=") for v in theirs.split("\\"))
 
 
 class Unsupported(Exception):
@@ -303,13 +326,20 @@ class _Walker:
                 from pydicom.charset import decode_bytes
 
                 delims = _PN_DELIMS if vr == "PN" else _TEXT_DELIMS
-                text = decode_bytes(raw, list(self.encodings), delims)
-                if vr == "PN":
+                # pydicom warns (UserWarning, to stderr) where it cannot decode: an unknown
+                # escape sequence, bytes invalid in the designated set. Those are this file's
+                # caveats, in crawl_errors, not lines on the terminal.
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    text = decode_bytes(raw, list(self.encodings), delims)
+                for warning in caught:
+                    self.caveats.append(("bad_charset", f"{vr} value: {warning.message}"))
+                if vr == "PN" and _pn_differs(text, raw, self.encodings):
                     self._caveat_once(
                         "iso2022_name",
-                        "person names under ISO 2022 code extensions are decoded as one string "
-                        "(escape sequences may span components); pydicom decodes each component "
-                        "group on its own and may give other text",
+                        "a person name under ISO 2022 code extensions switches character set "
+                        "without switching back before a ^ or = delimiter: decoded with the "
+                        "delimiters resetting the character set, where pydicom gives other text",
                     )
         else:
             text = raw.decode("latin-1")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from curation.catalog import os_path
 from curation.errors import CurationError
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class SliceRef:
 
     ``pixel_offset`` is the byte offset of the pixel data value in a native little-endian file
     (``None``: decode with pydicom). ``slope``/``intercept`` map stored values to modality units.
+    ``path`` is the catalog's text; ``path_bytes`` the exact name where it is not UTF-8 (the
+    file is opened by it, see :func:`curation.catalog.os_path`).
     """
 
     path: str
@@ -88,6 +91,7 @@ class SliceRef:
     slope: float = 1.0
     intercept: float = 0.0
     pixel_offset: int | None = None
+    path_bytes: bytes | None = None
 
 
 @dataclass
@@ -123,7 +127,7 @@ def _read_raw(ref: SliceRef) -> FloatImage | None:
     frame_bytes = ref.rows * ref.columns * dtype.itemsize
     total = frame_bytes * max(ref.n_frames, 1)
     try:
-        with open(ref.path, "rb") as f:
+        with open(os_path(ref.path, ref.path_bytes), "rb") as f:
             f.seek(ref.pixel_offset - 12)
             head = f.read(12)
             # explicit VR: tag, VR, 2 reserved bytes, 4-byte length; implicit VR: tag, 4-byte length
@@ -148,12 +152,13 @@ def _read_raw(ref: SliceRef) -> FloatImage | None:
     return out
 
 
-def _open(path: str, gz: bool) -> BinaryIO:
+def _open(path: str, gz: bool, path_bytes: bytes | None = None) -> BinaryIO:
+    name = os_path(path, path_bytes)  # messages name ``path``, the catalog's text
     try:
         if gz:
-            with gzip.open(path, "rb") as f:
+            with gzip.open(name, "rb") as f:
                 return io.BytesIO(f.read())
-        return open(path, "rb")
+        return open(name, "rb")
     except FileNotFoundError as exc:
         raise PixelReadError("missing_file", "no such file", path) from exc
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
@@ -187,7 +192,7 @@ def _read_pydicom(path: str, refs: Sequence[SliceRef]) -> list[SliceResult]:
 
     gz = refs[0].gzip
     try:
-        src = _open(path, gz)
+        src = _open(path, gz, refs[0].path_bytes)
     except PixelReadError as exc:
         return [SliceResult(r, None, exc.reason, str(exc), "pydicom") for r in refs]
     out: list[SliceResult] = []
@@ -331,6 +336,10 @@ def refs_from_table(table: Any) -> list[SliceRef]:
         "path", "frame", "gzip", "TransferSyntaxUID", "Rows", "Columns", "BitsAllocated",
         "PixelRepresentation", "SamplesPerPixel", "n_frames", "slope", "intercept", "pixel_offset",
     ]  # fmt: skip
+    # A frame of an older slice_table (or of a task's columns) may lack path_bytes.
+    has_bytes = "path_bytes" in table.columns
+    if has_bytes:
+        cols.append("path_bytes")
     return [
         SliceRef(
             path=r[0],
@@ -346,6 +355,7 @@ def refs_from_table(table: Any) -> list[SliceRef]:
             slope=float(r[10]),
             intercept=float(r[11]),
             pixel_offset=None if r[12] is None else int(r[12]),
+            path_bytes=r[13] if has_bytes else None,
         )
         for r in table.select(cols).iter_rows()
     ]

@@ -42,7 +42,7 @@ WITH px AS (
     SELECT file_id, TRY_CAST(split_part(value, '\\', 1) AS DOUBLE) AS padding
     FROM elements WHERE tag = '00280120' AND seq_path = ''
 ), inst AS (
-    SELECT i.*, f.size, f.gzip, px.value_length, pad.padding
+    SELECT i.*, f.size, f.gzip, f.path_bytes AS file_path_bytes, px.value_length, pad.padding
     FROM instances i JOIN files f USING (file_id) LEFT JOIN px USING (file_id)
     LEFT JOIN pad USING (file_id)
     WHERE i.Rows IS NOT NULL AND i.Columns IS NOT NULL AND i.SeriesInstanceUID IS NOT NULL
@@ -52,7 +52,8 @@ WITH px AS (
     FROM inst
 ), sl AS (
     SELECT e.SeriesInstanceUID, e.SOPInstanceUID, e.Modality, e.InstanceNumber,
-        e.frame::INTEGER AS frame, e.path, coalesce(e.gzip, false) AS gzip, e.TransferSyntaxUID,
+        e.frame::INTEGER AS frame, e.path, e.file_path_bytes AS path_bytes,
+        coalesce(e.gzip, false) AS gzip, e.TransferSyntaxUID,
         e.Rows, e.Columns, e.BitsAllocated, e.PixelRepresentation, e.SamplesPerPixel,
         greatest(coalesce(e.NumberOfFrames, 1), 1) AS n_frames,
         coalesce(fr.RescaleSlope, e.RescaleSlope, 1.0) AS slope,
@@ -94,7 +95,8 @@ def slice_table(
     Returns
     -------
     polars.DataFrame
-        Columns SeriesInstanceUID, SOPInstanceUID, Modality, InstanceNumber, frame, path, gzip,
+        Columns SeriesInstanceUID, SOPInstanceUID, Modality, InstanceNumber, frame, path,
+        path_bytes (the path's bytes where not UTF-8, see :func:`curation.catalog.os_path`), gzip,
         TransferSyntaxUID, Rows, Columns, BitsAllocated, PixelRepresentation, SamplesPerPixel,
         n_frames, slope, intercept, pixel_offset, padding (PixelPaddingValue in modality
         units), geometry (ImagePositionPatient,
