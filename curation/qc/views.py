@@ -97,7 +97,8 @@ norm AS (
 -- last digits does not split it), among slices that do not call themselves localizers.
 ref AS (
     SELECT SeriesInstanceUID,
-        mode(list_transform(ImageOrientationPatient, lambda x: round(x, 3)))
+        mode(list_transform(ImageOrientationPatient, lambda x: round(x, 3))
+             ORDER BY list_transform(ImageOrientationPatient, lambda x: round(x, 3)))
             FILTER (WHERE has_geometry AND NOT is_localizer_type) AS ref_iop
     FROM norm GROUP BY SeriesInstanceUID
 ),
@@ -173,6 +174,10 @@ FROM grouped
 WINDOW w AS (PARTITION BY SeriesInstanceUID ORDER BY slice_position_mm)
 """
 
+# Every mode() that a finding depends on is ordered: DuckDB breaks a tie by the first value it
+# meets, so an unordered mode follows the scan order, and a series with two equally common
+# spacings or thicknesses would gain or lose a finding between two catalogs of the same files
+# (a local and a Dask crawl, say). Ordered, a tie goes to the smallest value.
 _SERIES_GEOMETRY_SQL = """
 WITH s AS (
     SELECT SeriesInstanceUID,
@@ -182,21 +187,22 @@ WITH s AS (
         count(*) FILTER (WHERE in_stack) AS n_stack_slices,
         count(*) FILTER (WHERE is_localizer) AS n_localizer_slices,
         bool_or(is_mosaic) AS is_mosaic,
-        mode(SliceThickness) FILTER (WHERE in_stack) AS SliceThickness,
+        mode(SliceThickness ORDER BY SliceThickness) FILTER (WHERE in_stack) AS SliceThickness,
         arg_min(ImagePositionPatient, slice_position_mm) FILTER (WHERE in_stack) AS first_ipp,
         arg_max(ImagePositionPatient, slice_position_mm) FILTER (WHERE in_stack) AS last_ipp,
-        mode(ImageOrientationPatient) FILTER (WHERE in_stack) AS ref_iop
+        mode(ImageOrientationPatient ORDER BY ImageOrientationPatient) FILTER (WHERE in_stack)
+            AS ref_iop
     FROM qc_slices WHERE has_geometry GROUP BY SeriesInstanceUID
 ),
 p0 AS (
     -- the mode of the gaps rounded to 0.01 mm (so float noise does not split it) picks the bin;
     -- the modal spacing is then the median of the gaps in that bin, at full precision
-    SELECT SeriesInstanceUID, mode(round(gap_mm, 2)) AS modal_bin
+    SELECT SeriesInstanceUID, mode(round(gap_mm, 2) ORDER BY round(gap_mm, 2)) AS modal_bin
     FROM qc_positions WHERE gap_mm IS NOT NULL GROUP BY SeriesInstanceUID
 ),
 p AS (
     SELECT q.SeriesInstanceUID, count(*) AS n_positions,
-        mode(q.multiplicity) AS modal_multiplicity,
+        mode(q.multiplicity ORDER BY q.multiplicity) AS modal_multiplicity,
         median(q.gap_mm) FILTER (WHERE round(q.gap_mm, 2) = p0.modal_bin) AS modal_spacing_mm,
         min(q.gap_mm) AS min_gap_mm, max(q.gap_mm) AS max_gap_mm,
         regr_slope(q.row_offset_mm, q.slice_position_mm) AS a_row,
