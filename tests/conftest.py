@@ -61,3 +61,25 @@ def shared_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("shared") / "catalog.duckdb"
     crawl(SHARED_DICOM, db, workers=2, progress=False)
     return db
+
+
+@pytest.fixture(scope="session")
+def labelled_synthetic_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped synthetic cohort crawled, harmonized, QC'd and labelled, as the demo does.
+
+    Read-only for its users: a test that writes copies it first.
+    """
+    from curation import catalog, crawl, harmonize, qc
+    from curation.cohort import load_labels, synthetic_report_labels
+
+    synth = SAMPLE_DATA / "synthetic"
+    db = tmp_path_factory.mktemp("labelled_synthetic") / "catalog.duckdb"
+    crawl(synth / "dicom", db, workers=1, progress=False)
+    con = catalog.connect(db)
+    try:
+        harmonize.build(con)
+        qc.run(con)
+        load_labels(con, synthetic_report_labels(synth / "reports.parquet"))
+    finally:
+        con.close()
+    return db

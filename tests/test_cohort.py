@@ -12,8 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curation import catalog, harmonize
-from curation.cohort import build_cohort, load_labels, load_spec, parse, synthetic_report_labels
+from curation import catalog
+from curation.cohort import build_cohort, load_spec, parse
 from curation.errors import InputError
 from curation.pseudonym import ENV_VAR
 
@@ -25,25 +25,10 @@ SPEC = SAMPLE_DATA / "cohort_spec.yaml"
 KEY = b"test-key-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic cohort crawled, harmonized, QC'd and labelled once per module."""
-    from curation import crawl, qc
-
-    db = tmp_path_factory.mktemp("cohort") / "catalog.duckdb"
-    crawl(SYNTH / "dicom", db, workers=1, progress=False)
-    con = catalog.connect(db)
-    harmonize.build(con)
-    qc.run(con)
-    load_labels(con, synthetic_report_labels(SYNTH / "reports.parquet"))
-    con.close()
-    return db
-
-
 @pytest.fixture
-def db(base_db: Path, tmp_path: Path) -> Path:
+def db(labelled_synthetic_catalog: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "catalog.duckdb"
-    shutil.copy(base_db, copy)
+    shutil.copy(labelled_synthetic_catalog, copy)
     return copy
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curation import catalog, harmonize
-from curation.cohort import build_cohort, load_labels, parse, synthetic_report_labels
+from curation import catalog
+from curation.cohort import build_cohort, parse
 from curation.cohort.volumes import VolumeOptions, export_volumes
 from curation.errors import InputError
 
@@ -32,26 +32,13 @@ SECTIONS = ("training", "validation", "test")
 
 
 @pytest.fixture(scope="module")
-def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic cohort crawled, harmonized, QC'd and labelled, as the demo does."""
-    from curation import crawl, qc
-
-    db = tmp_path_factory.mktemp("datalist") / "catalog.duckdb"
-    crawl(SYNTH / "dicom", db, workers=1, progress=False)
-    con = catalog.connect(db)
-    harmonize.build(con)
-    qc.run(con)
-    load_labels(con, synthetic_report_labels(SYNTH / "reports.parquet"))
-    con.close()
-    return db
-
-
-@pytest.fixture(scope="module")
-def demo(base_db: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def demo(
+    labelled_synthetic_catalog: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """The demo cohort twice: as series folders (pseudonymous links) and as NIfTI volumes."""
     work = tmp_path_factory.mktemp("demo_cohort")
     db = work / "catalog.duckdb"
-    shutil.copy(base_db, db)
+    shutil.copy(labelled_synthetic_catalog, db)
     with catalog.opened(db) as con:
         build_cohort(con, SPEC, work / "folders", key=KEY, files="link")
         res = build_cohort(con, SPEC, work / "volumes", key=KEY)
@@ -130,11 +117,13 @@ def test_volumes_keep_hounsfield_units_by_default(demo: tuple[Path, Path]) -> No
     assert arr.min() <= -900 and arr.max() >= 200, (arr.min(), arr.max())
 
 
-def test_normalization_only_on_request_and_recorded(base_db: Path, tmp_path: Path) -> None:
+def test_normalization_only_on_request_and_recorded(
+    labelled_synthetic_catalog: Path, tmp_path: Path
+) -> None:
     import nibabel as nib
 
     db = tmp_path / "catalog.duckdb"
-    shutil.copy(base_db, db)
+    shutil.copy(labelled_synthetic_catalog, db)
     spec = parse(
         {
             "name": "lung",
@@ -158,9 +147,9 @@ def test_normalization_only_on_request_and_recorded(base_db: Path, tmp_path: Pat
         parse({"name": "x", "normalize": {"CT": {"level": [1, 2]}}})
 
 
-def test_label_map_and_require(base_db: Path, tmp_path: Path) -> None:
+def test_label_map_and_require(labelled_synthetic_catalog: Path, tmp_path: Path) -> None:
     db = tmp_path / "catalog.duckdb"
-    shutil.copy(base_db, db)
+    shutil.copy(labelled_synthetic_catalog, db)
     base = {
         "name": "lab",
         "include": [{"field": "Modality", "op": "=", "value": "CT"}],
@@ -213,7 +202,7 @@ def test_spec_label_errors_name_their_line(tmp_path: Path) -> None:
         load_spec(bad)
 
 
-def test_an_archive_folder_shared_by_series_is_no_image(base_db: Path, tmp_path: Path) -> None:
+def test_an_archive_folder_shared_by_series_is_no_image(tmp_path: Path) -> None:
     # A flat archive: two series' files in one folder. Without --files or --volumes the datalist
     # cannot point at a folder of one series: those series stay in the manifest with the reason.
     from curation import crawl
