@@ -233,10 +233,15 @@ def first_volume(slices: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _tasks(
-    con: duckdb.DuckDBPyConnection, result: CohortResult, vol_dir: Path, opts: VolumeOptions
+def plan_volumes(
+    con: duckdb.DuckDBPyConnection, series_keys: pl.DataFrame, vol_dir: Path, opts: VolumeOptions
 ) -> list[dict[str, Any]]:
-    con.register("_vol_keys", result.manifest.select("series_key"))
+    """One export task per series of ``series_keys`` (a ``series_key`` column) that is a member
+    of the temp table ``_cohort_members``: its slice files and geometry in position order, and
+    ``problem`` where it cannot be exported. :func:`export_one` runs a task; the de-identification
+    step plans its volumes here too and swaps the files for their de-identified copies.
+    """
+    con.register("_vol_keys", series_keys.select("series_key"))
     members = con.sql(
         """SELECT m.series_key, m.SeriesInstanceUID, h.Modality
         FROM _cohort_members m JOIN _vol_keys k USING (series_key)
@@ -247,9 +252,11 @@ def _tasks(
         slice_table(con, members["SeriesInstanceUID"].to_list(), order="position")
     )
     base = {"out_dir": str(vol_dir), "options": asdict(opts)}
+    by_series = slices.partition_by("SeriesInstanceUID", as_dict=True)
+    empty = slices.clear()
     tasks = []
     for key, uid, modality in members.iter_rows():
-        part = slices.filter(pl.col("SeriesInstanceUID") == uid)
+        part = by_series.get((uid,), empty)
         multiframe = bool(part.height and part["n_frames"].max() > 1)  # type: ignore[operator]
         problem = None
         if part.height == 0:
@@ -302,7 +309,7 @@ def export_volumes(
     opts = options or VolumeOptions(normalize=result.spec.normalize)
     vol_dir = out_dir / "volumes"
     vol_dir.mkdir(parents=True, exist_ok=True)
-    tasks = _tasks(con, result, vol_dir, opts)
+    tasks = plan_volumes(con, result.manifest, vol_dir, opts)
     bar = tqdm(total=len(tasks), desc="volumes", unit="series", disable=not progress)
     rows = []
     if workers > 1:

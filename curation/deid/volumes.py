@@ -15,7 +15,6 @@ The NIfTI header fields that can carry text (``descrip``, ``aux_file``, ``intent
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import duckdb
@@ -54,7 +53,7 @@ def export(
     volume options (its provenance), None for the defaults. Returns ``series_key``, ``image``
     (relative to ``out_dir``), ``error``.
     """
-    from curation.cohort.volumes import VolumeOptions, _tasks, export_one
+    from curation.cohort.volumes import VolumeOptions, export_one, plan_volumes
 
     opts = VolumeOptions(**(options or {}))
     vol_dir = out_dir / "volumes"
@@ -65,7 +64,7 @@ def export(
         {"c": cohort_id},
     )
     wanted = manifest.filter(pl.col("excluded_reason").is_null()).select("series_key")
-    tasks = _tasks(con, SimpleNamespace(manifest=wanted), vol_dir, opts)  # type: ignore[arg-type]
+    tasks = plan_volumes(con, wanted, vol_dir, opts)
     rows = []
     for task in tasks:
         if task["multiframe"]:
