@@ -136,14 +136,14 @@ print(json.dumps({"seconds": seconds, "n_seen": len(files), "cpu_s": time.proces
 _STAGES = """
 import json, sys, time
 from curation import catalog
-from curation.crawler import discover, run
+from curation.crawler import batches, discover, pool, run, writer
 listing = discover.walk([sys.argv[1]])
 items = sorted(zip(listing.paths, listing.sizes, listing.mtimes_ns))
 con = catalog.connect(sys.argv[2], create=True)
 catalog.ensure_tables(con)
 con.execute("SET threads = 1")
 con.execute(f"SET memory_limit = '{run.CRAWL_MEMORY_LIMIT}'")
-read_one = run._read_one
+read_one = batches._read_one
 spent = {"read": 0.0, "batch": 0.0, "append": 0.0}
 def timed_read_one(*args):
     t = time.process_time()
@@ -151,16 +151,16 @@ def timed_read_one(*args):
         return read_one(*args)
     finally:
         spent["read"] += time.process_time() - t
-run._read_one = timed_read_one
+batches._read_one = timed_read_one
 parts, n = [], 0
-for i in range(0, len(items), run.TASK_FILES):
+for i in range(0, len(items), pool.TASK_FILES):
     t = time.process_time()
-    parts.append(run.read_batch(items[i : i + run.TASK_FILES], 1))
+    parts.append(batches.read_batch(items[i : i + pool.TASK_FILES], 1))
     spent["batch"] += time.process_time() - t
     n += parts[-1].files.num_rows
-    if n >= run.COMMIT_FILES or i + run.TASK_FILES >= len(items):
+    if n >= run.COMMIT_FILES or i + pool.TASK_FILES >= len(items):
         t = time.process_time()
-        run._write(con, parts)
+        writer.write_batches(con, parts)
         spent["append"] += time.process_time() - t
         parts, n = [], 0
 con.execute("RESET threads")

@@ -34,7 +34,7 @@ RSS_BUDGET_MB = 500
 
 _READ_EACH = """
 import json, os, sys, time
-from curation.crawler.run import read_batch
+from curation.crawler.batches import read_batch
 folder = sys.argv[1]
 out = {}
 for name in sorted(os.listdir(folder)):

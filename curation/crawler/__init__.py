@@ -1,9 +1,12 @@
 """The crawl: folder trees into the catalog, the hot path of the package in one room.
 
-``discover`` lists files (stat only); ``reader`` walks header bytes into element columns (the fast
-path), ``pydicom_reader`` reads what it leaves alone and is the oracle it is tested against;
-``elements`` turns a batch of element columns into an Arrow table; ``run`` coordinates reader
-processes and the writer thread and is what :func:`crawl` is.
+``discover`` lists files (stat only) and names them (``file_id``); ``reader`` walks header bytes
+into element columns (the fast path, ``compiled`` its C walker), ``pydicom_reader`` reads what it
+leaves alone and is the oracle it is tested against; ``batches`` reads a batch of files into Arrow
+tables (``elements`` builds the element rows); ``pool`` runs reader processes; ``writer`` appends
+batches to DuckDB in a thread of its own; ``run`` plans the crawl against the catalog and is what
+:func:`crawl` is. ``run`` imports none of the reading modules until there is a file to read, so a
+crawl that finds nothing new starts fast. ``dask_engine`` and ``parts`` crawl on a cluster.
 
 The package is named ``crawler`` rather than ``crawl`` because ``curation.crawl`` is the public
 function: a subpackage of the same name would replace it as an attribute of ``curation`` as soon

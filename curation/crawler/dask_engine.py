@@ -2,7 +2,7 @@
 
 The crawl's process (the *driver*) lists the roots and plans against ``files`` exactly as a local
 crawl does, then shards the files to read into tasks of ``task_files`` files. A task runs on a Dask
-worker: it reads its files with the crawler's reader (:func:`curation.crawler.run.read_batch`),
+worker: it reads its files with the crawler's reader (:func:`curation.crawler.batches.read_batch`),
 types the instance and frame rows with the catalog's own SQL in an in-memory DuckDB, and writes one
 Parquet part per table (:mod:`curation.crawler.parts` has the layout). It hands back only the small
 rows (``files``, ``crawl_errors``); the driver commits them with the task's ``crawl_tasks`` row in
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pyarrow as pa
 
 from curation import __version__, catalog, schema
-from curation.crawler import compiled, discover, parts, run
+from curation.crawler import batches, compiled, discover, parts, pool, run
 from curation.crawler.reader import DEFAULT_LIMITS, Limits
 from curation.errors import CatalogError, CurationError, InputError
 
@@ -91,8 +91,8 @@ def crawl_task(
     counts: Counter[str] = Counter()
     element_columns = schema.ELEMENTS.column_names
     try:
-        for start in range(0, max(len(items), 1), run.TASK_FILES):
-            batch = run.read_batch(items[start : start + run.TASK_FILES], crawl_id, limits)
+        for start in range(0, max(len(items), 1), pool.TASK_FILES):
+            batch = batches.read_batch(items[start : start + pool.TASK_FILES], crawl_id, limits)
             files.append(batch.files)
             errors.append(batch.errors)
             con.register("batch_files", batch.files)
@@ -159,7 +159,7 @@ def _worker_address() -> str:
 
 def _died(items: list[Item], crawl_id: int, task: int) -> TaskResult:
     """The result of a one-file task whose worker died each time it read it."""
-    batch = run._read_batch(items, crawl_id, DEFAULT_LIMITS, died=True)
+    batch = batches.read_files(items, crawl_id, DEFAULT_LIMITS, died=True)
     return TaskResult(task, batch.files, batch.errors, 0, 0, 0, 0.0, "")
 
 
@@ -337,7 +337,7 @@ def crawl(
         crawl_id = con.sql("SELECT coalesce(max(crawl_id), 0) + 1 FROM crawls").fetchall()[0][0]
         con.execute(
             "INSERT INTO crawls (crawl_id, started_at, roots, curation_version, workers) VALUES (?, ?, ?, ?, ?)",
-            [crawl_id, datetime.now(), [run.text_path(r)[0] for r in roots], __version__, 0],
+            [crawl_id, datetime.now(), [discover.text_path(r)[0] for r in roots], __version__, 0],
         )
         listing = discover.walk(roots)
         to_read, n_unchanged, n_removed = run._plan(con, roots, listing, drop=_drop(root))

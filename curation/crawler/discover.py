@@ -8,6 +8,7 @@ other files (the reader sniffs the bytes), except for a few file types that are 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable
@@ -101,3 +102,25 @@ def walk(roots: Iterable[str]) -> Listing:
         else:
             out.problems.append((root, "vanished", "path does not exist"))
     return out
+
+
+def text_path(path: str) -> tuple[str, bytes | None]:
+    """A path as catalog text, and its bytes when they are not UTF-8 (else None).
+
+    File names are bytes; one that is not valid UTF-8 (``caf\\xe9.dcm`` from a Latin-1 system)
+    reaches Python with surrogate escapes, which no UTF-8 text column takes. Its text shows each
+    such byte as ``\\xNN``; the bytes are kept beside it, so the file can be opened again.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        return raw.decode("utf-8", "backslashreplace"), raw
+    return path, None
+
+
+def file_id(path: str) -> int:
+    """Stable 64-bit id of a path (the same path always gets the same id)."""
+    return int.from_bytes(
+        hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little"
+    )

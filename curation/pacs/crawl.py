@@ -27,8 +27,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from tqdm import tqdm
 
 from curation import __version__, catalog
-from curation.crawler import run
+from curation.crawler.batches import Batch, make_batch
+from curation.crawler.discover import file_id
 from curation.crawler.reader import ElementColumns
+from curation.crawler.run import COMMIT_FILES
+from curation.crawler.writer import write_batches
 from curation.errors import InputError
 from curation.pacs import dicomjson
 from curation.pacs.dicomweb import DicomWebClient
@@ -318,7 +321,7 @@ def _int(text: str | None) -> int | None:
 class _Pending:
     """Fetched series waiting to be written together (a transaction has a fixed cost)."""
 
-    batches: list[run.Batch] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
     #: (study UID, series UID, QIDO series match, study match, instances cataloged, fetched whole)
     series: list[tuple[str, str, Mapping[str, Any], Mapping[str, Any], int, bool]] = field(
         default_factory=list
@@ -366,7 +369,7 @@ def _crawl_studies(
         if last:
             pending.studies.append((study_uid, study, whole.pop(study_uid)))
             advance(1)
-        if pending.n >= run.COMMIT_FILES:
+        if pending.n >= COMMIT_FILES:
             _flush(con, client, source, pending, crawl_id, query.series_filter)
 
     for study_uid, study in changed:
@@ -436,7 +439,7 @@ def _flush(
     if pending.series:
         _forget_series(con, client, source, [(st, se) for st, se, *_ in pending.series])
     if pending.batches:
-        run.write_batches(con, pending.batches)
+        write_batches(con, pending.batches)
     for study_uid, _uid, match, study, n_ok, fetched_whole in pending.series:
         if fetched_whole:
             record_series(con, source, study_uid, match, study, n_ok, crawl_id)
@@ -509,7 +512,7 @@ def _series_batch(
     fetched: _Fetched,
     crawl_id: int,
     stats: _Stats,
-) -> tuple[run.Batch, int]:
+) -> tuple[Batch, int]:
     """The catalog rows of one fetched series (instances that contradict the query are errors)."""
     files: dict[str, list[Any]] = {c: [] for c in _FILE_COLUMNS}
     errors: dict[str, list[Any]] = {c: [] for c in _ERROR_COLUMNS}
@@ -520,7 +523,7 @@ def _series_batch(
     series_url = client.url(f"studies/{study}/series/{series}")
 
     def file_row(url: str, status: str, reason: str | None, sop: str | None) -> int:
-        fid = run.file_id(url)
+        fid = file_id(url)
         row = (fid, url, None, None, None, status, reason, sop, "dicomweb", False, crawl_id)
         for name, value in zip(_FILE_COLUMNS, row, strict=True):
             files[name].append(value)
@@ -542,7 +545,7 @@ def _series_batch(
         message = f"bulk data length unknown (NULL): {fetched.bulk_problems[0]}" + (
             f" (and {more} more)" if more else ""
         )
-        error_row(run.file_id(url), url, "pacs_error", message)
+        error_row(file_id(url), url, "pacs_error", message)
         errors["cataloged"][-1] = True
     for i, instance in enumerate(fetched.metadata):
         sop = dicomjson.first_value(instance, SOP)
@@ -569,7 +572,7 @@ def _series_batch(
         ids.append(fid)
         sops.append(sop or "")
         counts.append(len(cols) - mark)
-    return run.make_batch(files, errors, cols, ids, sops, counts), len(ids)
+    return make_batch(files, errors, cols, ids, sops, counts), len(ids)
 
 
 def _forget_series(
