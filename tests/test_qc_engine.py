@@ -280,3 +280,45 @@ def test_docs_page_lists_every_rule_as_declared() -> None:
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "qc.md").read_text()
     assert docs.update(page) == page, "regenerate: python -m curation.qc.docs docs/qc.md"
+
+
+def test_the_robust_fence_is_median_and_mad_of_logs_floored() -> None:
+    """curation.qc.robust against numpy, on two groups: one spread out (the MAD decides), one where
+    every value is nearly the same (the floor decides), with an outlier in each and values that
+    have no log (0, negative, NULL) left out of both the rows and the statistics."""
+    import numpy as np
+    import polars as pl
+
+    from curation.qc.robust import log_robust_z
+
+    rng = np.random.default_rng(3)
+    spread = np.exp(rng.normal(1.0, 0.4, 41))
+    spread[0] = 40.0
+    flat = np.full(12, 5.0) * (1 + rng.uniform(-0.01, 0.01, 12))
+    flat[0] = 9.0
+    frame = pl.DataFrame(
+        {
+            "g": ["spread"] * 41 + ["flat"] * 12 + ["flat"] * 3,
+            "v": [*spread, *flat, 0.0, -1.0, None],
+        }
+    )
+    con = duckdb.connect()
+    con.register("vals", frame)
+    got = con.sql(
+        f"SELECT g, v, n, med, sd, z FROM ({log_robust_z('vals', 'v', 'g', '$floor')}) ORDER BY g, v",
+        params={"floor": 0.25},
+    ).pl()
+    assert got.height == 53
+    for g, values in (("spread", spread), ("flat", flat)):
+        lx = np.log(np.sort(values))
+        med = np.median(lx)
+        sd = max(1.4826 * np.median(np.abs(lx - med)), np.log(1.25))
+        rows = got.filter(pl.col("g") == g)
+        assert rows["n"].to_list() == [len(values)] * len(values)
+        np.testing.assert_allclose(rows["med"], med, rtol=1e-12)
+        np.testing.assert_allclose(rows["sd"], sd, rtol=1e-12)
+        np.testing.assert_allclose(rows["z"], (lx - med) / sd, rtol=1e-9)
+    # the flat group's spread is the floor, not its ~1 % MAD; its outlier is still far out
+    flat_rows = got.filter(pl.col("g") == "flat")
+    assert flat_rows["sd"][0] == pytest.approx(np.log(1.25))
+    assert flat_rows["z"].max() > 2.5 and flat_rows["z"].abs().sort()[-2] < 0.1

@@ -4,6 +4,7 @@
 - :mod:`curation.qc.rules` — the shipped rules (completeness, geometry, heterogeneity, privacy,
   pixel); :func:`~curation.qc.rule.tagged` selects them by tag (``privacy``)
 - :mod:`curation.qc.views` — derived per-slice / per-series geometry the rules query
+- :mod:`curation.qc.robust` — the robust (median/MAD of logs) outlier fence, as SQL rules embed
 - :mod:`curation.qc.suite` — suite files (YAML/TOML) that select rules and override settings
 - :mod:`curation.qc.runner` — :func:`run`: every rule runs, findings go to ``qc_findings``
 - :mod:`curation.qc.tables` — the ``qc_runs``, ``qc_rule_runs``, ``qc_findings`` tables

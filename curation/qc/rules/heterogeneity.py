@@ -10,14 +10,8 @@ The site of a series is its InstitutionName, else its StationName, else its Manu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
+from curation.qc.robust import log_robust_z
 from curation.qc.rule import Level, Param, Rule, Severity, register
-
-if TYPE_CHECKING:
-    import duckdb
-    import polars as pl
 
 SITE = "coalesce(InstitutionName, StationName, Manufacturer || ' ' || ManufacturerModelName, '?')"
 
@@ -104,77 +98,21 @@ RARE_CATEGORY = register(
 )
 
 
-def _outliers(con: duckdb.DuckDBPyConnection, params: Mapping[str, Any]) -> pl.DataFrame:
-    """Robust z-scores of log values per modality and attribute, in polars."""
-    import polars as pl
-
-    cols = {
-        "SliceThickness": pl.col("SliceThickness"),
-        "PixelSpacing": pl.col("PixelSpacing").arr.get(0),
-        "KVP": pl.col("KVP"),
-        "RepetitionTime": pl.col("RepetitionTime"),
-        "EchoTime": pl.col("EchoTime"),
-    }
-    chosen = [a for a in params["attributes"] if a in cols]
-    series = con.sql(
-        "SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, Modality, SliceThickness, "
-        "PixelSpacing, KVP, RepetitionTime, EchoTime FROM series WHERE Modality IS NOT NULL"
-    ).pl()
-    long = (
-        series.select(
-            "PatientID",
-            "StudyInstanceUID",
-            "SeriesInstanceUID",
-            "Modality",
-            *[cols[a].cast(pl.Float64).alias(a) for a in chosen],
-        )
-        .unpivot(
-            index=["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality"],
-            on=chosen,
-            variable_name="attribute",
-            value_name="x",
-        )
-        .filter(pl.col("x") > 0)
-        .with_columns(lx=pl.col("x").log())
-    )
-    group = ["Modality", "attribute"]
-    stats = (
-        long.with_columns(
-            med=pl.col("lx").median().over(group),
-            n=pl.len().over(group),
-        )
-        .with_columns(
-            # MAD floored at log(1 + min_relative_deviation) so that a cohort where nearly everyone has
-            # the same value does not call a 2 % difference an outlier
-            mad=pl.max_horizontal(
-                (pl.col("lx") - pl.col("med")).abs().median().over(group) * 1.4826,
-                pl.lit(float(params["min_relative_deviation"])).log1p(),
-            )
-        )
-        .with_columns(z=(pl.col("lx") - pl.col("med")).abs() / pl.col("mad"))
-    )
-    out = stats.filter(
-        (pl.col("n") >= int(params["min_series"])) & (pl.col("z") > float(params["max_z"]))
-    )
-    return out.select(
-        "PatientID",
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        pl.lit(None, pl.String).alias("SOPInstanceUID"),
-        pl.lit(None, pl.String).alias("path"),
-        (pl.col("attribute") + "=" + pl.col("x").round(4).cast(pl.String)).alias("value"),
-        (
-            pl.col("attribute")
-            + " "
-            + pl.col("x").round(4).cast(pl.String)
-            + " is "
-            + pl.col("z").round(1).cast(pl.String)
-            + " robust SDs from the "
-            + pl.col("Modality")
-            + " median "
-            + pl.col("med").exp().round(4).cast(pl.String)
-        ).alias("message"),
-    )
+#: Numeric attributes series.outlier_value compares, as SQL over ``series``.
+OUTLIER_ATTRIBUTES = {
+    "SliceThickness": "SliceThickness",
+    "PixelSpacing": "PixelSpacing[1]",
+    "KVP": "KVP",
+    "RepetitionTime": "RepetitionTime",
+    "EchoTime": "EchoTime",
+}
+# One row per series and attribute; values are rounded for messages with ties to even (round_even),
+# the IEEE default, so that 1.40625 mm reads 1.4062 as it did when this rule was computed in polars.
+_OUTLIER_LONG = " UNION ALL ".join(
+    f"SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, Modality, '{name}' AS attribute, "
+    f"({expr})::DOUBLE AS x FROM series WHERE Modality IS NOT NULL"
+    for name, expr in OUTLIER_ATTRIBUTES.items()
+)
 
 
 OUTLIER_VALUE = register(
@@ -185,10 +123,20 @@ OUTLIER_VALUE = register(
         title="outlying acquisition value",
         description="Within its modality, a numeric acquisition value (slice thickness, pixel "
         "spacing, kVp, TR, TE) is more than max_z robust standard deviations (1.4826 x MAD, of log "
-        "values) from the median. Computed in polars.",
+        "values) from the median, the spread floored at min_relative_deviation of the median "
+        "(the fence of pixel.series_blur, curation.qc.robust).",
         not_checked="Modalities with fewer than min_series series; multimodal distributions "
         "(MR sequences differ by design: TR/TE are off by default); values <= 0.",
-        query=_outliers,
+        query=f"""
+WITH long AS (SELECT * FROM ({_OUTLIER_LONG}) WHERE list_contains($attributes, attribute)),
+z AS ({log_robust_z("long", "x", "Modality, attribute", "$min_relative_deviation")})
+SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, NULL::VARCHAR, NULL::VARCHAR,
+    attribute || '=' || round_even(x, 4)::VARCHAR,
+    attribute || ' ' || round_even(x, 4)::VARCHAR || ' is ' || round_even(abs(z), 1)::VARCHAR
+        || ' robust SDs from the ' || Modality || ' median ' || round_even(exp(med), 4)::VARCHAR
+FROM z
+WHERE n >= $min_series AND abs(z) > $max_z
+""",
         params=(
             Param("max_z", 5.0, "robust SD", "larger distances are outliers"),
             Param("min_series", 30, "count", "smaller groups are not checked"),
@@ -202,8 +150,7 @@ OUTLIER_VALUE = register(
                 "attributes",
                 ["SliceThickness", "PixelSpacing", "KVP"],
                 "",
-                "attributes compared, among SliceThickness, PixelSpacing, KVP, RepetitionTime, "
-                "EchoTime",
+                f"attributes compared, among {', '.join(OUTLIER_ATTRIBUTES)}",
             ),
         ),
         requires=("series",),

@@ -19,6 +19,7 @@ path). Messages carry numbers, never identifiers.
 
 from __future__ import annotations
 
+from curation.qc.robust import log_robust_z
 from curation.qc.rule import PRIVACY, Level, Param, Rule, Severity, register
 
 _REQUIRES = ("pixel_metrics", "pixel_slices", "series")
@@ -201,18 +202,13 @@ WITH sharp AS (
     SELECT *, CASE WHEN count(*) OVER (PARTITION BY g1) >= $min_group THEN g1
                    WHEN count(*) OVER (PARTITION BY g2) >= $min_group THEN g2 ELSE g3 END AS grp
     FROM m0
-), f AS (
-    SELECT grp, count(*) AS n, median(ln(sharp)) AS med,
-           greatest(1.4826 * coalesce(mad(ln(sharp)), 0), ln(1 + $min_relative_deviation)) AS sd
-    FROM m GROUP BY grp
-)
-SELECT m.PatientID, m.StudyInstanceUID, m.SeriesInstanceUID, m.SOPInstanceUID, m.path,
-       round(m.sharp / exp(f.med), 3)::VARCHAR AS value,
-       'sharpness ' || round(100 * m.sharp / exp(f.med)) || '% of the median of its '
-           || f.n || ' peers (' || m.grp || '), ' || round((f.med - ln(m.sharp)) / f.sd, 1)
-           || ' robust SDs below' AS message
-FROM m JOIN f USING (grp)
-WHERE f.n >= $min_group AND (f.med - ln(m.sharp)) / f.sd > $k AND m.sharp < $max_ratio * exp(f.med)
+), z AS ({log_robust_z("m", "sharp", "grp", "$min_relative_deviation")})
+SELECT PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, path,
+       round(sharp / exp(med), 3)::VARCHAR AS value,
+       'sharpness ' || round(100 * sharp / exp(med)) || '% of the median of its '
+           || n || ' peers (' || grp || '), ' || round(-z, 1) || ' robust SDs below' AS message
+FROM z
+WHERE n >= $min_group AND -z > $k AND sharp < $max_ratio * exp(med)
 """,
         params=(
             Param(
