@@ -51,6 +51,18 @@ def synth_harmonized(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("CANON_MEC", "Canon"),
         ("UIH", "UIH"),
         ("Hitachi Medical Corporation", "Hitachi"),
+        ("FUJIFILM Corporation", "Fujifilm"),
+        ("CPS", "other"),  # CPS alone is not CPS Innovations
+        ("CTI", "Siemens"),
+        ("ADAC", "Philips"),
+        ("Lunar", "GE"),
+        ("KODAK", "Carestream"),
+        ("Carestream Health", "Carestream"),
+        ("KONICA MINOLTA", "Konica Minolta"),
+        ("HOLOGIC, Inc.", "Hologic"),
+        ("Varian Medical Systems", "Varian"),
+        ("Samsung Medison", "Samsung"),
+        ("OECS", "other"),  # a word boundary: OEC, not any name starting with it
         ("ACME imaging", "other"),
         (None, None),
     ],
@@ -62,6 +74,7 @@ def test_vendor_names(manufacturer: str | None, vendor: str | None) -> None:
 def test_vendor_sql_matches_python() -> None:
     con = duckdb.connect()
     names = ["GE MEDICAL SYSTEMS", "Siemens HealthCare GmbH", "Philips", "TOSHIBA", "UIH", "foo"]
+    names += ["Lunar", "CTI", "FUJIFILM Corporation", "OEC Medical Systems", "OECS", "KODAK"]
     got = con.execute(
         f"SELECT {harmonize.vendors.vendor_sql('m')} FROM unnest($n) t(m)", {"n": names}
     ).fetchall()

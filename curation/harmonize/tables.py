@@ -160,7 +160,7 @@ HARMONIZED_SERIES = Table(
         col(
             "vendor",
             "VARCHAR",
-            "Harmonized vendor: GE, Siemens, Philips, Canon, UIH, Hitachi, ... or other",
+            "Harmonized vendor: GE, Siemens, Philips, Canon, UIH, Hitachi, Fujifilm, ... or other",
         ),
         col("Manufacturer", "VARCHAR", "Manufacturer as written by the device"),
         col("ManufacturerModelName", "VARCHAR", "Model name as written"),

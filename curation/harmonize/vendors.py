@@ -23,20 +23,52 @@ class Vendor:
     note: str = ""
 
 
-#: Order matters: the first matching pattern wins.
+#: Order matters: the first matching pattern wins. Beyond the MR and CT makers, the table names the
+#: makers of radiography (CR/DR), mammography, PET/NM, radiotherapy, C-arm and dental devices that
+#: public archives hold: a vendor left as ``other`` is invisible to the heterogeneity rules.
+#: Companies that bought another keep one name where devices of both are one product line (Toshiba
+#: and Canon); where the bought business makes other devices (Hitachi's MR, Fujifilm's CR) they stay
+#: apart, so the name says which kind of device wrote the file.
 VENDORS: tuple[Vendor, ...] = (
-    Vendor("GE", r"^\s*GE\b|GE MEDICAL|GE HEALTHCARE|GEMS|GENERAL ELECTRIC"),
-    Vendor("Siemens", r"SIEMENS"),
-    Vendor("Philips", r"PHILIPS|ELSCINT|MARCONI|PICKER"),
+    Vendor(
+        "GE",
+        r"^\s*GE\b|GE MEDICAL|GE HEALTHCARE|GEMS|GENERAL ELECTRIC|IMATRON|\bLUNAR\b|\bOEC\b",
+        "Imatron (electron-beam CT), Lunar (DXA) and OEC (C-arms) were bought by GE",
+    ),
+    Vendor("Siemens", r"SIEMENS|\bCTI\b|CPS INNOVATIONS", "CTI and CPS made Siemens' PET scanners"),
+    Vendor(
+        "Philips",
+        r"PHILIPS|ELSCINT|MARCONI|PICKER|\bADAC\b",
+        "Elscint (MR and CT), Marconi, Picker and ADAC (PET/NM) became Philips",
+    ),
     Vendor(
         "Canon", r"CANON|TOSHIBA", "Toshiba Medical Systems became Canon Medical Systems in 2018"
     ),
     Vendor("UIH", r"\bUIH\b|UNITED IMAGING", "Shanghai United Imaging Healthcare"),
-    Vendor("Hitachi", r"HITACHI|FUJIFILM", "Hitachi's imaging business became Fujifilm Healthcare"),
+    Vendor(
+        "Hitachi",
+        r"HITACHI",
+        "Hitachi's MR and CT business became Fujifilm Healthcare in 2021; its devices still "
+        "write HITACHI",
+    ),
+    Vendor("Fujifilm", r"FUJI", "FUJIFILM radiography (FCR), mammography, and ex-Hitachi devices"),
     Vendor("Neusoft", r"NEUSOFT"),
-    Vendor("Samsung", r"SAMSUNG"),
+    Vendor("Samsung", r"SAMSUNG|MEDISON"),
     Vendor("Esaote", r"ESAOTE"),
     Vendor("Agfa", r"AGFA"),
+    Vendor("Carestream", r"CARESTREAM|KODAK", "Kodak's medical imaging became Carestream Health"),
+    Vendor("Konica Minolta", r"KONICA"),
+    Vendor("Hologic", r"HOLOGIC|LORAD", "Lorad (mammography) became Hologic"),
+    Vendor("Shimadzu", r"SHIMADZU"),
+    Vendor("Mindray", r"MINDRAY"),
+    Vendor("Varian", r"VARIAN"),
+    Vendor("Elekta", r"ELEKTA"),
+    Vendor("Accuray", r"ACCURAY"),
+    Vendor("Bruker", r"BRUKER"),
+    Vendor("Mediso", r"MEDISO"),
+    Vendor("Planmeca", r"PLANMECA"),
+    Vendor("Dentsply Sirona", r"SIRONA"),
+    Vendor("Ziehm", r"ZIEHM"),
 )
 
 #: Name given to a Manufacturer no pattern matches (NULL Manufacturer stays NULL).
