@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html
+import html as html_mod
+import io
 import re
 import shutil
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from curation import crawl
@@ -43,9 +46,13 @@ def full_catalog(crawled: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     qc.run(db)
     con = duckdb.connect(str(db))
     load_labels(con, synthetic_report_labels(find_sample_data() / "synthetic" / "reports.parquet"))
+    # Values stand in for `curation pixels` (10 s on this sample); the grouping columns are the
+    # real ones the pixel rules and the series pages group by.
     con.execute(
         """CREATE TABLE pixel_metrics AS
-           SELECT SeriesInstanceUID, (0.5 * n_instances)::DOUBLE AS snr,
+           SELECT SeriesInstanceUID, Modality, coalesce(ProtocolName, SeriesDescription) AS protocol,
+                  NULL::VARCHAR AS sequence, 'ok' AS status,
+                  (0.5 * n_instances)::DOUBLE AS snr,
                   (coalesce(SliceThickness, 1) * 3)::DOUBLE AS noise_sd, 1.0::DOUBLE AS seconds
            FROM series"""
     )
@@ -104,6 +111,7 @@ def test_full_report_has_every_section(report: ReportResult) -> None:
         "pixels",
         "cohort",
         "thumbnails",
+        "series",
     )
     html = report.path.read_text()
     assert html.count('class="plotly-graph-div"') == report.n_figures
@@ -132,6 +140,14 @@ def test_report_holds_no_patient_identifiers(
         for v in (pid, name)
         if v and v.strip()
     }
+    uids = {
+        v
+        for row in con.sql(
+            "SELECT DISTINCT StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID FROM instances"
+        ).fetchall()
+        for v in row
+        if v
+    }
     key, source = pseudonyms.catalog_key(con, cohort_dir)
     assert key == COHORT_KEY and source.endswith("pseudonym.key")
     flagged = con.sql(
@@ -145,9 +161,16 @@ def test_report_holds_no_patient_identifiers(
         v for v in values if re.search(rf"(?<![\w^]){re.escape(v.strip())}(?![\w^])", html)
     )
     assert leaked == []
-    # Not vacuous: flagged patients are in the report, under their pseudonyms.
+    # Nor an original UID (the series pages are reached by pseudonym): every dotted number of the
+    # page against the catalog's thousands of UIDs, as a set
+    assert len(uids) > 1000
+    assert uids.isdisjoint(re.findall(r"[0-9]+(?:\.[0-9]+)+", html))
+    # Not vacuous: flagged patients are in the report, under their pseudonyms, and so are the
+    # series pages (whose headers name patient, study and series).
     shown = [p for (p,) in flagged if p and pseudonyms.pseudonym(p, key, "P-") in html]
     assert shown
+    assert report.n_series_pages > 0
+    assert html.count('<article class="series-page" id="series/S-') == report.n_series_pages
 
 
 def test_pseudonyms_are_the_cohort_hmac_sha256() -> None:
@@ -206,7 +229,9 @@ def test_empty_cohort_folder_says_so(crawled: Path, tmp_path: Path) -> None:
     (tmp_path / "cohort").mkdir()
     result = build_report(crawled, tmp_path / "r.html", tmp_path / "cohort", thumbnails=0)
     assert "cohort" in result.sections
-    assert "holds no manifest or attrition table" in result.path.read_text()
+    html = result.path.read_text()
+    assert "holds no manifest or attrition table" in html
+    assert "cohort folder cohort/" in html and "cohort cohort" not in html
 
 
 def test_cli_report_and_its_exit_codes(full_catalog: Path, tmp_path: Path) -> None:
@@ -271,3 +296,204 @@ def test_one_vendor_naming_with_the_raw_strings_on_hover(crawled: Path) -> None:
     assert shown == want and len(shown) < len(raw), (shown, raw)
     hover = " ".join(str(c) for t in fig.data for c in t.customdata)
     assert all(html.escape(m) in hover for m in raw if m), hover
+
+
+# -- series pages ------------------------------------------------------------------------------
+
+
+def _articles(html: str) -> dict[str, str]:
+    """Series page key -> its article's HTML."""
+    return dict(
+        re.findall(
+            r'<article class="series-page" id="series/(S-[0-9a-f]+)">(.*?)</article>', html, re.S
+        )
+    )
+
+
+def test_series_pages_of_the_worst_flagged_series(
+    full_catalog: Path, cohort_dir: Path, report: ReportResult
+) -> None:
+    from curation.qc.rule import all_rules
+    from curation.report.series import SERIES_PAGES
+
+    con = duckdb.connect(str(full_catalog), read_only=True)
+    key, _ = pseudonyms.catalog_key(con, cohort_dir)
+    latest = "SELECT max(run_id) FROM qc_runs WHERE finished_at IS NOT NULL GROUP BY suite_name"
+    per_series = con.sql(
+        f"""SELECT SeriesInstanceUID, list(DISTINCT rule_id ORDER BY rule_id),
+                count(*) FILTER (WHERE severity = 'error') AS e
+            FROM qc_findings WHERE run_id IN ({latest}) AND SeriesInstanceUID IS NOT NULL
+            GROUP BY ALL"""
+    ).fetchall()
+    privacy = {
+        u
+        for (u,) in con.sql(
+            f"""SELECT DISTINCT SeriesInstanceUID FROM qc_findings
+                WHERE run_id IN ({latest}) AND list_contains($p, rule_id)""",
+            params={"p": [r.id for r in tagged(PRIVACY)]},
+        ).fetchall()
+    }
+    con.close()
+    html = report.path.read_text()
+    pages = _articles(html)
+    assert len(pages) == report.n_series_pages == min(SERIES_PAGES, len(per_series))
+    rules = all_rules()
+    by_key = {pseudonyms.pseudonym(u, key, "S-"): (u, r, e) for u, r, e in per_series}
+    worst = max(e for _, _, e in per_series)
+    assert any(by_key[k][2] == worst for k in pages), "the worst series has a page"
+    drawn = 0
+    for k, page in pages.items():
+        uid, rule_ids, _ = by_key[k]  # every page is a flagged series of this catalog
+        assert "<td>modality</td>" in page and "<td>vendor (harmonized)</td>" in page
+        # every rule that flagged the series is listed, with its own declaration's description
+        for rule_id in rule_ids:
+            assert f"<b>{rule_id}</b>" in page
+            if rule_id in rules:
+                assert html_mod.escape(rules[rule_id].description) in page
+        if uid in privacy:
+            assert "<img" not in page and "pixels not shown: a privacy rule flagged it" in page
+        elif "<img" in page:
+            drawn += 1
+            assert 'src="data:image/jpeg;base64,' in page
+        assert "Pixel metrics against its group" in page and "Group: " in page
+    assert drawn >= 1
+    # the findings table links each series with a page to it
+    for k in re.findall(r'<td><a href="#series/(S-[0-9a-f]+)">', html):
+        assert k in pages
+
+
+def test_series_pages_cap_and_none(full_catalog: Path, tmp_path: Path) -> None:
+    three = build_report(full_catalog, tmp_path / "3.html", thumbnails=0, series_pages=3)
+    assert three.n_series_pages == 3 and len(_articles(three.path.read_text())) == 3
+    none = build_report(full_catalog, tmp_path / "0.html", thumbnails=0, series_pages=0)
+    html = none.path.read_text()
+    assert none.n_series_pages == 0 and "series" not in none.sections
+    assert 'href="#series/' not in html
+    assert main(["report", "--db", str(full_catalog), "--out", str(tmp_path / "c.html"),
+                 "--thumbnails", "0", "--series-pages", "-1"]) == 3  # fmt: skip
+
+
+def test_mosaic_tiles_slices_of_a_real_series(full_catalog: Path) -> None:
+    from PIL import Image
+
+    from curation.pixels.draw import mosaic
+    from curation.pixels.read import PixelReadError
+    from curation.pixels.sample import slice_table
+
+    con = duckdb.connect(str(full_catalog), read_only=True)
+    [(uid,)] = con.sql(
+        "SELECT SeriesInstanceUID FROM series WHERE Modality = 'CT' AND n_instances >= 12 "
+        "ORDER BY SeriesInstanceUID LIMIT 1"
+    ).fetchall()
+    slices = slice_table(con, [uid])
+    con.close()
+    jpeg, shown = mosaic(slices, tiles=9, size=64)
+    img = Image.open(io.BytesIO(jpeg))
+    assert img.format == "JPEG" and img.size == (192, 192) and shown == 9
+    tiles = [
+        img.crop((x * 64, y * 64, x * 64 + 64, y * 64 + 64)) for y in range(3) for x in range(3)
+    ]
+    assert all(t.getextrema()[1] > 50 for t in tiles), "every tile shows a slice"
+    assert len({t.tobytes() for t in tiles}) == 9, "nine different slices"
+    broken = slices.with_columns(path=pl.lit("/nonexistent/file.dcm"), path_bytes=None)
+    with pytest.raises(PixelReadError):
+        mosaic(broken, tiles=4)
+
+
+# -- figures: links, sparse groups, colours, titles ---------------------------------------------
+
+
+def test_plot_points_carry_the_page_keys_of_linked_series_only(crawled: Path) -> None:
+    from curation.report import figures
+
+    con = duckdb.connect(str(crawled), read_only=True)
+    pseudonyms.install(con, COHORT_KEY)
+    linked = [
+        u
+        for (u,) in con.sql(
+            "SELECT SeriesInstanceUID FROM series WHERE SliceThickness > 0 "
+            "ORDER BY SeriesInstanceUID LIMIT 2"
+        ).fetchall()
+    ]
+    fig = figures.slice_thickness(con, linked)
+    plain = figures.slice_thickness(con)
+    con.close()
+    assert fig is not None and plain is not None
+    keys = [k for t in fig.data for k in t.customdata]
+    assert sorted(k for k in keys if k) == sorted(
+        pseudonyms.pseudonym(u, COHORT_KEY, "S-") for u in linked
+    )
+    assert len(keys) > 10 and not any(k for t in plain.data for k in t.customdata)
+
+
+def test_sparse_groups_are_points_not_boxes(crawled: Path) -> None:
+    from curation.report import figures
+
+    con = duckdb.connect(str(crawled), read_only=True)
+    fig = figures.slice_thickness(con)
+    # counted independently of the figure: series with a thickness per (vendor, site)
+    sizes = {
+        (v, s): n
+        for v, s, n in con.sql(
+            f"""SELECT {figures.VENDOR}, {figures.SITE}, count(*) FROM series
+                WHERE SeriesInstanceUID IN (
+                    SELECT SeriesInstanceUID FROM instances WHERE SliceThickness > 0)
+                GROUP BY ALL"""
+        ).fetchall()
+    }
+    con.close()
+    assert fig is not None
+    sparse = {k for k, n in sizes.items() if n < figures.MIN_BOX}
+    dense = {k for k, n in sizes.items() if n >= figures.MIN_BOX}
+    assert sparse and dense, sizes  # the sample has both, so both branches are tested
+    drawn_as_points, drawn_as_boxes = set(), set()
+    for t in fig.data:
+        groups = {(html.unescape(t.name), x) for x in t.x}
+        if t.hoveron == "points":  # a points-only trace: its box is invisible
+            assert t.boxpoints == "all" and t.line.color == "rgba(0,0,0,0)"
+            drawn_as_points |= groups
+        else:
+            assert t.line.color != "rgba(0,0,0,0)"
+            drawn_as_boxes |= groups
+    assert drawn_as_points == sparse and drawn_as_boxes == dense
+
+
+def _min_delta_e(colors: list[str]) -> float:
+    import numpy as np
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    rgb = np.array([[int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in colors])
+    lab = rgb2lab(rgb[None, :, :])[0]
+    n = len(colors)
+    return min(float(deltaE_ciede2000(lab[i], lab[j])) for i in range(n) for j in range(i + 1, n))
+
+
+def test_twenty_sites_get_twenty_distinct_colours(crawled: Path, tmp_path: Path) -> None:
+    from curation.report import figures
+
+    db = tmp_path / "sites.duckdb"
+    shutil.copy(crawled, db)
+    con = duckdb.connect(str(db))
+    # the sample's studies spread over 20 sites (a multi-site archive)
+    con.execute("UPDATE studies SET InstitutionName = 'Site ' || (hash(StudyInstanceUID) % 20 + 1)")
+    n_sites = con.sql("SELECT count(DISTINCT InstitutionName) FROM studies").fetchall()[0]
+    fig = figures.studies_over_time(con)
+    con.close()
+    assert fig is not None and n_sites == (20,)
+    colours = [t.marker.color for t in fig.data]
+    assert len(colours) == 20 and len(set(colours)) == 20
+    assert _min_delta_e(colours) > 10, "no two sites may look alike (CIEDE2000)"
+    # plotly's own cycle repeats after ten: the figure would have shown site 1 and 11 alike
+    assert figures.palette(10) == figures.palette(40)[:10] and _min_delta_e(figures.palette(40)) > 5
+
+
+def test_long_titles_wrap() -> None:
+    import plotly.graph_objects as go
+
+    from curation.report.figures import TITLE_WIDTH, _layout
+
+    title = "Split balance: manifest rows per split, by " + "label_" * 30 + " and more words"
+    fig = _layout(go.Figure(), title)
+    lines = fig.layout.title.text.split("<br>")
+    assert len(lines) > 1 and " ".join(lines) == title
+    assert all(len(line) <= TITLE_WIDTH for line in lines if " " in line)

@@ -137,33 +137,44 @@ class Chromium:
             self.proc.wait()
 
 
+def load(
+    browser: Chromium, html: Path, render_timeout: float = 30, fragment: str = ""
+) -> list[int]:
+    """Open ``html`` in ``browser``'s page and wait until plotly drew every figure (or time out).
+
+    Returns [plot divs, plots with their SVG, figure divs, images, images decoded].
+    """
+    for domain in ("Runtime", "Log", "Page", "Network"):
+        browser.send(f"{domain}.enable", page=True)
+    browser.send(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1280, "height": 2400, "deviceScaleFactor": 1, "mobile": False},
+        page=True,
+    )
+    browser.send("Page.navigate", {"url": html.resolve().as_uri() + fragment}, page=True)
+    browser.wait_event("Page.loadEventFired")
+    # plotly draws asynchronously after load: wait until every plot has its SVG, or time out.
+    count_js = """[document.querySelectorAll('.js-plotly-plot').length,
+        [...document.querySelectorAll('.js-plotly-plot')]
+            .filter(d => d.querySelector('.main-svg') && d.querySelector('.plot-container'))
+            .length,
+        document.querySelectorAll('div[id^="fig-"]').length,
+        document.querySelectorAll('img').length,
+        [...document.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0)
+            .length]"""
+    deadline = time.monotonic() + render_timeout
+    counts: list[int] = browser.evaluate(count_js)
+    while counts[1] < counts[2] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        counts = browser.evaluate(count_js)
+    return counts
+
+
 def open_in_chromium(html: Path, profile: Path, render_timeout: float = 30) -> dict[str, Any]:
     """Open ``html`` headless; return JS errors, outside requests, plot counts and a screenshot."""
     browser = Chromium(profile)
     try:
-        for domain in ("Runtime", "Log", "Page", "Network"):
-            browser.send(f"{domain}.enable", page=True)
-        browser.send(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": 1280, "height": 2400, "deviceScaleFactor": 1, "mobile": False},
-            page=True,
-        )
-        browser.send("Page.navigate", {"url": html.resolve().as_uri()}, page=True)
-        browser.wait_event("Page.loadEventFired")
-        # plotly draws asynchronously after load: wait until every plot has its SVG, or time out.
-        count_js = """[document.querySelectorAll('.js-plotly-plot').length,
-            [...document.querySelectorAll('.js-plotly-plot')]
-                .filter(d => d.querySelector('.main-svg') && d.querySelector('.plot-container'))
-                .length,
-            document.querySelectorAll('div[id^="fig-"]').length,
-            document.querySelectorAll('img').length,
-            [...document.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0)
-                .length]"""
-        deadline = time.monotonic() + render_timeout
-        counts = browser.evaluate(count_js)
-        while counts[1] < counts[2] and time.monotonic() < deadline:
-            time.sleep(0.2)
-            counts = browser.evaluate(count_js)
+        counts = load(browser, html, render_timeout)
         shot = browser.send("Page.captureScreenshot", {"format": "png"}, page=True)["data"]
         browser.send("Runtime.evaluate", {"expression": "1"}, page=True)  # flush pending events
         events = browser.events
@@ -237,3 +248,122 @@ def test_browser_check_catches_a_broken_page(tmp_path: Path) -> None:
     assert any("undefinedFunction" in e for e in seen["errors"])
     assert seen["rendered"] < seen["plots"]
     assert distinct_colors(seen["screenshot"]) <= 2
+
+
+#: The series page the address shows, as the reader sees it: which one, whether the rest of the
+#: report is out of the way, its header, findings and mosaic (decoded and laid out).
+PAGE_STATE = """(() => {
+    const page = document.querySelector('article.series-page:target');
+    if (!page) { return {hash: location.hash, id: null}; }
+    const img = page.querySelector('img.mosaic');
+    const shown = el => el && el.getClientRects().length > 0;
+    return {
+        hash: location.hash, id: page.id, height: page.getBoundingClientRect().height,
+        others_hidden: !shown(document.getElementById('findings'))
+            && !shown(document.getElementById('overview')),
+        header: [...page.querySelectorAll('.series-head table td')].map(td => td.textContent),
+        findings: page.querySelectorAll('table.findings tbody tr').length,
+        explained: page.querySelector('table.findings details') !== null,
+        metrics: page.querySelectorAll('table.metrics tbody tr').length,
+        mosaic: img ? [img.complete, img.naturalWidth, img.naturalHeight,
+                       img.getBoundingClientRect().width] : null,
+    };
+})()"""
+
+#: An isolated plot point (nothing within 12 px, so the click cannot land on a neighbour) whose
+#: series has a page: [key, x, y] in the viewport, the point scrolled into view.
+LINKED_POINT = """(() => {
+    const centre = el => { const r = el.getBoundingClientRect();
+                           return [r.x + r.width / 2, r.y + r.height / 2]; };
+    for (const gd of document.querySelectorAll('#heterogeneity .js-plotly-plot, #pixels .js-plotly-plot')) {
+        gd.scrollIntoView({block: 'center'});
+        const pts = [...gd.querySelectorAll('.boxlayer .trace .points path.point')];
+        const at = pts.map(centre);
+        for (const [n, pt] of pts.entries()) {
+            const trace = pt.closest('.trace').__data__[0].trace;
+            const key = trace.customdata && trace.customdata[pt.__data__.i];
+            const alone = at.every((c, m) => m === n
+                || Math.hypot(c[0] - at[n][0], c[1] - at[n][1]) > 12);
+            if (key && alone) { return [key, at[n][0], at[n][1]]; }
+        }
+    }
+    return null;
+})()"""
+
+
+def _wait_for_hash(browser: Chromium, want: str, timeout: float = 5) -> str:
+    deadline = time.monotonic() + timeout
+    got = browser.evaluate("location.hash")
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = browser.evaluate("location.hash")
+    return str(got)
+
+
+@needs_chromium
+def test_series_pages_open_from_the_findings_table_and_a_plot_point(
+    report_html: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    browser = Chromium(tmp_path / "profile")
+    try:
+        counts = load(browser, report_html)
+        assert counts[1] == counts[2], "every plot drew"
+        # 1. A link of the findings table, to a series drawn as a mosaic: a click opens its page.
+        href = browser.evaluate(
+            """(() => {
+                const a = [...document.querySelectorAll('#findings a[href^="#series/S-"]')]
+                    .find(a => document.getElementById(a.getAttribute('href').slice(1))
+                                       .querySelector('img.mosaic'));
+                a.click();
+                return a.getAttribute('href');
+            })()"""
+        )
+        assert _wait_for_hash(browser, href) == href
+        page = browser.evaluate(PAGE_STATE)
+        assert page["id"] == href[1:] and page["height"] > 300
+        assert page["others_hidden"], "the page is shown alone"
+        header = dict(zip(page["header"][::2], page["header"][1::2], strict=True))
+        assert {"modality", "vendor (harmonized)", "instances", "patient"} <= set(header)
+        assert header["patient"].startswith("P-") and header["instances"].isdigit()
+        assert page["findings"] >= 1 and page["explained"] and page["metrics"] >= 1
+        complete, width, height, shown_width = page["mosaic"]
+        assert complete and width > 0 and height > 0 and shown_width > 0, page["mosaic"]
+        # 2. Back to the report; a real mouse click on a plot point of a series with a page.
+        browser.evaluate("location.hash = 'heterogeneity'")
+        assert _wait_for_hash(browser, "#heterogeneity") == "#heterogeneity"
+        assert browser.evaluate(PAGE_STATE)["id"] is None
+        point = browser.evaluate(LINKED_POINT)
+        assert point is not None, "no clickable point of a series with a page"
+        key, x, y = point
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            browser.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+                page=True,
+            )
+        assert _wait_for_hash(browser, f"#series/{key}") == f"#series/{key}"
+        page = browser.evaluate(PAGE_STATE)
+        assert page["id"] == f"series/{key}" and page["height"] > 300 and page["others_hidden"]
+        # 3. Captions wrap: none runs out of its box, in the report or on a series page; and
+        # the check can fail: without the wrapping rule, a thumbnail caption does overflow.
+        overflow_js = """[...document.querySelectorAll('figcaption, td')]
+            .filter(el => el.getClientRects().length && el.scrollWidth > el.clientWidth + 1)
+            .length"""
+        assert browser.evaluate(overflow_js) == 0
+        browser.evaluate("location.hash = 'thumbnails'")
+        assert _wait_for_hash(browser, "#thumbnails") == "#thumbnails"
+        assert browser.evaluate(overflow_js) == 0
+        assert browser.evaluate("document.querySelectorAll('#thumbnails figcaption').length") > 0
+        unwrapped = browser.evaluate(
+            """(() => {
+                const caps = [...document.querySelectorAll('#thumbnails figcaption')];
+                caps.forEach(c => { c.style.overflowWrap = 'normal'; });
+                return caps.filter(c => c.scrollWidth > c.clientWidth + 1).length;
+            })()"""
+        )
+        assert unwrapped > 0, "the sample's captions hold a token wider than their box"
+        errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
+        assert errors == []
+    finally:
+        browser.close()

@@ -2,8 +2,10 @@
 
 One HTML file that works offline (plotly.js embedded once, thumbnails embedded): catalog overview,
 heterogeneity across sites and vendors, QC findings, pixel metrics, cohort attrition and split
-balance, middle slices of flagged series. Each section appears when the step that feeds it has run.
-Patients and series appear only as keyed-hash pseudonyms.
+balance, middle slices of flagged series, and a page for each of the worst flagged series (its
+header, findings, a mosaic of slices, its pixel metrics against its group; report.html#series/S-...).
+Each section appears when the step that feeds it has run. Patients and series appear only as
+keyed-hash pseudonyms.
 
   curation report --db catalog.duckdb --out report.html
   curation report --db catalog.duckdb --cohort cohort/ --out report.html --png figures/
@@ -32,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=12,
         help="flagged series shown as middle-slice thumbnails (default 12; 0: none)",
     )
+    parser.add_argument(
+        "--series-pages",
+        type=int,
+        default=40,
+        metavar="N",
+        help="flagged series (worst first) that get a page of their own: header, findings, a "
+        "mosaic of slices, pixel metrics against their group (default 40; 0: none)",
+    )
     parser.add_argument("--png", metavar="DIR", help="also write each figure as PNG (kaleido)")
     parser.add_argument("--title", default="Curation QC report", help="title of the report")
     parser.add_argument(
@@ -51,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``curation report``."""
     if args.thumbnails < 0:
         raise InputError("--thumbnails must be 0 or more")
+    if args.series_pages < 0:
+        raise InputError("--series-pages must be 0 or more")
     from curation.report import build_report
 
     result = build_report(
@@ -58,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         args.cohort,
         thumbnails=args.thumbnails,
+        series_pages=args.series_pages,
         png_dir=args.png,
         title=args.title,
         key_file=args.key_file,

@@ -1,23 +1,26 @@
-"""Drawing a series' slices as PNG thumbnails, for the QC report (which chooses them) and notebooks.
+"""Drawing a series' slices as PNG thumbnails and JPEG mosaics, for the QC report and notebooks.
 
 A thumbnail is one slice, windowed to its 1st-99th percentile (so noise, clipping and streaks
 stay visible whatever the modality), downsampled to ``size`` pixels on its long side. Thumbnails
 carry no text and no identifiers; burned-in text in the pixels shows as it is (the catalog and the
-report stay local).
+report stay local). A mosaic (:func:`mosaic`) tiles slices evenly spaced over a series, under one
+window, for the report's series pages.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from curation.pixels.read import PixelReadError, read_slices, refs_from_table
-from curation.pixels.sample import slice_table
+from curation.pixels.sample import sample_indices, slice_table
 
 if TYPE_CHECKING:
     import duckdb
+    import polars as pl
     from numpy.typing import NDArray
 
 
@@ -80,3 +83,56 @@ def worst_slice_thumbnail(
         params={"s": series_instance_uid},
     ).fetchall()
     return thumbnail(con, series_instance_uid, slice_index=row[0][0] if row else None, size=size)
+
+
+def mosaic(
+    slices: pl.DataFrame, *, tiles: int = 9, size: int = 96, quality: int = 80
+) -> tuple[bytes, int]:
+    """A JPEG mosaic of ``tiles`` slices evenly spaced over one series, and how many it shows.
+
+    ``slices`` are the series' rows of :func:`curation.pixels.sample.slice_table` (any order;
+    ``slice_index`` orders them). One window for every tile (the 1st-99th percentile of all of
+    them pooled), so that a slice darker or brighter than its neighbours stays visible as such;
+    each tile fits ``size`` pixels, on a grid of ``ceil(sqrt(tiles))`` columns. Unreadable slices
+    leave a black tile; JPEG because a noisy grey mosaic is a third of its PNG size.
+
+    Raises
+    ------
+    PixelReadError
+        When no slice of the series can be read (the first slice's reason).
+    """
+    from PIL import Image
+
+    ordered = slices.sort("slice_index")
+    picked = ordered[sample_indices(ordered.height, tiles)]
+    if picked.height == 0:
+        raise PixelReadError("no_pixel_data", "the series has no image slices")
+    results = read_slices(refs_from_table(picked))
+    images = [
+        # colour images (SamplesPerPixel 3) as their luminance, multi-channel arrays averaged
+        None if r.image is None else (r.image if r.image.ndim == 2 else r.image.mean(axis=-1))
+        for r in results
+    ]
+    shown = [im for im in images if im is not None]
+    if not shown:
+        first = results[0]
+        raise PixelReadError(first.reason or "decode_error", first.message or "", first.ref.path)
+    pooled = np.concatenate([im[::4, ::4].ravel() for im in shown])  # every 16th pixel is plenty
+    lo, hi = (float(v) for v in np.percentile(pooled, [1.0, 99.0]))
+    if hi <= lo:
+        lo, hi = float(pooled.min()), float(pooled.max()) + 1.0
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    sheet = Image.new("L", (cols * size, rows * size))
+    for i, im in enumerate(images):
+        if im is None:
+            continue
+        grey = np.clip((im - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
+        tile = Image.fromarray(grey)
+        tile.thumbnail((size, size), Image.Resampling.LANCZOS)
+        x = (i % cols) * size + (size - tile.size[0]) // 2
+        y = (i // cols) * size + (size - tile.size[1]) // 2
+        sheet.paste(tile, (x, y))
+    buf = io.BytesIO()
+    sheet.save(buf, format="JPEG", quality=quality, optimize=True)
+    return buf.getvalue(), len(shown)

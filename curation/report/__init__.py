@@ -3,6 +3,7 @@
 - :mod:`curation.report.figures` — one function per figure, each a set-based query → plotly Figure
 - :mod:`curation.report.sections` — the sections, each present only when its tables exist
 - :mod:`curation.report.thumbnails` — middle slices of flagged series as embedded PNGs
+- :mod:`curation.report.series` — a page per flagged series (header, findings, mosaic, metrics)
 - :mod:`curation.report.html` — the :class:`Section` a page is made of, and assembling the file (plotly.js embedded once, images as data URIs)
 
 Patients and series appear in the report only as pseudonyms; aggregates carry no identifier at all.
@@ -30,6 +31,7 @@ from curation.report.sections import (
     pixel_metrics_section,
     thumbnails_section,
 )
+from curation.report.series import SERIES_PAGES, select_series, series_section
 
 __all__ = ["ReportResult", "Section", "build_report", "build_sections", "export_png"]
 
@@ -45,11 +47,13 @@ class ReportResult:
     n_figures: int
     n_thumbnails: int
     pngs: tuple[Path, ...] = ()
+    n_series_pages: int = 0
 
     def __str__(self) -> str:
         return (
             f"report {self.path}: {len(self.sections)} sections ({', '.join(self.sections)}), "
-            f"{self.n_figures} figures, {self.n_thumbnails} thumbnails"
+            f"{self.n_figures} figures, {self.n_thumbnails} thumbnails, "
+            f"{self.n_series_pages} series pages"
         )
 
 
@@ -59,20 +63,27 @@ def build_sections(
     *,
     thumbnails: int = 12,
     date_precision: str = "year",
+    series_pages: int = SERIES_PAGES,
 ) -> list[Section]:
     """Every section the catalog (and cohort folder) has the data for, in report order.
 
     ``con`` must carry the ``pseudonym`` macro (:func:`curation.pseudonym.install`); study dates
-    are shown no finer than ``date_precision`` (year, month or day).
+    are shown no finer than ``date_precision`` (year, month or day); the ``series_pages`` worst
+    flagged series get a page (:mod:`curation.report.series`), linked from the findings table,
+    the thumbnails and the points of the per-series plots.
     """
+    selected = select_series(con, series_pages)
+    linked = [uid for uid, _ in selected]  # queried with, never written out
+    keys = {key for _, key in selected}
     built = [
         overview_section(con, date_precision),
-        heterogeneity_section(con),
+        heterogeneity_section(con, linked),
         labels_section(con),
-        findings_section(con),
-        pixel_metrics_section(con),
+        findings_section(con, keys),
+        pixel_metrics_section(con, linked),
         cohort_section(con, Path(cohort)) if cohort is not None else None,
-        thumbnails_section(con, thumbnails) if thumbnails > 0 else None,
+        thumbnails_section(con, thumbnails, keys) if thumbnails > 0 else None,
+        series_section(con, selected),
     ]
     return [s for s in built if s is not None]
 
@@ -135,6 +146,7 @@ def build_report(
     title: str = "Curation QC report",
     key_file: str | Path | None = None,
     date_precision: str = "year",
+    series_pages: int = SERIES_PAGES,
 ) -> ReportResult:
     """Write the self-contained HTML report of catalog ``db`` to ``out``.
 
@@ -159,6 +171,10 @@ def build_report(
     date_precision
         The finest study dates the report shows: ``year`` (default), ``month`` or ``day``
         (dates are identifying; the overview's range and the studies-over-time figure use it).
+    series_pages
+        How many flagged series get a page of their own, worst first (0: none; default
+        :data:`curation.report.series.SERIES_PAGES`). Each page reads a few slices for its
+        mosaic; series without a page are in the plots but link nowhere.
 
     Returns
     -------
@@ -191,7 +207,13 @@ def build_report(
             raise CatalogError(f"{name}: the catalog has no table 'instances'; crawl first")
         key, key_source = pseudonym.catalog_key(con, cohort, key_file)
         pseudonym.install(con, key)
-        sections = build_sections(con, cohort, thumbnails=thumbnails, date_precision=date_precision)
+        sections = build_sections(
+            con,
+            cohort,
+            thumbnails=thumbnails,
+            date_precision=date_precision,
+            series_pages=series_pages,
+        )
         provenance = _provenance(con, name, cohort, key_source)
     subtitle = f"catalog {Path(name).name if own else name}" + (
         # a folder named cohort would read "cohort cohort"
@@ -213,7 +235,14 @@ def build_report(
         if isinstance(b, str)
     )
     pngs = tuple(export_png(sections, png_dir)) if png_dir is not None else ()
-    result = ReportResult(path, tuple(s.id for s in sections), len(figs), n_thumbs, pngs)
+    n_pages = sum(
+        b.count('<article class="series-page" id="series/S-')
+        for s in sections
+        if s.id == "series"
+        for b in s.blocks
+        if isinstance(b, str)
+    )
+    result = ReportResult(path, tuple(s.id for s in sections), len(figs), n_thumbs, pngs, n_pages)
     log.debug("%s", result)  # the caller prints it (the CLI on stdout)
     return result
 

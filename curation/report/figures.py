@@ -14,7 +14,9 @@ show them HTML-escaped (plotly renders a subset of HTML in titles).
 
 from __future__ import annotations
 
+import functools
 import html
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -24,8 +26,8 @@ from curation.catalog import quote_ident
 from curation.harmonize.vendors import vendor_sql
 from curation.qc.rule import Severity
 
-#: Findings worst first, in the one severity order (qc.rule.Severity), not a copy of it.
-_WORST_FIRST = (
+#: SQL ORDER BY key of findings, worst first, in the one severity order (qc.rule.Severity), not a copy of it.
+WORST_FIRST = (
     "CASE severity "
     + " ".join(f"WHEN '{s.value}' THEN {Severity.ERROR.rank - s.rank}" for s in Severity)
     + f" ELSE {Severity.ERROR.rank} END"
@@ -33,7 +35,9 @@ _WORST_FIRST = (
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
     import polars as pl
+    from numpy.typing import NDArray
 
 #: Site of a row of series/studies/instances.
 SITE = "coalesce(InstitutionName, '(no site)')"
@@ -44,30 +48,102 @@ VENDOR = f"coalesce({vendor_sql('Manufacturer')}, '(no vendor)')"
 SEVERITY_COLORS = {"error": "#c0392b", "warning": "#e67e22", "info": "#2980b9"}
 
 _HEIGHT = 420
+#: Characters of a figure title per line: plotly never wraps a title, so a long one (a cohort
+#: column name, a long label) would run off the figure; it is broken at spaces instead.
+TITLE_WIDTH = 90
+
+#: Plotly's ten default colours: figures with up to ten groups keep the colours people know.
+_PLOTLY10 = (
+    "#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A",
+    "#19d3f3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52",
+)  # fmt: skip
+
+
+def _oklab(rgb: NDArray[np.float64]) -> NDArray[np.float64]:
+    """sRGB colours (rows of 0-1 values) in OKLab (Björn Ottosson's matrices), where Euclidean
+    distance follows how different two colours look."""
+    import numpy as np
+
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    lms = linear @ np.array(
+        [[0.4122214708, 0.5363325363, 0.0514459929],
+         [0.2119034982, 0.6806995451, 0.1073969566],
+         [0.0883024619, 0.2817188376, 0.6299787005]]
+    ).T  # fmt: skip
+    return np.cbrt(lms) @ np.array(
+        [[0.2104542553, 0.7936177850, -0.0040720468],
+         [1.9779984951, -2.4285922050, 0.4505937099],
+         [0.0259040371, 0.7827717662, -0.8086757660]]
+    ).T  # fmt: skip
+
+
+@functools.cache
+def _palette(n: int) -> tuple[str, ...]:
+    import numpy as np
+
+    # candidates: a grid over the sRGB cube, neither too dark nor too pale on a white page
+    steps = np.linspace(0.0, 1.0, 9)
+    grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+    lab = _oklab(grid)
+    keep = (lab[:, 0] > 0.45) & (lab[:, 0] < 0.88)
+    grid, lab = grid[keep], lab[keep]
+    seeds = np.array([[int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in _PLOTLY10])
+    nearest = np.min(np.linalg.norm(lab[:, None, :] - _oklab(seeds)[None], axis=-1), axis=1)
+    out = list(_PLOTLY10)
+    while len(out) < n:  # farthest point first: the colour least like any chosen so far
+        best = int(np.argmax(nearest))
+        out.append("#{:02x}{:02x}{:02x}".format(*(round(255 * v) for v in grid[best])))
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[best], axis=1))
+    return tuple(out[:n])
+
+
+def palette(n: int) -> list[str]:
+    """``n`` colours that stay apart however many sites, vendors or labels a figure has.
+
+    The first ten are plotly's defaults (the colours people know); each further one is, of a
+    grid of sRGB colours of medium lightness, the one farthest in OKLab (a perceptually even
+    space) from every colour chosen before it. Plotly's own cycle would repeat after ten (sites 1
+    and 11 the same blue).
+    """
+    return list(_palette(n))
+
+
+def _wrap(title: str) -> str:
+    return "<br>".join(textwrap.wrap(title, TITLE_WIDTH, break_long_words=False)) or title
 
 
 def _layout(fig: go.Figure, title: str, **kwargs: object) -> go.Figure:
+    text = _wrap(title)
     fig.update_layout(
-        title={"text": title, "x": 0.01},
+        title={"text": text, "x": 0.01},
         template="plotly_white",
         height=_HEIGHT,
-        margin={"l": 60, "r": 20, "t": 60, "b": 60},
+        margin={"l": 60, "r": 20, "t": 42 + 18 * (text.count("<br>") + 1), "b": 60},
         legend={"orientation": "v"},
+        # traces without a colour of their own take theirs from here: distinct past ten
+        colorway=palette(max(len(fig.data), 1)),
         **kwargs,
     )
     return fig
 
 
-def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
-    return con.sql(sql).pl()
+def _frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object] | None = None
+) -> pl.DataFrame:
+    return con.sql(sql, params=params).pl()
 
 
 def _stacked_bars(
     frame: pl.DataFrame, x: str, color: str, y: str, *, horizontal: bool = False
 ) -> go.Figure:
-    """Bars of ``y`` per ``x``, one trace per value of ``color``, stacked."""
+    """Bars of ``y`` per ``x``, one trace per value of ``color``, stacked.
+
+    Severities keep their colours; other groups (sites, modalities, labels) take one colour each
+    from :func:`palette`.
+    """
     fig = go.Figure()
-    for key in frame[color].unique(maintain_order=True).to_list():
+    keys = frame[color].unique(maintain_order=True).to_list()
+    for key, fallback in zip(keys, palette(len(keys)), strict=True):
         part = frame.filter(frame[color] == key)
         xs, ys = part[x].to_list(), part[y].to_list()
         fig.add_trace(
@@ -76,11 +152,84 @@ def _stacked_bars(
                 y=xs if horizontal else ys,
                 name=str(key),
                 orientation="h" if horizontal else "v",
-                marker_color=SEVERITY_COLORS.get(str(key)),
+                marker_color=SEVERITY_COLORS.get(str(key), fallback),
             )
         )
     fig.update_layout(barmode="stack")
     return fig
+
+
+#: A (site, vendor) group with fewer series than this is drawn as its points alone: a box of one
+#: to four values draws quartiles that are not there (or, for one value, an empty box).
+MIN_BOX = 5
+#: A trace with at most this many values shows every series as a point (MRIQC's strip plots: each
+#: point can be clicked); above it only the outliers, since the browser draws each point as an
+#: SVG node.
+MAX_POINTS = 2000
+
+
+def _key_sql(uid: str, linked: Sequence[str]) -> str:
+    """SQL of a row's series page key: ``S-<pseudonym>`` for a series in ``linked`` (bound as
+    ``$linked``), '' for the rest, so that only series with a page carry one."""
+    if not linked:
+        return "''"
+    return f"CASE WHEN list_contains($linked, {uid}) THEN 'S-' || pseudonym({uid}) ELSE '' END"
+
+
+def strip_boxes(frame: pl.DataFrame, x: str, by: str, *, hover: str = "%{y}") -> list[go.Box]:
+    """Box traces of ``v`` per ``x``, one colour per value of ``by``, every series a point.
+
+    ``frame`` has the columns ``x``, ``by``, ``v`` and ``key`` (the series page key, '' when the
+    series has none): each point carries its key as ``customdata``, which the report's script
+    follows on a click. Groups of ``(by, x)`` with fewer than :data:`MIN_BOX` values are drawn as
+    points only (a second trace of the same legend group and offset, its box transparent).
+    """
+    import polars as pl
+
+    traces: list[go.Box] = []
+    names = frame[by].unique(maintain_order=True).to_list()
+    counted = frame.with_columns(pl.len().over(by, x).alias("n_group"))
+    for name, color in zip(names, palette(len(names)), strict=True):
+        part = counted.filter(pl.col(by) == name)
+        label = html.escape(str(name)[:80])
+        common: dict[str, object] = {
+            "name": label,
+            "legendgroup": label,
+            "offsetgroup": label,
+            "alignmentgroup": "all",
+            "marker": {"color": color, "size": 5, "opacity": 0.8},
+            "jitter": 0.5,
+            "pointpos": 0,
+            "hovertemplate": f"%{{x}}: {hover}<br>%{{customdata}}<extra>{label}</extra>",
+        }
+        dense = part.filter(pl.col("n_group") >= MIN_BOX)
+        sparse = part.filter(pl.col("n_group") < MIN_BOX)
+        if dense.height:
+            traces.append(
+                go.Box(
+                    x=dense[x].to_list(),
+                    y=dense["v"].to_list(),
+                    customdata=dense["key"].to_list(),
+                    boxpoints="all" if dense.height <= MAX_POINTS else "outliers",
+                    line={"color": color},
+                    **common,
+                )
+            )
+        if sparse.height:
+            traces.append(
+                go.Box(
+                    x=sparse[x].to_list(),
+                    y=sparse["v"].to_list(),
+                    customdata=sparse["key"].to_list(),
+                    boxpoints="all",
+                    fillcolor="rgba(0,0,0,0)",
+                    line={"color": "rgba(0,0,0,0)"},
+                    hoveron="points",
+                    showlegend=not dense.height,
+                    **common,
+                )
+            )
+    return traces
 
 
 # -- catalog overview ---------------------------------------------------------------------------
@@ -154,47 +303,47 @@ def studies_over_time(con: duckdb.DuckDBPyConnection, precision: str = "year") -
 # -- heterogeneity ------------------------------------------------------------------------------
 
 
-def _per_series_value(con: duckdb.DuckDBPyConnection, value_sql: str, where: str) -> pl.DataFrame:
-    """One value per series (the series' own, else the median over its instances), with site/vendor."""
+def _per_series_value(
+    con: duckdb.DuckDBPyConnection, value_sql: str, where: str, linked: Sequence[str]
+) -> pl.DataFrame:
+    """One value per series (the series' own, else the median over its instances), with
+    site, vendor and series page key."""
     return _frame(
         con,
         f"""WITH per_series AS (
                 SELECT SeriesInstanceUID, median({value_sql}) AS v
                 FROM instances WHERE {where} GROUP BY SeriesInstanceUID
             )
-            SELECT {SITE} AS site, {VENDOR} AS vendor, p.v AS v
+            SELECT {SITE} AS site, {VENDOR} AS vendor, p.v AS v,
+                {_key_sql("p.SeriesInstanceUID", linked)} AS key
             FROM per_series p JOIN series s USING (SeriesInstanceUID)
             WHERE p.v IS NOT NULL ORDER BY vendor, site""",
+        {"linked": list(linked)} if linked else None,
     )
 
 
 def _boxes(frame: pl.DataFrame, title: str, unit: str) -> go.Figure | None:
     if frame.is_empty():
         return None
-    fig = go.Figure()
-    for vendor in frame["vendor"].unique(maintain_order=True).to_list():
-        part = frame.filter(frame["vendor"] == vendor)
-        fig.add_trace(
-            go.Box(
-                x=part["site"].to_list(),
-                y=part["v"].to_list(),
-                name=str(vendor),
-                boxpoints="outliers",
-            )
-        )
+    fig = go.Figure(strip_boxes(frame, "site", "vendor", hover=f"%{{y}} {unit.split()[-1]}"))
     fig.update_layout(boxmode="group")
     return _layout(fig, title, yaxis_title=unit)
 
 
-def slice_thickness(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
-    """Slice thickness per series by site and vendor (``instances`` joined to ``series``)."""
-    frame = _per_series_value(con, "SliceThickness", "SliceThickness > 0")
+def slice_thickness(con: duckdb.DuckDBPyConnection, linked: Sequence[str] = ()) -> go.Figure | None:
+    """Slice thickness per series by site and vendor (``instances`` joined to ``series``).
+
+    Points of the series in ``linked`` (SeriesInstanceUIDs of the report's series pages; ``con``
+    then needs the ``pseudonym`` macro) carry their page key.
+    """
+    frame = _per_series_value(con, "SliceThickness", "SliceThickness > 0", linked)
     return _boxes(frame, "Slice thickness per series, by site and vendor", "SliceThickness (mm)")
 
 
-def pixel_spacing(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
-    """In-plane pixel spacing (column spacing) per series by site and vendor."""
-    frame = _per_series_value(con, "PixelSpacing[2]", "PixelSpacing[2] > 0")
+def pixel_spacing(con: duckdb.DuckDBPyConnection, linked: Sequence[str] = ()) -> go.Figure | None:
+    """In-plane pixel spacing (column spacing) per series by site and vendor; ``linked`` as
+    :func:`slice_thickness`."""
+    frame = _per_series_value(con, "PixelSpacing[2]", "PixelSpacing[2] > 0", linked)
     return _boxes(frame, "Pixel spacing per series, by site and vendor", "PixelSpacing (mm)")
 
 
@@ -272,7 +421,7 @@ def findings_by_rule(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
         con,
         f"""SELECT rule_id, severity, count(*) AS n FROM ({FINDINGS_SQL})
             GROUP BY rule_id, severity
-            ORDER BY {_WORST_FIRST}, n""",
+            ORDER BY {WORST_FIRST}, n""",
     )
     if frame.is_empty():
         return None
@@ -288,7 +437,7 @@ def findings_by_site(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
         con,
         f"""SELECT site, severity, count(*) AS n FROM ({FINDINGS_SQL})
             GROUP BY site, severity
-            ORDER BY {_WORST_FIRST}, site DESC""",
+            ORDER BY {WORST_FIRST}, site DESC""",
     )
     if frame.is_empty():
         return None
@@ -298,14 +447,30 @@ def findings_by_site(con: duckdb.DuckDBPyConnection) -> go.Figure | None:
 
 # -- pixel metrics ------------------------------------------------------------------------------
 
+#: Floating-point columns of ``pixel_metrics`` that are bookkeeping, not metrics.
+_NOT_METRICS = {"seconds"}
+
+
+def pixel_metric_columns(con: duckdb.DuckDBPyConnection, table: str = "pixel_metrics") -> list[str]:
+    """The metric columns of ``table``: its floating-point columns but bookkeeping ones."""
+    return [
+        name
+        for name, sql_type, *_ in con.sql(f"DESCRIBE {quote_ident(table)}").fetchall()
+        if str(sql_type).upper() in ("DOUBLE", "FLOAT", "REAL") and name not in _NOT_METRICS
+    ]
+
 
 def pixel_metrics(
-    con: duckdb.DuckDBPyConnection, metrics: Sequence[str], table: str = "pixel_metrics"
+    con: duckdb.DuckDBPyConnection,
+    metrics: Sequence[str],
+    table: str = "pixel_metrics",
+    linked: Sequence[str] = (),
 ) -> go.Figure | None:
     """Distributions of the pixel metrics per site: one figure, a menu picks the metric.
 
     Rows are joined to ``series`` on ``SeriesInstanceUID`` for their site. One UNPIVOT query reads
-    every metric at once.
+    every metric at once. Points of the series in ``linked`` carry their page key (as
+    :func:`slice_thickness`).
     """
     if not metrics:
         return None
@@ -313,32 +478,29 @@ def pixel_metrics(
     frame = _frame(
         con,
         f"""UNPIVOT (
-                SELECT coalesce(s.InstitutionName, '(no site)') AS site, {cols}
+                SELECT coalesce(s.InstitutionName, '(no site)') AS site,
+                    {_key_sql("m.SeriesInstanceUID", linked)} AS key, {cols}
                 FROM {table} m LEFT JOIN series s USING (SeriesInstanceUID)
             ) ON {", ".join(quote_ident(c) for c in metrics)} INTO NAME metric VALUE v
             ORDER BY metric, site""",
+        {"linked": list(linked)} if linked else None,
     )
     frame = frame.filter(frame["v"].is_not_null() & frame["v"].is_finite())
     present = [m for m in metrics if m in set(frame["metric"].to_list())]
     if not present:
         return None
     fig = go.Figure()
+    owner: list[int] = []  # which metric each trace draws (a sparse group adds a second trace)
     for i, metric in enumerate(present):
-        part = frame.filter(frame["metric"] == metric)
-        fig.add_trace(
-            go.Box(
-                x=part["site"].to_list(),
-                y=part["v"].to_list(),
-                name=metric,
-                visible=i == 0,
-                boxpoints="outliers",
-            )
-        )
+        for trace in strip_boxes(frame.filter(frame["metric"] == metric), "site", "metric"):
+            trace.visible = i == 0
+            fig.add_trace(trace)
+            owner.append(i)
     buttons = [
         {
             "label": metric,
             "method": "update",
-            "args": [{"visible": [j == i for j in range(len(present))]}, {"yaxis.title": metric}],
+            "args": [{"visible": [j == i for j in owner]}, {"yaxis.title": metric}],
         }
         for i, metric in enumerate(present)
     ]

@@ -3,6 +3,11 @@
 Figures are written as ``<div>`` + ``<script>`` fragments without their own copy of plotly.js; the
 library itself is inlined once in ``<head>``. Images are ``data:`` URIs. Nothing is fetched when the
 file is opened: it works from an e-mail attachment, a CI artifact or an air-gapped laptop.
+
+Series pages (:mod:`curation.report.series`) are ``<article>`` elements of the same file, each with
+the id ``series/<key>``: the address ``report.html#series/S-…`` shows that page alone (CSS
+``:target``, so a link works without script), and a short script sends a click on a plotly point
+whose ``customdata`` is a series key to its page.
 """
 
 from __future__ import annotations
@@ -35,6 +40,17 @@ class Section:
         return [b for b in self.blocks if isinstance(b, go.Figure)]
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links within the report (``#series/S-…``), both parts escaped."""
+
+    href: str
+    text: str
+
+    def __str__(self) -> str:
+        return f'<a href="{esc(self.href)}">{esc(self.text)}</a>'
+
+
 #: Plotly config of every figure: no logo, no link out to plotly's cloud.
 PLOTLY_CONFIG = {"displaylogo": False, "showLink": False, "responsive": True}
 
@@ -60,6 +76,56 @@ table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .thumbs img { width: 160px; height: auto; background: black; display: block; }
 .missing { color: #888; font-style: italic; }
 footer { color: #777; font-size: 12px; padding: 0 32px 32px 32px; }
+/* Long rule ids, rule lists and labels wrap inside their box instead of running out of it. */
+figcaption, td, th, section > p.intro, h2, h3 { overflow-wrap: anywhere; }
+/* Series pages: hidden until the address names one (#series/S-...); then it alone is shown. */
+article.series-page { display: none; }
+article.series-page:target { display: block; }
+body:has(article.series-page:target) main > section:not(#series) { display: none; }
+body:has(article.series-page:target) #series > :not(article) { display: none; }
+.crumbs { font-size: 13px; }
+.crumbs a { margin-right: 14px; color: #1f3b57; }
+.series-head { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+figure.mosaic { margin: 12px 0; max-width: 300px; font-size: 12px; color: #555; }
+figure.mosaic img { width: 288px; height: auto; background: black; display: block; }
+.sev-error { color: #c0392b; font-weight: 600; }
+.sev-warning { color: #b9580b; font-weight: 600; }
+.sev-info { color: #2471a3; }
+table.data td details { color: #444; max-width: 640px; }
+tr.outside td { background: #fdecea; }
+svg.glyph { display: block; }
+"""
+
+#: Plotly points whose customdata is a series key open that series' page; a key of '' (a series
+#: without a page) opens the note saying why there is none. Other customdata (the vendor chart's
+#: Manufacturer strings) is left alone.
+_SCRIPT = """
+(function () {
+  var KEY = /^S-[0-9a-f]+$/;
+  function open(key) {
+    if (key && document.getElementById('series/' + key)) { location.hash = 'series/' + key; return; }
+    var note = document.getElementById('series/none');
+    if (note) { location.hash = 'series/none'; }
+  }
+  function keyOf(p) {
+    var k = p.customdata;
+    if (k === undefined && p.data && p.data.customdata) { k = p.data.customdata[p.pointNumber]; }
+    return k;
+  }
+  function wire(gd) {
+    if (typeof gd.on !== 'function' || gd.dataset.seriesLinks) { return; }
+    gd.dataset.seriesLinks = '1';
+    gd.on('plotly_click', function (ev) {
+      var p = ev && ev.points && ev.points[0];
+      if (!p) { return; }
+      var k = keyOf(p);
+      if (typeof k === 'string' && (KEY.test(k) || (k === '' && p.data.type === 'box'))) { open(k); }
+    });
+  }
+  window.addEventListener('load', function () {
+    document.querySelectorAll('.js-plotly-plot').forEach(wire);
+  });
+})();
 """
 
 
@@ -69,13 +135,15 @@ def esc(value: object) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A small HTML table; numbers are right-aligned."""
+    """A small HTML table; numbers are right-aligned, :class:`Link` cells are links."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for row in rows:
         cells = "".join(
             f'<td class="num">{v:,}</td>'
             if isinstance(v, int | float) and not isinstance(v, bool)
+            else f"<td>{v}</td>"
+            if isinstance(v, Link)
             else f"<td>{esc(v)}</td>"
             for v in row
         )
@@ -130,6 +198,7 @@ def render(
 </main>
 <footer>Written {esc(datetime.now().isoformat(timespec="seconds"))} by curation. Patients and
 series appear only as keyed-hash pseudonyms.</footer>
+<script type="text/javascript">{_SCRIPT}</script>
 </body>
 </html>
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from curation.catalog import quote_literal, table_names
 from curation.errors import InputError
 from curation.report import figures
-from curation.report.html import Section, esc, table
+from curation.report.html import Link, Section, esc, table
 from curation.report.thumbnails import flagged_series
 
 if TYPE_CHECKING:
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("curation.report")
 
-#: Floating-point columns of ``pixel_metrics`` that are bookkeeping, not metrics.
-_NOT_METRICS = {"seconds"}
 #: Worst series listed in the findings section.
 WORST_SERIES = 15
 
@@ -94,8 +92,11 @@ def overview_section(
     return s
 
 
-def heterogeneity_section(con: duckdb.DuckDBPyConnection) -> Section | None:
-    """Heterogeneity of acquisition across sites and vendors."""
+def heterogeneity_section(
+    con: duckdb.DuckDBPyConnection, linked: Sequence[str] = ()
+) -> Section | None:
+    """Heterogeneity of acquisition across sites and vendors; points of the series in ``linked``
+    (those with a page) open their page when clicked."""
     if not {"instances", "series"} <= table_names(con):
         return None
     s = Section(
@@ -107,16 +108,17 @@ def heterogeneity_section(con: duckdb.DuckDBPyConnection) -> Section | None:
     )
     _add(
         s,
-        figures.slice_thickness(con),
-        figures.pixel_spacing(con),
+        figures.slice_thickness(con, linked),
+        figures.pixel_spacing(con, linked),
         figures.ct_kernels(con),
         figures.mr_field_strength(con),
     )
     return s
 
 
-def findings_section(con: duckdb.DuckDBPyConnection) -> Section | None:
-    """QC findings by rule, severity and site, with the worst series listed (pseudonyms)."""
+def findings_section(con: duckdb.DuckDBPyConnection, pages: Collection[str] = ()) -> Section | None:
+    """QC findings by rule, severity and site, with the worst series listed (pseudonyms); a
+    series whose key is in ``pages`` links to its page."""
     if not {"qc_findings", "qc_runs", "series", "studies", "instances"} <= table_names(con):
         return None
     s = Section(
@@ -153,6 +155,8 @@ def findings_section(con: duckdb.DuckDBPyConnection) -> Section | None:
             LIMIT {WORST_SERIES}"""
     ).fetchall()
     if worst:
+        # the first column is the series key: a link where the series has a page
+        worst = [(Link(f"#series/{r[0]}", r[0]) if r[0] in pages else r[0], *r[1:]) for r in worst]
         s.blocks.append(f"<h3>The {len(worst)} series with the most serious findings</h3>")
         s.blocks.append(
             table(
@@ -173,23 +177,21 @@ def findings_section(con: duckdb.DuckDBPyConnection) -> Section | None:
     return s
 
 
-def pixel_metrics_section(con: duckdb.DuckDBPyConnection) -> Section | None:
-    """Distributions of the pixel metrics per site, where the pixel step has run."""
+def pixel_metrics_section(
+    con: duckdb.DuckDBPyConnection, linked: Sequence[str] = ()
+) -> Section | None:
+    """Distributions of the pixel metrics per site, where the pixel step has run; points of the
+    series in ``linked`` open their page when clicked."""
     if "pixel_metrics" not in table_names(con):
         return None
-    described = con.sql("DESCRIBE pixel_metrics").fetchall()
-    metrics = [
-        name
-        for name, sql_type, *_ in described
-        if str(sql_type).upper() in ("DOUBLE", "FLOAT", "REAL") and name not in _NOT_METRICS
-    ]
+    metrics = figures.pixel_metric_columns(con)
     s = Section(
         "pixels",
         "Pixel metrics",
         "Distributions of the metrics computed from pixels (pixel_metrics, one value per series), "
         "per site; the menu at the top right picks the metric. docs/catalog.md says what each is.",
     )
-    _add(s, figures.pixel_metrics(con, metrics))
+    _add(s, figures.pixel_metrics(con, metrics, linked=linked))
     if not s.blocks:
         s.blocks.append('<p class="missing">pixel_metrics holds no metric values yet.</p>')
     return s
@@ -309,8 +311,11 @@ def cohort_section(con: duckdb.DuckDBPyConnection, cohort: Path) -> Section | No
     return s
 
 
-def thumbnails_section(con: duckdb.DuckDBPyConnection, limit: int = 12) -> Section | None:
-    """Middle slices of the worst flagged series, embedded as images."""
+def thumbnails_section(
+    con: duckdb.DuckDBPyConnection, limit: int = 12, pages: Collection[str] = ()
+) -> Section | None:
+    """Middle slices of the worst flagged series, embedded as images; each links to the series'
+    page where its key is in ``pages``."""
     if not {"qc_findings", "qc_runs", "series", "instances"} <= table_names(con):
         return None
     thumbs = flagged_series(con, limit)
@@ -330,6 +335,8 @@ def thumbnails_section(con: duckdb.DuckDBPyConnection, limit: int = 12) -> Secti
             if t.data_uri
             else f'<p class="missing">{esc(t.problem)}</p>'
         )
+        if t.series_pseudonym in pages:
+            img = f'<a href="#series/{esc(t.series_pseudonym)}">{img}</a>'
         items.append(
             f"<figure>{img}<figcaption><b>{esc(t.series_pseudonym)}</b> "
             f"{esc(t.modality)}, {esc(t.site)}<br>patient {esc(t.patient_pseudonym)}<br>"

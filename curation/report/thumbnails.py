@@ -38,8 +38,29 @@ class Thumbnail:
     problem: str | None = None
 
 
+#: Series whose pixels the report never draws, each with why (``$privacy_rules`` binds the ids of
+#: the rules tagged :data:`curation.qc.rule.PRIVACY`). Thumbnails and series mosaics share it.
+HIDDEN_SQL = f"""
+    SELECT SeriesInstanceUID, 'a privacy rule flagged it (' || min(rule_id) || ')' AS why
+    FROM ({FINDINGS_SQL})
+    WHERE SeriesInstanceUID IS NOT NULL AND list_contains($privacy_rules, rule_id)
+    GROUP BY SeriesInstanceUID
+    UNION ALL
+    SELECT DISTINCT SeriesInstanceUID, 'it declares burned-in annotation'
+    FROM instances WHERE upper(trim(BurnedInAnnotation)) = 'YES'
+    UNION ALL
+    SELECT SeriesInstanceUID, 'a secondary capture or screen save'
+    FROM series WHERE coalesce(SOPClassUID, '') LIKE '1.2.840.10008.5.1.4.1.1.7%'
+"""
+
+
+def privacy_rules() -> list[str]:
+    """Ids of the rules whose findings keep a series' pixels out of the report."""
+    return [r.id for r in tagged(PRIVACY)]
+
+
 def _candidates_sql(limit: int) -> str:
-    # Worst first: errors, then warnings, then infos; privacy-flagged series never drawn.
+    # Worst first: errors, then warnings, then infos; series in HIDDEN_SQL never drawn.
     return f"""
         WITH f AS ({FINDINGS_SQL}),
         flagged AS (
@@ -47,21 +68,15 @@ def _candidates_sql(limit: int) -> str:
                 count(*) FILTER (WHERE severity = 'error') AS n_error,
                 count(*) FILTER (WHERE severity = 'warning') AS n_warning,
                 count(*) AS n_all,
-                string_agg(DISTINCT rule_id, ', ' ORDER BY rule_id) AS rules,
-                bool_or(list_contains($privacy_rules, rule_id)) AS privacy
+                string_agg(DISTINCT rule_id, ', ' ORDER BY rule_id) AS rules
             FROM f WHERE SeriesInstanceUID IS NOT NULL GROUP BY SeriesInstanceUID
-        ), burned AS (
-            SELECT DISTINCT SeriesInstanceUID FROM instances
-            WHERE upper(trim(BurnedInAnnotation)) = 'YES'
         )
         SELECT fl.SeriesInstanceUID, 'S-' || pseudonym(fl.SeriesInstanceUID) AS series_pseudonym,
             'P-' || pseudonym(s.PatientID) AS patient_pseudonym,
             coalesce(s.InstitutionName, '(no site)') AS site, coalesce(s.Modality, '?') AS modality,
             fl.rules
         FROM flagged fl JOIN series s USING (SeriesInstanceUID)
-        WHERE NOT fl.privacy
-            AND coalesce(s.SOPClassUID, '') NOT LIKE '1.2.840.10008.5.1.4.1.1.7%'
-            AND fl.SeriesInstanceUID NOT IN (SELECT SeriesInstanceUID FROM burned)
+        WHERE fl.SeriesInstanceUID NOT IN (SELECT SeriesInstanceUID FROM ({HIDDEN_SQL}))
         ORDER BY n_error DESC, n_warning DESC, n_all DESC, fl.SeriesInstanceUID
         LIMIT {int(limit)}
     """
@@ -77,8 +92,7 @@ def flagged_series(con: duckdb.DuckDBPyConnection, limit: int = 12) -> list[Thum
     """
     from curation.pixels.draw import thumbnail
 
-    privacy_rules = [r.id for r in tagged(PRIVACY)]
-    rows = con.sql(_candidates_sql(limit), params={"privacy_rules": privacy_rules}).fetchall()
+    rows = con.sql(_candidates_sql(limit), params={"privacy_rules": privacy_rules()}).fetchall()
     out = []
     # One slice per shown series (at most ``limit``), not a loop over the catalog.
     for uid, series, patient, site, modality, rules in rows:

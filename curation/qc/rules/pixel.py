@@ -24,10 +24,28 @@ from curation.qc.rule import PRIVACY, Level, Param, Rule, Severity, register
 
 _REQUIRES = ("pixel_metrics", "pixel_slices", "series")
 
+#: Defaults of the shared ``min_group`` and ``k`` parameters (the report's series pages use them).
+MIN_GROUP = 8
+K = 5.0
 _MIN_GROUP = Param(
-    "min_group", 8, "count", "series a (Modality, protocol) group needs to get its own fence"
+    "min_group",
+    MIN_GROUP,
+    "count",
+    "series a (Modality, protocol) group needs to get its own fence",
 )
-_K = Param("k", 5.0, "MAD", "robust SDs (1.4826 x MAD) beyond the group median that are unusual")
+_K = Param("k", K, "MAD", "robust SDs (1.4826 x MAD) beyond the group median that are unusual")
+
+
+#: The group whose distribution a series' pixel metric is compared with (a window expression over
+#: ``pixel_metrics``; binds ``$min_group``): ``Modality|p|protocol`` when that group has at least
+#: min_group measured series, else ``Modality|s|sequence`` when that has, else ``Modality``. The
+#: report's series pages show a series against this same group.
+GROUP_SQL = """CASE
+        WHEN count(*) OVER (PARTITION BY Modality, protocol) >= $min_group
+            THEN coalesce(Modality, '') || '|p|' || coalesce(protocol, '')
+        WHEN count(*) OVER (PARTITION BY Modality, sequence) >= $min_group
+            THEN coalesce(Modality, '') || '|s|' || coalesce(sequence, '')
+        ELSE coalesce(Modality, '') END"""
 
 
 def _query(
@@ -53,12 +71,7 @@ def _query(
     )
     return f"""
 WITH m AS (
-    SELECT pm.*, CASE
-        WHEN count(*) OVER (PARTITION BY Modality, protocol) >= $min_group
-            THEN coalesce(Modality, '') || '|p|' || coalesce(protocol, '')
-        WHEN count(*) OVER (PARTITION BY Modality, sequence) >= $min_group
-            THEN coalesce(Modality, '') || '|s|' || coalesce(sequence, '')
-        ELSE coalesce(Modality, '') END AS grp
+    SELECT pm.*, {GROUP_SQL} AS grp
     FROM pixel_metrics pm WHERE status <> 'unreadable'
 ), f AS (
     SELECT grp, median({metric}) {sign} $k * 1.4826 * coalesce(mad({metric}), 0) AS fence
