@@ -14,11 +14,11 @@ import pytest
 
 from curation import catalog
 from curation.cohort import build_cohort, load_spec, parse
+from curation.deid import scan
 from curation.errors import InputError
 from curation.pseudonym import ENV_VAR
 
 from .conftest import SAMPLE_DATA, needs_shared
-from .identifiers import identifier_values
 
 SYNTH = SAMPLE_DATA / "synthetic"
 SPEC = SAMPLE_DATA / "cohort_spec.yaml"
@@ -552,7 +552,9 @@ def test_pseudonymous_files_carry_no_identifier_in_their_paths(
         res = build_cohort(db, SPEC, out, key=KEY, files=mode)
     assert "carry identifiers" not in caplog.text
     con = catalog.connect(db, read_only=True)
-    ids = identifier_values(con, ("PatientID", "AccessionNumber", "strftime(StudyDate, '%Y%m%d')"))
+    pairs = scan.identifier_values(con, keywords=("PatientID", "AccessionNumber", "StudyDate"))
+    ids = {v.strip() for _, v in pairs if len(v.strip()) >= scan.MIN_LENGTH}
+    needles = scan.needles_for(pairs)
     originals = dict(
         con.sql(
             f"""SELECT m.series_key, list(i.path ORDER BY i.InstanceNumber, i.path)
@@ -566,6 +568,8 @@ def test_pseudonymous_files_carry_no_identifier_in_their_paths(
     paths = [p for files in manifest["dicom_files"].to_list() for p in files]
     assert paths and all(p.startswith(str(out / "files")) for p in paths)
     assert not [x for x in ids if any(x in p for p in paths) or x in datalist]
+    # nor in another spelling (a date as YYYY-MM-DD) or case
+    assert not [p for p in [*paths, datalist] if scan.scan_bytes(p.encode(), needles)]
     for row in manifest.iter_rows(named=True):
         for made, src in zip(row["dicom_files"], originals[row["series_key"]], strict=True):
             assert Path(made).read_bytes() == Path(src).read_bytes()

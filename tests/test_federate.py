@@ -20,6 +20,7 @@ import pytest
 
 from curation import catalog, crawl, qc
 from curation.cli.main import main
+from curation.deid import scan
 from curation.federate import build_summary, write_summary
 from curation.federate.bins import BY_NAME
 from curation.federate.findings import (
@@ -46,7 +47,6 @@ from curation.qc.suite import from_mapping
 from curation.synth.vendors import SITES as SYNTH_SITES
 
 from .conftest import SAMPLE_DATA
-from .identifiers import identifier_values, leaked
 
 SITES = ("riverside", "northbay", "lakeshore")
 SYNTHETIC = SAMPLE_DATA / "synthetic"
@@ -83,54 +83,47 @@ def _summary(db: Path, site: str, k: int, **kw: Any) -> dict[str, Any]:
         return build_summary(con, site=site, min_count=k, **kw)
 
 
-def _site_identifiers(db: Path) -> set[str]:
-    """Every identifying value the site's catalog holds: IDs, names, UIDs (but the standard's own),
-    dates finer than the year, paths and their folder names, free text, the site's own names."""
+def _site_identifiers(db: Path) -> list[tuple[str, str]]:
+    """(keyword or label, value) of every identifying value the site's catalog holds: IDs, names,
+    UIDs (but the standard's own), dates, paths and their folder names, free text, the site's own
+    names; searched by the leak scanner (:func:`curation.deid.scan.needles_for`) in every spelling
+    it knows (a name word by word, a date in each order), any case, as whole words."""
     from pydicom.uid import UID_dictionary
 
     with catalog.opened(db, read_only=True) as con:
-        values = identifier_values(
-            con,
-            (
-                "PatientID",
-                "PatientName",
-                "AccessionNumber",
-                "StudyID",
-                "StudyInstanceUID",
-                "SeriesInstanceUID",
-                "SOPInstanceUID",
-                "FrameOfReferenceUID",
-                "DeviceSerialNumber",
-                "InstitutionName",
-                "StationName",
-                "StudyDescription",
-                "SeriesDescription",
-                "ProtocolName",
-                "ImageComments",
-                "strftime(StudyDate, '%Y%m%d')",
-                "strftime(StudyDate, '%Y-%m-%d')",
-                "strftime(PatientBirthDate, '%Y%m%d')",
-                "path",
-            ),
-        )
-        # every UID, name, date and person in any element, nested and private ones too
-        values |= identifier_values(
-            con, ("value",), table="elements WHERE vr IN ('UI', 'PN', 'DA', 'DT', 'LO', 'SH')"
-        )
+        # every identifier keyword, nested and private elements too
+        values = scan.identifier_values(con)
+        # every UID, name, date and free text of any element (descriptions, protocol names, IDs)
+        values += con.sql(
+            "SELECT DISTINCT keyword, value FROM elements WHERE value IS NOT NULL AND "
+            "(vr IN ('UI', 'PN', 'DA', 'DT', 'LO', 'SH') OR keyword = 'ImageComments')"
+        ).fetchall()
         paths = [p for (p,) in con.sql("SELECT path FROM files").fetchall()]
     root = str(SYNTHETIC / "dicom")
-    values |= {part for p in paths for part in Path(p[len(root) :]).parts if len(part) >= 4}
+    values += [("path", p) for p in paths]
+    values += [("folder", part) for p in paths for part in Path(p[len(root) :]).parts]
     # the standard's UIDs (SOP classes, transfer syntaxes) identify nobody; LO/SH values that are
     # device or vendor vocabulary are what the summary is for (a model name shared by k series)
-    values -= set(UID_dictionary)
-    return values
+    return [(k, str(v)) for k, v in values if str(v) not in UID_dictionary]
+
+
+def _leaks(values: list[tuple[str, str]], allowed: set[str], text: str) -> set[str]:
+    """The spellings of ``values`` found in ``text``, but for the ``allowed`` ones."""
+    needles = scan.needles_for((k, v) for k, v in values if v.strip() not in allowed)
+    shown = {a.upper() for a in allowed}
+    return {
+        n.text.decode()
+        for n, _ in scan.scan_bytes(text.encode(), needles)
+        if n.text.decode() not in shown
+    }
 
 
 def test_a_summary_holds_no_identifier_of_its_catalog(sites: dict[str, Path]) -> None:
     db = sites["riverside"]
     values = _site_identifiers(db)
     creators = {c for _, c, _ in PARAMETER_LOCATIONS if c}
-    assert len(values) > 700  # every UID, ID, name, date and folder of the site (381 files)
+    # every UID, ID, name, date and folder of the site (381 files)
+    assert len(scan.needles_for(values)) > 700
     # k=1 shows every count and every open value: the most a summary can say
     for k in (1, 10):
         summary = _summary(db, "site-a", k, cohort=SPEC)
@@ -145,7 +138,7 @@ def test_a_summary_holds_no_identifier_of_its_catalog(sites: dict[str, Path]) ->
         }
         # and the private creators whose tags the summary counts (a declared vocabulary)
         allowed = shown | {w for v in shown for w in v.split()} | creators
-        leaks = leaked(values - allowed, text)
+        leaks = _leaks(values, allowed, text)
         assert leaks == set(), sorted(leaks)[:10]
         # nothing that looks like a date finer than the year, or a path
         assert not re.search(r"(19|20)\d\d-?[01]\d-?[0-3]\d", text)
@@ -155,11 +148,13 @@ def test_a_summary_holds_no_identifier_of_its_catalog(sites: dict[str, Path]) ->
         assert summary["cohort"]["steps"][0]["n_series"] == summary["totals"]["series"]
     # and the shown open values are device vocabulary, never one of the free-text columns
     with catalog.opened(db, read_only=True) as con:
-        free = identifier_values(
-            con,
-            ("SeriesDescription", "StudyDescription", "ProtocolName", "InstitutionName"),
-            min_len=1,
-        )
+        free = {
+            str(v).strip()
+            for (v,) in con.sql(
+                "SELECT DISTINCT value FROM elements WHERE value IS NOT NULL AND keyword IN "
+                "('SeriesDescription', 'StudyDescription', 'ProtocolName', 'InstitutionName')"
+            ).fetchall()
+        }
     assert not (shown & free)
 
 
@@ -575,7 +570,7 @@ def test_curation_federate_writes_an_offline_report_and_tables(
         ).fetchall()[0][0]
     assert n_sites == 3 and certain > 0
     # the report holds nothing of the catalogs but what the summaries hold
-    values = set().union(*(_site_identifiers(sites[s]) for s in SITES))
+    values = [v for s in SITES for v in _site_identifiers(sites[s])]
     texts = [json.loads(p.read_text()) for p in summary_files]
     shown = {
         c["value"]
@@ -586,7 +581,7 @@ def test_curation_federate_writes_an_offline_report_and_tables(
     }
     creators = {c for _, c, _ in PARAMETER_LOCATIONS if c}
     allowed = shown | {w for v in shown for w in v.split()} | creators | set(SITES)
-    assert leaked(values - allowed, data) == set()
+    assert _leaks(values, allowed, data) == set()
 
 
 def _bad(path: Path, change: dict[str, Any]) -> Path:

@@ -57,9 +57,9 @@ import polars as pl  # noqa: E402
 
 from curation import catalog  # noqa: E402
 from curation.cli.main import main  # noqa: E402
+from curation.deid import scan  # noqa: E402
 
 from .conftest import SAMPLE_DATA  # noqa: E402
-from .identifiers import identifier_values  # noqa: E402
 
 KEY = "hostile-test-key-0123456789"
 #: A file outside the catalog and the output folder that hostile SQL tries to read (its path
@@ -346,8 +346,10 @@ def test_a_hostile_cohort_folder_leaks_nothing(
     capsys.readouterr()
     _tamper(cohort, case, secret)
     con = catalog.connect(db, read_only=True)
-    identifiers = identifier_values(con, ("PatientID", "PatientName", "AccessionNumber"))
+    pairs = scan.identifier_values(con, keywords=("PatientID", "PatientName", "AccessionNumber"))
     con.close()
+    identifiers = {v.strip() for _, v in pairs if len(v.strip()) >= scan.MIN_LENGTH}
+    needles = scan.needles_for(pairs)
     out = work / "report.html"
     code = main(
         ["report", "--db", str(db), "--cohort", str(cohort), "--out", str(out), "--thumbnails", "0"]
@@ -360,7 +362,8 @@ def test_a_hostile_cohort_folder_leaks_nothing(
     else:
         html = out.read_text()
         html = html[html.index("</script>") :]  # after the inlined plotly.js
-        assert not [x for x in identifiers if x in html]
+        assert not [x for x in identifiers if x in html]  # not even inside a longer word
+        assert not scan.scan_bytes(html.encode(), needles)  # nor in another spelling or case
         assert SECRET_TOKEN not in html
         assert "<script>alert" not in html and "<img src=x" not in html
     assert not list(work.rglob(_LEAK)) and not list(work.rglob("pwned*"))

@@ -10,7 +10,10 @@ also as the CSV of its rows, since its pages may be compressed), upper-cased, an
 words at a time: a word of a name is found as a word, not inside a longer one.
 
 The tests and ``benchmarks/deid_peers.py`` share this scanner, so curation and its peers are
-counted the same way. A finding names the file, the kind of identifier and the spelling, never the
+counted the same way, and every test that checks an output for identifiers (the demo's outputs, a
+cohort's paths, a federated summary, a report built from hostile input) searches the same way:
+:func:`identifier_values` collects a catalog's values, :func:`needles_for` spells any values,
+:func:`scan_bytes` finds them. A finding names the file, the kind of identifier and the spelling, never the
 value.
 """
 
@@ -143,10 +146,10 @@ def dicom_words() -> frozenset[str]:
     )
 
 
-def _needle(text: str, kind: str, spelling: str) -> Needle | None:
+def _needle(text: str, kind: str, spelling: str, min_length: int = MIN_LENGTH) -> Needle | None:
     raw = text.encode("utf-8", "replace")
     tokens = _TOKEN.findall(raw)
-    if len(text) < MIN_LENGTH or not tokens or text in PLACEHOLDERS:
+    if len(text) < min_length or not tokens or text in PLACEHOLDERS:
         return None
     if spelling == "a word" and text in dicom_words():
         return None
@@ -155,17 +158,27 @@ def _needle(text: str, kind: str, spelling: str) -> Needle | None:
     return Needle(raw, kind, spelling, max(tokens, key=len))
 
 
-def identifiers(
+def identifier_values(
     con: duckdb.DuckDBPyConnection,
     paths: Iterable[str] | None = None,
     *,
+    keywords: Iterable[str] | None = None,
     retained: Iterable[str] = (),
-) -> dict[Needle, str]:
-    """Every spelling of every identifier of the cataloged files ``paths`` (all when None), each
-    with the keyword it came from. ``retained``: keywords a profile keeps on purpose (Retain
-    Device Identity keeps DeviceSerialNumber), not searched."""
+) -> list[tuple[str, str]]:
+    """(keyword, value) of every distinct identifier value of the cataloged files ``paths`` (all
+    when None), nested elements included.
+
+    ``keywords``: the keywords searched (default: every key of :data:`IDENTIFIER_KEYWORDS`; each
+    must be one); ``retained``: keywords a profile keeps on purpose (Retain Device Identity keeps
+    DeviceSerialNumber), left out. A value that is also a vendor, model or software string of the
+    catalog is left out too (see below).
+    """
+    chosen = list(IDENTIFIER_KEYWORDS) if keywords is None else list(keywords)
+    unknown = [k for k in chosen if k not in IDENTIFIER_KEYWORDS]
+    if unknown:
+        raise ValueError(f"not identifier keywords: {', '.join(unknown)} (see IDENTIFIER_KEYWORDS)")
     skip = set(retained)
-    kws = [k for k in IDENTIFIER_KEYWORDS if k not in skip]
+    kws = [k for k in chosen if k not in skip]
     if paths is None:
         rows = con.execute(
             "SELECT DISTINCT keyword, value FROM elements WHERE list_contains($k, keyword) "
@@ -193,17 +206,44 @@ def identifiers(
             {"k": ["Manufacturer", "ManufacturerModelName", "SoftwareVersions"]},
         ).fetchall()
     }
+    return [(k, str(v)) for k, v in rows if str(v).strip().upper() not in technical]
+
+
+def needles_for(
+    values: Iterable[tuple[str, str]], *, min_length: int = MIN_LENGTH
+) -> dict[Needle, str]:
+    """Every spelling (:func:`spellings`) of each ``(keyword, value)``, as needles for
+    :func:`scan_bytes`, each with its keyword. A keyword of :data:`IDENTIFIER_KEYWORDS` gives
+    its kind's spellings (a name word by word, a date in each order); any other label (a free-text
+    element, a path) is searched as stored. Multi-valued values (``A\\B``) are split; spellings
+    shorter than ``min_length`` characters, placeholders and lone DICOM words are not searched.
+    """
     out: dict[Needle, str] = {}
-    for keyword, value in rows:
-        if str(value).strip().upper() in technical:
-            continue
-        kind = IDENTIFIER_KEYWORDS[keyword]
+    for keyword, value in values:
+        kind = IDENTIFIER_KEYWORDS.get(keyword, "id")
         for part in str(value).split("\\"):
             for text, spelling in spellings(part, kind):
-                n = _needle(text, kind, spelling)
+                n = _needle(text, kind, spelling, min_length)
                 if n is not None:
                     out.setdefault(n, keyword)
     return out
+
+
+def identifiers(
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[str] | None = None,
+    *,
+    retained: Iterable[str] = (),
+    keywords: Iterable[str] | None = None,
+    min_length: int = MIN_LENGTH,
+) -> dict[Needle, str]:
+    """Every spelling of every identifier of the cataloged files ``paths`` (all when None), each
+    with the keyword it came from: :func:`needles_for` over :func:`identifier_values` (see both
+    for ``keywords``, ``retained`` and ``min_length``)."""
+    return needles_for(
+        identifier_values(con, paths, keywords=keywords, retained=retained),
+        min_length=min_length,
+    )
 
 
 def retained_by(profile: Profile) -> list[str]:
