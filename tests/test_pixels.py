@@ -280,6 +280,55 @@ def _check_rules(con: duckdb.DuckDBPyConnection) -> None:
     assert not any(i in msg for msg in found.get_column("message") for i in ids)
 
 
+def test_series_blur_flags_a_sample_series_blurred_as_a_whole(
+    synth_catalog: Path, tmp_path: Path
+) -> None:
+    """The shipped sample was generated before the series_blur kind existed (regenerating it
+    would move every planted defect), so pixel.series_blur is checked here on copies of one of its
+    clean MR series, among that series' own peers: a copy blurred as a whole by the synthetic
+    cohort's own defect (curation.synth.implant) is flagged; a clean copy and the source are not."""
+    from curation import catalog, crawl
+    from curation.pixels import compute
+    from curation.qc import run
+    from curation.qc.suite import from_mapping
+    from curation.synth.implant import plant_series
+
+    db = tmp_path / "catalog.duckdb"
+    shutil.copy(synth_catalog, db)
+    truth = pl.read_parquet(SYNTH / "ground_truth.parquet")
+    with duckdb.connect(str(db)) as con:
+        con.register("defective", truth.select("SeriesInstanceUID").drop_nulls().unique())
+        # a clean single-frame MR series with the most peers of the same description and vendor
+        source, files = con.sql(
+            """SELECT SeriesInstanceUID, list(path ORDER BY InstanceNumber) FROM instances i
+            WHERE Modality = 'MR' AND coalesce(NumberOfFrames, 1) = 1
+              AND SeriesInstanceUID NOT IN (SELECT SeriesInstanceUID FROM defective)
+            GROUP BY SeriesInstanceUID, SeriesDescription, Manufacturer HAVING count(*) >= 10
+            ORDER BY count(*) OVER (PARTITION BY SeriesDescription, Manufacturer) DESC,
+                     SeriesInstanceUID LIMIT 1"""
+        ).fetchall()[0]
+    blurred = plant_series([Path(f) for f in files], tmp_path / "blurred", "series_blur", seed=2)
+    clean = plant_series([Path(f) for f in files], tmp_path / "clean", None, seed=3)
+    crawl([tmp_path / "blurred", tmp_path / "clean"], db, workers=1, progress=False)
+    compute(
+        db, series=[blurred.SeriesInstanceUID, clean.SeriesInstanceUID], workers=1, progress=False
+    )
+    con = catalog.connect(db)
+    try:
+        assert con.sql("SELECT count(*) FROM pixel_metrics").fetchall()[0][0] > 150  # sample kept
+        result = run(con, from_mapping({"name": "blur", "include": ["pixel.series_blur"]}, "blur"))
+        flagged = {
+            r[0]
+            for r in con.sql(
+                f"SELECT SeriesInstanceUID FROM qc_findings WHERE run_id = {result.run_id}"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    assert blurred.SeriesInstanceUID in flagged, blurred.params
+    assert not flagged & {clean.SeriesInstanceUID, source}
+
+
 FMRI = SHARED_DICOM / "dcm_qa_philips" / "In" / "Magdeburg_2014" / "fmri"
 
 

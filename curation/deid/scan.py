@@ -31,6 +31,7 @@ import duckdb
 import polars as pl
 
 from curation.deid.profile import Profile
+from curation.qc.rules.privacy import PLACEHOLDER_WORDS
 
 #: Keywords whose values are identifiers, and the kind each is reported as.
 IDENTIFIER_KEYWORDS: dict[str, str] = {
@@ -63,14 +64,12 @@ IDENTIFIER_KEYWORDS: dict[str, str] = {
 }
 #: Shortest needle searched, in characters: shorter ones match anything.
 MIN_LENGTH = 4
-#: Values that are placeholders, not identifiers (upper case), as the privacy rules skip them.
-PLACEHOLDERS = frozenset(
-    {
-        "ANONYMOUS", "ANON", "ANONYMIZED", "PHANTOM", "TEST", "REMOVED", "DICOM", "PATIENT",
-        "NONE", "UNKNOWN", "HEAD", "BRAIN", "CHEST", "BODY", "KNEE", "SPINE", "MRI", "NULL",
-        "SIEMENS", "PHILIPS", "GENERAL", "ELECTRIC", "MEDICAL", "SYSTEMS", "HEALTHCARE",
-    }
-)  # fmt: skip
+#: Values that are placeholders, not identifiers (upper case): the privacy rule's, and words of an
+#: output's own vocabulary (body parts, vendor names) that a name word may coincide with.
+PLACEHOLDERS = frozenset(PLACEHOLDER_WORDS) | {
+    "ANONYMIZED", "BODY", "KNEE", "SPINE", "NULL",
+    "SIEMENS", "PHILIPS", "GENERAL", "ELECTRIC", "MEDICAL", "SYSTEMS", "HEALTHCARE",
+}  # fmt: skip
 
 #: A word: letters, digits and underscores (``SLICE_THICKNESS_MM`` is one word: a name word found
 #: inside it is not that name).
