@@ -271,8 +271,9 @@ PAGE_STATE = """(() => {
 })()"""
 
 #: An isolated plot point (nothing within 12 px, so the click cannot land on a neighbour) whose
-#: series has a page: [key, x, y] in the viewport, the point scrolled into view.
-LINKED_POINT = """(() => {
+#: series has a page (``WANT`` true) or has none (false): [key, x, y] in the viewport, the point
+#: scrolled into view.
+LINKED_POINT = """((WANT) => {
     const centre = el => { const r = el.getBoundingClientRect();
                            return [r.x + r.width / 2, r.y + r.height / 2]; };
     for (const gd of document.querySelectorAll('#heterogeneity .js-plotly-plot, #pixels .js-plotly-plot')) {
@@ -284,11 +285,23 @@ LINKED_POINT = """(() => {
             const key = trace.customdata && trace.customdata[pt.__data__.i];
             const alone = at.every((c, m) => m === n
                 || Math.hypot(c[0] - at[n][0], c[1] - at[n][1]) > 12);
-            if (key && alone) { return [key, at[n][0], at[n][1]]; }
+            if (typeof key === 'string' && !!key === WANT && alone) {
+                return [key, at[n][0], at[n][1]];
+            }
         }
     }
     return null;
-})()"""
+})"""
+
+
+def _click(browser: Chromium, x: float, y: float) -> None:
+    """A real left click at (x, y): plotly sees the hover, then the press and release."""
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        browser.send(
+            "Input.dispatchMouseEvent",
+            {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+            page=True,
+        )
 
 
 def _wait_for_hash(browser: Chromium, want: str, timeout: float = 5) -> str:
@@ -333,18 +346,23 @@ def test_series_pages_open_from_the_findings_table_and_a_plot_point(
         browser.evaluate("location.hash = 'heterogeneity'")
         assert _wait_for_hash(browser, "#heterogeneity") == "#heterogeneity"
         assert browser.evaluate(PAGE_STATE)["id"] is None
-        point = browser.evaluate(LINKED_POINT)
+        point = browser.evaluate(f"{LINKED_POINT}(true)")
         assert point is not None, "no clickable point of a series with a page"
         key, x, y = point
-        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            browser.send(
-                "Input.dispatchMouseEvent",
-                {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
-                page=True,
-            )
+        _click(browser, x, y)
         assert _wait_for_hash(browser, f"#series/{key}") == f"#series/{key}"
         page = browser.evaluate(PAGE_STATE)
         assert page["id"] == f"series/{key}" and page["height"] > 300 and page["others_hidden"]
+        # A point of a series without a page opens the note that says so.
+        browser.evaluate("location.hash = 'heterogeneity'")
+        assert _wait_for_hash(browser, "#heterogeneity") == "#heterogeneity"
+        point = browser.evaluate(f"{LINKED_POINT}(false)")
+        assert point is not None and point[0] == ""
+        _click(browser, point[1], point[2])
+        assert _wait_for_hash(browser, "#series/none") == "#series/none"
+        assert "No page for this series" in browser.evaluate(
+            "document.querySelector('article.series-page:target').innerText"
+        )
         # 3. Captions wrap: none runs out of its box, in the report or on a series page; and
         # the check can fail: without the wrapping rule, a thumbnail caption does overflow.
         overflow_js = """[...document.querySelectorAll('figcaption, td')]
