@@ -6,6 +6,7 @@ Real Dask clusters (a LocalCluster of worker processes; an external scheduler st
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -180,6 +181,81 @@ def test_a_worker_killed_mid_crawl_loses_no_rows_and_duplicates_none(
     counts = _assert_equal(db, shared_catalog, _only(_subset()))
     assert counts["instances"] == N_SUBSET
     cluster.wait_for_workers(2)  # the nanny starts a new worker for the next tests
+
+
+def _kill_holders(name: str, done: threading.Event, kills: list[int]) -> None:
+    """SIGKILL any of this user's processes holding file ``name`` open, until ``done``."""
+    me = os.getuid()
+    while not done.is_set():
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if proc.stat().st_uid != me:
+                    continue
+                held = any(os.readlink(fd) == name for fd in (proc / "fd").iterdir())
+            except OSError:
+                continue
+            if held:
+                with contextlib.suppress(OSError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    kills.append(int(proc.name))
+        time.sleep(0.005)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_file_that_kills_its_worker_each_time_is_recorded_and_the_crawl_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Dask gives up on a task whose worker died (KilledWorker, after Dask's own 3 retries); the
+    crawl halves it down to the one file that kills its worker, records that file as
+    ``reader_died`` and reads the rest. A cluster of its own: its workers die 8 times."""
+    from pydicom.data import get_testdata_file
+
+    from . import fuzz_cases
+
+    tree, db = tmp_path / "tree", tmp_path / "c.duckdb"
+    tree.mkdir()
+    for i in range(3):
+        shutil.copy(get_testdata_file("CT_small.dcm"), tree / f"{i}.dcm")
+    # Last, in a task with another file: the halving is exercised, and the other tasks are done
+    # before its worker dies (a task queued on a dying worker counts a death too).
+    culprit = tree / "9-culprit.dcm"
+    culprit.write_bytes(fuzz_cases.element_bomb(200_000))  # half a second of reading
+    done, kills = threading.Event(), []
+    killer = threading.Thread(target=_kill_holders, args=(str(culprit), done, kills))
+    killer.start()
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    ) as cluster:
+        try:
+            summary = dask_engine.crawl(
+                tree, db, scheduler=cluster.scheduler_address, task_files=2, progress=False
+            )
+        finally:
+            done.set()
+            killer.join()
+        # Not read again until it changes.
+        again = dask_engine.crawl(tree, db, scheduler=cluster.scheduler_address, progress=False)
+    assert kills, "the culprit's worker was never killed"
+    con = catalog.connect(db, read_only=True)
+    try:
+        assert con.sql("SELECT reason, count(*) FROM files GROUP BY ALL ORDER BY 1").fetchall() == [
+            ("reader_died", 1),
+            (None, 3),
+        ]
+        assert con.sql("SELECT path, reason FROM crawl_errors").fetchall() == [
+            (str(culprit), "reader_died")
+        ]
+        assert con.sql("SELECT count(*) FROM instances").fetchall() == [(3,)]
+    finally:
+        con.close()
+    assert summary.n_read == 4 and summary.errors_by_reason == {"reader_died": 1}
+    assert again.n_read == 0
 
 
 def test_bad_files_and_incremental_crawls_match_the_local_crawl(
