@@ -276,12 +276,22 @@ def _metrics(
     return groups, out
 
 
-def _mosaics(
-    con: duckdb.DuckDBPyConnection, uids: list[str], tiles: int
-) -> tuple[dict[str, tuple[str, str]], pl.DataFrame | None]:
-    """Mosaic data URI (or why none) of each series, and the slice table read for them."""
-    from curation.pixels.draw import mosaic
+def _slices(con: duckdb.DuckDBPyConnection, uids: list[str]) -> pl.DataFrame | None:
+    """Every slice of the page series (:func:`curation.pixels.sample.slice_table`), or None."""
     from curation.pixels.sample import slice_table
+
+    try:
+        return slice_table(con, uids)
+    except Exception as exc:  # a catalog without the elements a slice listing needs: say so
+        log.info("series pages: no slice listing: %s", exc)
+        return None
+
+
+def _mosaics(
+    con: duckdb.DuckDBPyConnection, uids: list[str], slices: pl.DataFrame | None, tiles: int
+) -> dict[str, tuple[str, str]]:
+    """Mosaic data URI (or why none) of each series."""
+    from curation.pixels.draw import mosaic
 
     hidden = dict(
         con.sql(
@@ -293,11 +303,8 @@ def _mosaics(
     out: dict[str, tuple[str, str]] = {
         u: ("", f"pixels not shown: {why}") for u, why in hidden.items()
     }
-    try:
-        slices = slice_table(con, uids)
-    except Exception as exc:  # a catalog without the elements a slice listing needs: say so
-        log.info("series pages: no slice listing: %s", exc)
-        return {u: out.get(u, ("", "pixels not shown: no slice listing")) for u in uids}, None
+    if slices is None:
+        return {u: out.get(u, ("", "pixels not shown: no slice listing")) for u in uids}
     by_series = slices.partition_by("SeriesInstanceUID", as_dict=True) if slices.height else {}
     for uid in uids:  # one mosaic per page (bounded by the cap)
         if uid in out or tiles <= 0:
@@ -314,7 +321,7 @@ def _mosaics(
         uri = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         out[uid] = (uri, f"{shown} of {part.height} slices, evenly spaced, one window (1st-99th "
                     "percentile of the tiles)")  # fmt: skip
-    return out, slices
+    return out
 
 
 def _spacing(slices: pl.DataFrame | None) -> dict[str, float]:
@@ -347,7 +354,8 @@ def series_pages(
     if not selected:
         return []
     uids = [u for u, _ in selected]
-    mosaics, slices = _mosaics(con, uids, tiles) if tiles > 0 else ({}, None)
+    slices = _slices(con, uids)
+    mosaics = _mosaics(con, uids, slices, tiles) if tiles > 0 else {}
     headers = _headers(con, uids, _spacing(slices))
     findings = _findings(con, uids)
     groups, metrics = _metrics(con, uids)
