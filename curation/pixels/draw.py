@@ -109,7 +109,7 @@ def mosaic(
         raise PixelReadError("no_pixel_data", "the series has no image slices")
     results = read_slices(refs_from_table(picked))
     images = [
-        # colour images (SamplesPerPixel 3) as their luminance, multi-channel arrays averaged
+        # the reader gives colour as luminance already; a multi-channel array left is averaged
         None if r.image is None else (r.image if r.image.ndim == 2 else r.image.mean(axis=-1))
         for r in results
     ]
