@@ -234,6 +234,16 @@ def test_empty_cohort_folder_says_so(crawled: Path, tmp_path: Path) -> None:
     assert "cohort folder cohort/" in html and "cohort cohort" not in html
 
 
+def test_a_report_from_a_connection_names_the_catalog_file(crawled: Path, tmp_path: Path) -> None:
+    # The demo passes its open connection; the subtitle once read "catalog (connection)".
+    con = duckdb.connect(str(crawled), read_only=True)
+    try:
+        html = build_report(con, tmp_path / "r.html", thumbnails=0, series_pages=0).path.read_text()
+    finally:
+        con.close()
+    assert f"catalog {crawled.name}" in html and "(connection)" not in html
+
+
 def test_cli_report_and_its_exit_codes(full_catalog: Path, tmp_path: Path) -> None:
     out = tmp_path / "sub" / "r.html"
     assert main(["report", "--db", str(full_catalog), "--out", str(out), "--thumbnails", "0"]) == 0

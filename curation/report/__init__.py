@@ -197,12 +197,13 @@ def build_report(
         raise InputError(f"date precision {date_precision!r}: one of {', '.join(DATE_FORMATS)}")
     if cohort is not None and not Path(cohort).is_dir():
         raise InputError(f"{cohort}: no cohort folder here (run `curation cohort` first)")
-    own = isinstance(db, str | Path)
     name = "(connection)"
     if isinstance(db, str | Path):
         name = str(db)
         _store_key(db, cohort, key_file)
     with catalog.opened(db, read_only=True) as con:
+        if not isinstance(db, str | Path):  # a connection: the file it has open, when it has one
+            name = _database_file(con) or name
         if not catalog.has_table(con, "instances"):
             raise CatalogError(f"{name}: the catalog has no table 'instances'; crawl first")
         key, key_source = pseudonym.catalog_key(con, cohort, key_file)
@@ -215,7 +216,7 @@ def build_report(
             series_pages=series_pages,
         )
         provenance = _provenance(con, name, cohort, key_source)
-    subtitle = f"catalog {Path(name).name if own else name}" + (
+    subtitle = f"catalog {Path(name).name if name != '(connection)' else name}" + (
         # a folder named cohort would read "cohort cohort"
         f", cohort folder {Path(cohort).name}/" if cohort is not None else ""
     )
@@ -280,3 +281,11 @@ def export_png(sections: Sequence[Section], folder: str | Path) -> list[Path]:
     finally:
         kaleido.stop_sync_server(silence_warnings=True)
     return paths
+
+
+def _database_file(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The file of ``con``'s current database; None in memory."""
+    rows = con.sql(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()
+    return str(rows[0][0]) if rows and rows[0][0] else None
