@@ -282,3 +282,30 @@ def test_qc_json_and_junit_show_pseudonyms_under_the_key(db: Path, tmp_path: Pat
     assert not [s for s in sites if s in text or s in j.read_text()]
     shown = [u for u in uids if "S-" + pseudonym(u, KEY.encode()) in text]
     assert shown  # findings are listed, by pseudonym
+
+
+# -- crawl --strict is a gate: a retry over the same unreadable file still fails -------------------
+
+
+def test_crawl_strict_fails_again_on_an_unchanged_unreadable_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A re-crawl does not read an unchanged file again; --strict must still see that one under
+    # PATH cannot be read (ci.md caches the catalog between pipeline runs).
+    tree = tmp_path / "delivery"
+    tree.mkdir()
+    good = next((SAMPLE_DATA / "real" / "dcm_qa_ge" / "In").rglob("*.MRDC.*"))
+    shutil.copy(good, tree / "good.dcm")
+    cut = tree / "cut.dcm"
+    cut.write_bytes(good.read_bytes()[:700])  # a header cut short: truncated
+    db = tmp_path / "catalog.duckdb"
+    argv = ["crawl", str(tree), "--db", str(db), "--workers", "1", "--no-progress", "-q"]
+
+    assert main(argv) == 0  # without --strict problems are recorded, not fatal
+    assert main([*argv, "--strict"]) == 1
+    assert "0 read" in capsys.readouterr().out  # the second crawl read nothing
+    assert main([*argv, "--strict"]) == 1
+    # a sibling folder's unreadable file is not this PATH's
+    assert main([*argv[:1], str(tree / "good.dcm"), *argv[2:], "--strict"]) == 0
+    cut.unlink()  # gone: dropped from the catalog, the gate passes
+    assert main([*argv, "--strict"]) == 0

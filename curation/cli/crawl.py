@@ -4,7 +4,8 @@ Finds DICOM files whatever their name (also gzip-wrapped), reads every header el
 nested ones too, never pixel data) and writes the catalog tables. A second crawl reads only new or
 changed files and drops removed ones. Files that cannot be read land in crawl_errors with a reason
 code; the crawl goes on. Exit code 0 when the crawl finished (problems are recorded), 1 with --strict
-when any file could not be read, 3 when a PATH does not exist, 4 when the catalog cannot be opened.
+when any file under PATHs cannot be read (read by this crawl, or unchanged since an earlier one
+could not read it), 3 when a PATH does not exist, 4 when the catalog cannot be opened.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=None, help="reader processes (default: all cores)"
     )
     parser.add_argument(
-        "--strict", action="store_true", help="exit 1 when any file could not be read"
+        "--strict",
+        action="store_true",
+        help="exit 1 when any file under PATHs cannot be read (this crawl's, or an unchanged "
+        "file an earlier crawl could not read)",
     )
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     scale = parser.add_argument_group(
@@ -116,4 +120,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         summary = crawl(paths, args.db, workers=args.workers, progress=progress, limits=limits)
     print(summary, file=sys.stdout)
-    return 1 if args.strict and (summary.n_errors or n_pacs_errors) else 0
+    if not args.strict:
+        return 0
+    return 1 if summary.n_errors or n_pacs_errors or _unreadable(args.db, paths) else 0
+
+
+def _unreadable(db: str, paths: list[str]) -> int:
+    """Files under ``paths`` that the catalog holds as unreadable, whichever crawl read them.
+
+    A re-crawl does not read an unchanged file that failed before, so its own count misses it;
+    ``--strict`` is a gate, and a gate that passes when the job is merely run again is none.
+    """
+    from curation import catalog
+    from curation.crawler.discover import text_path
+    from curation.crawler.run import resolve_roots
+
+    # "Under a root" as the crawl counts what it cataloged: the canonical root or below it.
+    roots = [text_path(r)[0].rstrip("/") for r in resolve_roots(paths)]
+    with catalog.opened(db, read_only=True) as con:
+        n = con.execute(
+            """SELECT count(*) FROM files WHERE status = 'error' AND (list_contains($roots, path)
+               OR list_bool_or(list_transform($roots, lambda r: starts_with(path, r || '/'))))""",
+            {"roots": roots},
+        ).fetchall()[0][0]
+    return int(n)
