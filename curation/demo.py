@@ -1,10 +1,10 @@
 """The demo: the whole path on the shipped sample data, in one call.
 
 ``sample_data/`` holds a real multi-vendor subset (``real/``) and a synthetic multi-site cohort with
-planted defects (``synthetic/``). The demo crawls both into a catalog under ``out``, runs the default
-QC suite, measures pixels, loads the synthetic report labels, builds the example cohort
-(``sample_data/cohort_spec.yaml``), validates catalog and manifest with the expectation suites, and
-writes the HTML report; then it prints where everything is. Each step is the library function a
+planted defects (``synthetic/``). The demo crawls both into a catalog under ``out``, measures
+pixels, runs the default QC suite (its pixel rules read those measures), loads the synthetic report
+labels, builds the example cohort (``sample_data/cohort_spec.yaml``), validates catalog and manifest
+with the expectation suites, and writes the HTML report; then it prints where everything is. Each step is the library function a
 user would call, so the demo is also the shortest tour of the API.
 """
 

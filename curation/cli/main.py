@@ -10,7 +10,8 @@ Exit codes (shared by every subcommand):
 0     success
 1     the step ran to the end but found what the user asked to fail on (QC findings at or
       above ``--fail-on``, files that could not be read under ``crawl --strict``, failed
-      expectations)
+      expectations), or could not do all of it (``deid``: files quarantined; ``retrieve``:
+      instances not stored)
 2     usage error (unknown option, missing argument)
 3     input error: a path, spec or option value that cannot be used (the message names it)
 4     catalog error: the DuckDB file is missing, locked, cut short or damaged, or lacks a table
@@ -81,8 +82,9 @@ def build_parser(
     parser = argparse.ArgumentParser(
         prog="curation",
         description="Turn a DICOM archive into clean, harmonized, documented training cohorts.",
-        epilog="Exit codes: 0 ok, 1 failed on request (findings, unreadable files under --strict), "
-        "2 usage, 3 bad input, 4 catalog problem, 5 output not writable, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 failed on request (findings, unreadable files under --strict) "
+        "or in part (files quarantined, instances not retrieved), 2 usage, 3 bad input, "
+        "4 catalog problem, 5 output not writable, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"curation {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
