@@ -19,7 +19,7 @@ headers: ~600 elements per Philips file, large private sequences) and replicates
 Machines here are noisy: read the ratios, which come from the same run on the same files, not the
 absolute times; ``--repeat`` runs the crawls several times and prints the spread.
 
-    python benchmarks/crawl_speed.py --corpus dense --files 20000 --repeat 3
+    python benchmarks/crawl_speed.py --corpus dense --files 20000 --repeat 3 --writers 2
     python benchmarks/crawl_speed.py --files 20000 --replicas 4
 """
 
@@ -79,7 +79,8 @@ def watch():
 
 threading.Thread(target=watch, daemon=True).start()
 cpu0 = time.process_time()
-s = crawl(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False)
+s = crawl(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False,
+          writers=int(sys.argv[4]) if len(sys.argv) > 4 else 1)
 print(json.dumps({"seconds": s.seconds, "n_seen": s.n_seen, "n_read": s.n_read, "n_ok": s.n_ok,
     "cpu_s": time.process_time() - cpu0, "worker_cpu_s": sum(worker_cpu.values()),
     "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -318,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-python-walker", action="store_true", help="skip the pure-Python walker's crawl"
     )
     parser.add_argument("--no-dcm2niix", action="store_true", help="skip dcm2niix")
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=0,
+        help="also crawl with this many writer threads (1 worker, and all cores), beside 1",
+    )
     args = parser.parse_args(argv)
 
     if args.tree:
@@ -351,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
                 measure("py", _CRAWL, str(tree), str(work / "py.duckdb"), "1",
                         env={"CURATION_WALKER": "python"})  # fmt: skip
             measure("many", _CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
+            if args.writers > 1:
+                w = str(args.writers)
+                measure("one_w", _CRAWL, str(tree), str(work / "one_w.duckdb"), "1", w)
+                measure("many_w", _CRAWL, str(tree), str(work / "many_w.duckdb"), str(cores), w)
             measure("again", _CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
             (work / f"d{k}").mkdir()
             peer = None if args.no_dcm2niix else dcm2niix(tree, work / f"d{k}")
@@ -387,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     if "py" in runs:
         rows.append(("curation crawl, 1 worker (pure Python)", *best("py")))
     rows.append((f"curation crawl, {cores} workers", *best("many")))
+    if "one_w" in runs:
+        rows.append((f"curation crawl, 1 worker, {args.writers} writers", *best("one_w")))
+        rows.append((f"curation crawl, {cores} workers, {args.writers} writers", *best("many_w")))
     rows.append(("re-crawl, nothing changed", *best("again")))
     if "dcm2niix" in runs:
         rows.append(("dcm2niix -b o (1 process)", *best("dcm2niix")))
@@ -416,9 +430,18 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"compiled walker: {rate(one) / rate(best('py')[0]):.2f}x the pure-Python crawl (1 worker)"
         )
+    if "one_w" in runs:
+        for key, what in (("one_w", "1 worker"), ("many_w", f"{cores} workers")):
+            plain = best("one" if key == "one_w" else "many")[0]
+            r = best(key)[0]
+            print(f"{what}, {args.writers} writers: {rate(r) / rate(base):.1f}x the naive baseline, "
+                  f"{rate(r) / rate(plain):.2f}x one writer")  # fmt: skip
     if "dcm2niix" in runs:
         d = best("dcm2niix")[0]
         print(f"{cores} workers: {rate(many) / rate(d):.2f}x dcm2niix -b o (whole process each)")
+        if "many_w" in runs:
+            print(f"{cores} workers, {args.writers} writers: "
+                  f"{rate(best('many_w')[0]) / rate(d):.2f}x dcm2niix -b o")  # fmt: skip
         # CPU time per file of all the crawl's processes against dcm2niix's: the wall-time ratio
         # a machine with the cores to spare would give, if the crawl spread evenly over them.
         cpu_many = min((r["cpu_s"] + r["worker_cpu_s"]) / r["n_seen"] for r in runs["many"])

@@ -69,6 +69,17 @@ def connect(
     return con
 
 
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to ``con``'s database, for another thread, with the same helper macros.
+
+    Temporary macros belong to one connection; a cursor of ``con`` starts without them.
+    """
+    other = con.cursor()
+    for macro in _MACROS:
+        other.execute(macro)
+    return other
+
+
 def catalog_failure(exc: BaseException) -> bool:
     """True for DuckDB's errors about the database file itself (I/O, checksum, corruption).
 

@@ -229,13 +229,31 @@ def test_workers_give_the_same_catalog_as_one_reader(tmp_path: Path) -> None:
     one, two = tmp_path / "one.duckdb", tmp_path / "two.duckdb"
     crawl(tree, one, workers=1, progress=False)
     crawl(tree, two, workers=2, progress=False)
+    # Two writer threads, each committing transactions of a few files through its own connection.
+    writers = tmp_path / "writers.duckdb"
+    crawl(tree, writers, workers=1, progress=False, writers=2, commit_every=4)
     sql = """SELECT count(*), sum(hash(file_id, tag, seq_path, value, vr, private_creator))
              FROM elements"""
-    assert _q(one, sql) == _q(two, sql)
-    assert _q(one, "SELECT count(*) FROM instances") == _q(two, "SELECT count(*) FROM instances")
+    for other in (two, writers):
+        assert _q(one, sql) == _q(other, sql)
+        for table in ("files", "instances", "frames", "crawl_errors", "series"):
+            exclude = "EXCLUDE (crawl_id)" if table in ("files", "crawl_errors") else ""
+            con = duckdb.connect(str(one), read_only=True)
+            con.execute(f"ATTACH '{other}' AS other (READ_ONLY)")
+            mine = f"SELECT * {exclude} FROM {table}"
+            theirs = f"SELECT * {exclude} FROM other.{table}"
+            n, a, b = (
+                con.sql(f"SELECT count(*) FROM ({mine})").fetchall()[0][0],
+                con.sql(f"SELECT count(*) FROM ({mine} EXCEPT ALL {theirs})").fetchall()[0][0],
+                con.sql(f"SELECT count(*) FROM ({theirs} EXCEPT ALL {mine})").fetchall()[0][0],
+            )
+            con.close()
+            assert (a, b) == (0, 0), (other.name, table, n, a, b)
+    assert _q(writers, "SELECT count(*) FROM instances")[0][0] > 40
 
 
-def test_killed_crawl_leaves_a_consistent_catalog_and_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writers", [1, 2])
+def test_killed_crawl_leaves_a_consistent_catalog_and_resumes(tmp_path: Path, writers: int) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
     src = _test_file("CT_small.dcm").read_bytes()
@@ -245,7 +263,8 @@ def test_killed_crawl_leaves_a_consistent_catalog_and_resumes(tmp_path: Path) ->
     script = (
         "import logging, sys; from curation import crawl; "
         "logging.basicConfig(level=logging.DEBUG, stream=sys.stdout); "
-        f"crawl({str(tree)!r}, {str(db)!r}, workers=1, progress=False, commit_every=20)"
+        f"crawl({str(tree)!r}, {str(db)!r}, workers=1, progress=False, commit_every=20, "
+        f"writers={writers})"
     )
     proc = subprocess.Popen(
         [sys.executable, "-u", "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT

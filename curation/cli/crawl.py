@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=None, help="reader processes (default: all cores)"
     )
     parser.add_argument(
+        "--writers",
+        type=_positive(int),
+        default=1,
+        help="threads appending to the catalog, each with a DuckDB connection of its own; more "
+        "than 1 pays where a core is free for it (default: %(default)s)",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 when any file under PATHs cannot be read (this crawl's, or an unchanged "
@@ -118,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         print("curation crawl: --scheduler and --task-files need --engine dask", file=sys.stderr)
         return 2
     else:
-        summary = crawl(paths, args.db, workers=args.workers, progress=progress, limits=limits)
+        summary = crawl(paths, args.db, workers=args.workers, progress=progress, limits=limits,
+                        writers=args.writers)  # fmt: skip
     print(summary, file=sys.stdout)
     if not args.strict:
         return 0

@@ -83,6 +83,7 @@ def crawl(
     progress: bool | None = None,
     commit_every: int = COMMIT_FILES,
     limits: Limits = DEFAULT_LIMITS,
+    writers: int = 1,
 ) -> CrawlSummary:
     """Crawl ``paths`` (folders or files) into the catalog ``db``.
 
@@ -104,6 +105,9 @@ def crawl(
         Work limits per file (header bytes, data elements, sequence depth; see
         :class:`curation.crawler.reader.Limits`). A file over a limit is a ``crawl_errors`` row
         (``header_too_large``, ``too_deep``), not read again until it changes.
+    writers
+        Threads appending to the catalog, each through a connection of its own (DuckDB runs
+        their appends side by side). More than one pays only where a core is free for it.
 
     Returns
     -------
@@ -149,7 +153,7 @@ def crawl(
         problems: Counter[str] = Counter()
         if to_read:
             _read_and_write(con, to_read, crawl_id, workers, progress, commit_every, limits,
-                            statuses, problems)  # fmt: skip
+                            statuses, problems, writers)  # fmt: skip
         if to_read or n_removed or _aggregates_stale(con):
             catalog.rebuild_aggregates(con)
         summary = finish(
@@ -171,6 +175,7 @@ def _read_and_write(
     limits: Limits,
     statuses: Counter[str],
     problems: Counter[str],
+    writers: int = 1,
 ) -> None:
     """Read ``to_read`` in reader processes (or here) and write the batches to the catalog."""
     from tqdm import tqdm
@@ -190,7 +195,7 @@ def _read_and_write(
     # DuckDB's buffer pool otherwise grows towards 80 % of RAM as the catalog grows (measured
     # 1.6 GB RSS at 112k files); the crawl only appends, so a small pool costs no speed.
     con.execute(f"SET memory_limit = '{CRAWL_MEMORY_LIMIT}'")
-    writer = Writer(con, commit_every)
+    writer = Writer(con, commit_every, max(1, writers))
     try:
         for part in results(to_read, crawl_id, workers, limits):
             writer.put(part)

@@ -69,15 +69,22 @@ def write_batches(con: catalog.duckdb.DuckDBPyConnection, parts: list[Batch]) ->
 
 
 class Writer:
-    """Writes batches to the catalog in a thread of its own, in transactions of ``commit_every`` files.
+    """Writes batches to the catalog in threads of its own, in transactions of ``commit_every`` files.
 
     DuckDB releases the GIL while it inserts, so reading the next files (in this process or in the
     workers) overlaps with writing the previous ones. The queue is bounded: a slow disk slows the
     readers down instead of filling memory.
+
+    With ``threads`` > 1 each thread appends through a connection of its own (a cursor of
+    ``con``): DuckDB runs appends of concurrent transactions to the same table side by side (a
+    small append measured finishing while a large one on another connection was still running),
+    so the appends, most of a crawl's time, can use more than one core. Each transaction still
+    holds whole batches, so a killed crawl leaves whole files in the catalog either way.
     """
 
-    def __init__(self, con: catalog.duckdb.DuckDBPyConnection, commit_every: int) -> None:
-        self.con = con
+    def __init__(
+        self, con: catalog.duckdb.DuckDBPyConnection, commit_every: int, threads: int = 1
+    ) -> None:
         self.commit_every = commit_every
         # A few batches: with the compiled walker the writer (DuckDB) is the slower stage, so a
         # longer queue only holds more rows in memory (dense MR headers, 1 worker: room for 20
@@ -85,10 +92,15 @@ class Writer:
         # walker the readers are the slower stage and the queue stays short anyway.
         self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=_QUEUE_BATCHES)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="curation-writer", daemon=True)
-        self.thread.start()
+        self.cursors = [con] + [catalog.cursor(con) for _ in range(threads - 1)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(c,), name=f"curation-writer-{i}", daemon=True)
+            for i, c in enumerate(self.cursors)
+        ]
+        for t in self.threads:
+            t.start()
 
-    def _run(self) -> None:
+    def _run(self, con: catalog.duckdb.DuckDBPyConnection) -> None:
         buffered: list[Batch] = []
         n = 0
         try:
@@ -98,36 +110,39 @@ class Writer:
                     buffered.append(part)
                     n += part.files.num_rows
                 if buffered and (part is None or n >= self.commit_every):
-                    write_batches(self.con, buffered)
+                    write_batches(con, buffered)
                     log.debug("committed %d files", n)
                     buffered, n = [], 0
                 if part is None:
                     return
         except BaseException as exc:
             self.error = exc
-            while True:  # unblock a producer waiting on a full queue, then stop
-                try:
-                    if self.queue.get(timeout=0.1) is None:
-                        return
-                except queue.Empty:
-                    if not self.thread.is_alive():
-                        return
+            while True:  # unblock a producer waiting on a full queue, then stop at the sentinel
+                if self.queue.get() is None:
+                    return
 
     def put(self, part: Batch) -> None:
-        """Queue a batch for writing; raises what the writer met."""
+        """Queue a batch for writing; raises what a writer thread met."""
         if self.error is not None:
             raise self.error
         self.queue.put(part)
 
     def close(self) -> None:
-        """Write what is buffered and wait for the writer; raises what it met."""
-        self.queue.put(None)
-        self.thread.join()
+        """Write what is buffered and wait for the writer threads; raises what one met."""
+        self._end()
         if self.error is not None:
             raise self.error
 
     def stop(self) -> None:
-        """After an interruption: let the writer finish its current transaction and end."""
-        if self.thread.is_alive():
+        """After an interruption: let each thread finish its current transaction and end."""
+        if any(t.is_alive() for t in self.threads):
+            self._end()
+
+    def _end(self) -> None:
+        for _ in self.threads:  # one sentinel each: a thread ends at the first it takes
             self.queue.put(None)
-            self.thread.join()
+        for t in self.threads:
+            t.join()
+        for c in self.cursors[1:]:
+            c.close()
+        del self.cursors[1:]
