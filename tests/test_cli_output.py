@@ -55,3 +55,21 @@ def test_a_qc_result_prints_a_short_summary(small_catalog: Path, tmp_path: Path)
     assert rep.startswith(f"RunResult(run_id={result.run_id}, suite='default'")
     # The suite behind it holds every rule's SQL (tens of KB); neither form carries it.
     assert len(text) < 300 and len(rep) < 300
+
+
+def test_a_reader_that_closes_the_pipe_is_named_as_standard_output() -> None:
+    # `curation qc --list | head -1`: the reader goes away; the one line says what could not be
+    # written (it said "None: cannot write"), and nothing follows it at the interpreter's exit.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curation.cli.main", "qc", "--list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # no reader left: every write of the command fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 5
+    assert err.splitlines() == ["curation qc: error: standard output: cannot write: Broken pipe"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -155,6 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"curation {args.command}: interrupted; committed work is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:
+        # Whoever read our output went away (`curation qc --list | head -1`). stdout now points
+        # at /dev/null, so that the interpreter's last flush of it does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(
+            f"curation {args.command}: error: {output_error('standard output', exc)}",
+            file=sys.stderr,
+        )
+        return EXIT_OUTPUT
     except OSError as exc:
         # A write the step did not wrap (its own outputs are OutputErrors): still one line.
         print(f"curation {args.command}: error: {output_error(None, exc)}", file=sys.stderr)
