@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from curation import schema
-from curation.errors import CatalogError, InputError
+from curation.errors import CatalogError, InputError, writing
 from curation.schema import INSTANCE_ATTRIBUTES, SHARED_FUNCTIONAL_GROUPS, InstanceAttribute
 
 log = logging.getLogger("curation.catalog")
@@ -56,10 +56,17 @@ def connect(
     CatalogError
         When the file does not exist (and ``create`` is false) or cannot be opened (locked by
         another process, not a DuckDB file, ...).
+    OutputError
+        With ``create``, when the folder of a new catalog cannot be made.
     """
     path = Path(db)
     if str(db) != ":memory:" and not create and not path.exists():
         raise CatalogError(f"{path}: no catalog here (run `curation crawl` first)")
+    if create and str(db) != ":memory:" and not path.parent.is_dir():
+        # A new catalog's folder is made as every step's --out is (`--db out/catalog.duckdb`);
+        # a file in its way is an output that cannot be written, not a damaged catalog.
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:

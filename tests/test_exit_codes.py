@@ -309,3 +309,20 @@ def test_crawl_strict_fails_again_on_an_unchanged_unreadable_file(
     assert main([*argv[:1], str(tree / "good.dcm"), *argv[2:], "--strict"]) == 0
     cut.unlink()  # gone: dropped from the catalog, the gate passes
     assert main([*argv, "--strict"]) == 0
+
+
+def test_crawl_creates_the_folder_of_a_new_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "--db: catalog DuckDB file (created if missing)": a folder of it too, as every step's --out.
+    src = SAMPLE_DATA / "real" / "dcm_qa_philips"
+    db = tmp_path / "out" / "new" / "catalog.duckdb"
+    argv = ["crawl", str(src), "--workers", "1", "--no-progress", "-q"]
+    assert main([*argv, "--db", str(db)]) == 0
+    assert catalog.table_names(catalog.connect(db, read_only=True)) >= {"files", "instances"}
+    # A file where the folder should be: an output that cannot be written (5), naming it.
+    (tmp_path / "blocker").write_text("")
+    capsys.readouterr()
+    assert main([*argv, "--db", str(tmp_path / "blocker" / "catalog.duckdb")]) == 5
+    err = _errors(capsys.readouterr().err)
+    assert len(err) == 1 and str(tmp_path / "blocker") in err[0], err

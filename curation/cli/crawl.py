@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="folders or files to crawl, or PACS sources"
     )
-    parser.add_argument("--db", required=True, help="catalog DuckDB file (created if missing)")
+    parser.add_argument(
+        "--db", required=True, help="catalog DuckDB file (created if missing, with its folder)"
+    )
     parser.add_argument(
         "--workers", type=int, default=None, help="reader processes (default: all cores)"
     )
