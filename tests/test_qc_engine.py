@@ -151,7 +151,11 @@ def test_metal_runs_with_the_air_range_the_suite_gives_hu_implausible(include: l
     [
         ({"rules": {"series.nope": {}}}, "no such rule"),
         ({"include": ["nothing.*"]}, "matches no rule"),
-        ({"rules": {"series.missing_slices": {"params": {"tolerance": 1}}}}, "no parameter"),
+        # the reason as it reads, not a KeyError's repr in quotes
+        (
+            {"rules": {"series.missing_slices": {"params": {"tolerance": 1}}}},
+            r"params\.tolerance: rule series\.missing_slices has no parameter 'tolerance'$",
+        ),
         ({"rules": {"series.missing_slices": {"params": {"spacing_tolerance_mm": "x"}}}}, "number"),
         ({"rules": {"series.missing_slices": {"severity": "fatal"}}}, "severity"),
         ({"fail": 1}, "unknown key"),

@@ -89,7 +89,9 @@ def _resolve(r: Rule, o: Any, where: str) -> tuple[Severity, dict[str, ParamValu
         try:
             params[name] = r.param(name).coerce(value, r.id)
         except (KeyError, ValueError) as exc:
-            raise InputError(f"{where}: rules.{r.id}.params.{name}: {exc}") from exc
+            # str() of a KeyError is the repr of its message, quotes and all
+            reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise InputError(f"{where}: rules.{r.id}.params.{name}: {reason}") from exc
     return severity, params
 
 
