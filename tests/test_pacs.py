@@ -774,3 +774,74 @@ def test_an_association_aborted_during_c_get_is_established_again(
     assert proxy.connections >= 3  # the C-GET association was established again
     assert (got.n_stored, got.n_failed) == (n, 0)
     assert "association aborted" in caplog.text
+
+
+def test_retrieve_finds_the_series_of_a_cohort_curation_cohort_built(tmp_path: Path) -> None:
+    # The manifest of `curation cohort` names series by pseudonym only; retrieve read UIDs from it
+    # (which only a hand-made manifest has) and refused every real cohort folder. The series are
+    # the members of that build in the catalog it was built from.
+    from curation import catalog
+    from curation.cohort import build_cohort
+    from curation.pacs.retrieve import cohort_series
+
+    db = tmp_path / "c.duckdb"
+    crawl(SAMPLE_DATA / "real", db, workers=1, progress=False)
+    spec = tmp_path / "all.yaml"
+    spec.write_text("name: all\nsplit: {ratios: {train: 1.0}}\n")
+    key = tmp_path / "key"
+    key.write_text("retrieve-test-key-0123456789")
+    with catalog.opened(db) as con:
+        built = build_cohort(con, spec, tmp_path / "cohort", key_file=key)
+        want = sorted(
+            con.execute(
+                "SELECT StudyInstanceUID, SeriesInstanceUID FROM cohort_members WHERE cohort_id = ?",
+                [built.cohort_id],
+            ).fetchall()
+        )
+        assert (
+            "SeriesInstanceUID"
+            not in duckdb.sql(f"SELECT * FROM '{tmp_path / 'cohort' / 'manifest.parquet'}'").columns
+        )
+        assert len(want) >= 2
+        assert cohort_series(tmp_path / "cohort", con) == want
+    # Another catalog never built that cohort: its series cannot be named.
+    other = tmp_path / "other.duckdb"
+    crawl(SAMPLE_DATA / "real" / "dcm_qa_philips", other, workers=1, progress=False)
+    with catalog.opened(other) as con:
+        with pytest.raises(InputError, match="holds no cohort build"):
+            cohort_series(tmp_path / "cohort", con)
+        # ... nor does one that built a cohort of the same series under another key
+        (tmp_path / "key2").write_text("another-retrieve-test-key-987654")
+        build_cohort(con, spec, tmp_path / "cohort2", key_file=tmp_path / "key2")
+        with pytest.raises(InputError, match=r"are not members of cohort build 1 in this catalog"):
+            cohort_series(tmp_path / "cohort", con)
+
+
+def test_retrieve_of_a_cohort_built_from_a_dicomweb_crawl(
+    pacs: orthanc.Orthanc, auth: Credentials, tmp_path: Path
+) -> None:
+    # The README's path: crawl the PACS, build a cohort, retrieve its series.
+    from curation import catalog
+    from curation.cohort import build_cohort
+    from curation.pacs.retrieve import retrieve
+
+    web = tmp_path / "web.duckdb"
+    crawl_dicomweb(pacs.dicomweb, str(web), auth=auth, query=Query(study_date="20230101-"))
+    spec = tmp_path / "ct.yaml"
+    spec.write_text(
+        "name: ct\ninclude: [{field: Modality, op: '=', value: CT}]\n"
+        "split: {ratios: {train: 1.0}}\n"
+    )
+    key = tmp_path / "key"
+    key.write_text("retrieve-test-key-0123456789")
+    with catalog.opened(web) as con:
+        built = build_cohort(con, spec, tmp_path / "cohort", key_file=key)
+        n = con.execute(
+            "SELECT count(*) FROM instances WHERE SeriesInstanceUID IN "
+            "(SELECT SeriesInstanceUID FROM cohort_members WHERE cohort_id = ?)",
+            [built.cohort_id],
+        ).fetchall()[0][0]
+    assert built.manifest.height >= 1 and n > 0
+    got = retrieve(web, tmp_path / "cohort", tmp_path / "out", auth=auth, workers=2, crawl=False)
+    assert (got.n_series, got.n_stored, got.n_failed) == (built.manifest.height, n, 0)
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == n

@@ -1,7 +1,8 @@
 """Fetch a cohort's series from a PACS into a folder, then crawl them into the catalog.
 
-The series are those of the cohort folder's manifest.parquet; each is fetched from the PACS a
-crawl of the catalog found it on (or --source): by WADO-RS from a DICOMweb PACS, by C-GET from a
+The series are those of the cohort folder's manifest.parquet (named by pseudonym: --db is the
+catalog the cohort was built from, whose cohort_members maps them back); each is fetched from the
+PACS a crawl of the catalog found it on (or --source): by WADO-RS from a DICOMweb PACS, by C-GET from a
 DIMSE one (C-MOVE with --method move --move-port PORT, where the PACS requires it). Instances are
 written as OUT/<study>/<series>/<SOP>.dcm, whole or not at all: an interrupted retrieve resumes
 with what is missing. Each instance's outcome is a row of retrievals. Exit code 0 when every

@@ -14,6 +14,7 @@ meta and the values' own text): one row per instance.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -146,25 +147,79 @@ def write_whole(path: Path, data: bytes) -> None:
     os.replace(part, path)
 
 
-def cohort_series(cohort: str | Path) -> list[tuple[str, str]]:
-    """The (study, series) UIDs of a cohort folder's ``manifest.parquet``."""
+def cohort_series(
+    cohort: str | Path, con: catalog.duckdb.DuckDBPyConnection | None = None
+) -> list[tuple[str, str]]:
+    """The (study, series) UIDs of a cohort folder's ``manifest.parquet``.
+
+    The manifest ``curation cohort`` writes names its series by pseudonym (``series_key``) only:
+    their UIDs are those of the build's members in the catalog ``con`` it was built from
+    (``cohort_members``, of the build ``provenance.json`` names). A manifest that holds the UIDs
+    themselves (``StudyInstanceUID``, ``SeriesInstanceUID``) is read as it is.
+    """
     import duckdb
 
-    manifest = Path(cohort) / "manifest.parquet"
+    folder = Path(cohort)
+    manifest = folder / "manifest.parquet"
     if not manifest.is_file():
         raise InputError(f"{manifest}: no cohort manifest here (run `curation cohort` first)")
-    con = duckdb.connect()
+    mem = duckdb.connect()
     try:
-        rows = con.execute(
-            "SELECT DISTINCT StudyInstanceUID, SeriesInstanceUID FROM read_parquet(?) "
-            "WHERE SeriesInstanceUID IS NOT NULL ORDER BY 1, 2",
-            [str(manifest)],
-        ).fetchall()
+        columns = {
+            str(r[0])
+            for r in mem.execute(
+                "DESCRIBE SELECT * FROM read_parquet(?)", [str(manifest)]
+            ).fetchall()
+        }
+        if {"StudyInstanceUID", "SeriesInstanceUID"} <= columns:
+            rows = mem.execute(
+                "SELECT DISTINCT StudyInstanceUID, SeriesInstanceUID FROM read_parquet(?) "
+                "WHERE SeriesInstanceUID IS NOT NULL ORDER BY 1, 2",
+                [str(manifest)],
+            ).fetchall()
+            return [(str(a), str(b)) for a, b in rows]
+        if "series_key" not in columns:
+            raise InputError(f"{manifest}: names no series (no series_key, no SeriesInstanceUID)")
+        keys = [
+            str(r[0])
+            for r in mem.execute(
+                "SELECT DISTINCT series_key FROM read_parquet(?) WHERE series_key IS NOT NULL",
+                [str(manifest)],
+            ).fetchall()
+        ]
     except duckdb.Error as exc:
         raise InputError(f"{manifest}: cannot read the series of the cohort: {exc}") from exc
     finally:
-        con.close()
-    return [(str(a), str(b)) for a, b in rows]
+        mem.close()
+    build = _cohort_id(folder)
+    which = f"cohort build {build}" if build is not None else "a cohort build"
+    if con is None or not catalog.has_table(con, "cohort_members"):
+        raise InputError(
+            f"{manifest}: names its series by pseudonym; only the catalog of {which} it was "
+            "built from maps them to UIDs, and this one holds no cohort build"
+        )
+    rows = con.execute(
+        """SELECT DISTINCT StudyInstanceUID, SeriesInstanceUID, series_key FROM cohort_members
+           WHERE series_key IN (SELECT unnest($keys::VARCHAR[]))
+             AND ($build IS NULL OR cohort_id = $build)""",
+        {"keys": keys, "build": build},
+    ).fetchall()
+    missing = sorted(set(keys) - {str(k) for _, _, k in rows})
+    if missing:
+        raise InputError(
+            f"{manifest}: {len(missing)} of its {len(keys)} series (e.g. S-{missing[0]}) are not "
+            f"members of {which} in this catalog: name the catalog it was built from with --db"
+        )
+    return sorted({(str(st), str(se)) for st, se, _ in rows})
+
+
+def _cohort_id(folder: Path) -> int | None:
+    """The cohort build a cohort folder's ``provenance.json`` records, if it can be read."""
+    try:
+        value = json.loads((folder / "provenance.json").read_text()).get("cohort_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _sources(
@@ -212,7 +267,8 @@ def retrieve(
         The catalog: where the PACS of each series is looked up (``pacs_series``), the outcomes
         written (``retrievals``) and the files crawled.
     cohort
-        A cohort folder (its ``manifest.parquet`` names the series).
+        A cohort folder (its ``manifest.parquet`` names the series; by pseudonym, mapped back
+        through this catalog's ``cohort_members``: see :func:`cohort_series`).
     out
         The folder the instances are written to (created).
     source
@@ -242,7 +298,8 @@ def retrieve(
         raise InputError(f"--method {method!r}: one of {', '.join(METHODS)}")
     t0 = time.perf_counter()
     out = Path(out)
-    wanted = cohort_series(cohort)
+    with catalog.opened(db, read_only=True) as con:
+        wanted = cohort_series(cohort, con)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
