@@ -10,8 +10,9 @@ expectations/<suite>), so that the report shows them beside the QC findings.
   curation validate --db catalog.duckdb --cohort cohort/ --junit validate.xml
 
 Exit code 0 when no expectation at or above --fail-on (default error; GX severity critical) failed,
-1 when one did, 3 for a suite file that cannot be used, 4 when the catalog cannot be opened or lacks
-the table of a suite named with --suite.
+1 when one did, 3 for a suite file that cannot be used, 4 when the catalog cannot be opened or a
+suite named with --suite has nothing to run on (a table the catalog lacks; for the manifest suite,
+no --cohort or no manifest.parquet in it: the step that writes it has not run).
 """
 
 from __future__ import annotations
