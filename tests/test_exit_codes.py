@@ -326,3 +326,9 @@ def test_crawl_creates_the_folder_of_a_new_catalog(
     assert main([*argv, "--db", str(tmp_path / "blocker" / "catalog.duckdb")]) == 5
     err = _errors(capsys.readouterr().err)
     assert len(err) == 1 and str(tmp_path / "blocker") in err[0], err
+
+
+def test_qc_without_db_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # A missing argument is exit 2 (as argparse's own), not 3 (a value that cannot be used).
+    assert main(["qc"]) == 2
+    assert "--db" in capsys.readouterr().err

@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         print(explain(rules[args.explain]))
         return 0
     if not args.db:
-        raise InputError("--db is required to run a suite")
+        # argparse cannot require it (--list and --explain need no catalog): a usage error all the same
+        print("curation qc: error: --db is required to run a suite", file=sys.stderr)
+        return 2
     if not Path(args.db).exists():
         raise CatalogError(f"{args.db}: no catalog here (run `curation crawl` first)")
     from curation import catalog
