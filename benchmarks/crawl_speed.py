@@ -80,7 +80,7 @@ def watch():
 threading.Thread(target=watch, daemon=True).start()
 cpu0 = time.process_time()
 s = crawl(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False,
-          writers=int(sys.argv[4]) if len(sys.argv) > 4 else 1)
+          writers=int(sys.argv[4]) if len(sys.argv) > 4 else None)
 print(json.dumps({"seconds": s.seconds, "n_seen": s.n_seen, "n_read": s.n_read, "n_ok": s.n_ok,
     "cpu_s": time.process_time() - cpu0, "worker_cpu_s": sum(worker_cpu.values()),
     "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         "--writers",
         type=int,
         default=0,
-        help="also crawl with this many writer threads (1 worker, and all cores), beside 1",
+        help="also crawl with this many writer threads (1 worker, and all cores), beside the "
+        "default number (curation.crawler.run.WRITERS)",
     )
     args = parser.parse_args(argv)
 
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 measure("py", _CRAWL, str(tree), str(work / "py.duckdb"), "1",
                         env={"CURATION_WALKER": "python"})  # fmt: skip
             measure("many", _CRAWL, str(tree), str(work / "many.duckdb"), str(cores))
-            if args.writers > 1:
+            if args.writers > 0:
                 w = str(args.writers)
                 measure("one_w", _CRAWL, str(tree), str(work / "one_w.duckdb"), "1", w)
                 measure("many_w", _CRAWL, str(tree), str(work / "many_w.duckdb"), str(cores), w)
@@ -430,12 +431,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"compiled walker: {rate(one) / rate(best('py')[0]):.2f}x the pure-Python crawl (1 worker)"
         )
+    from curation.crawler.run import WRITERS
+
     if "one_w" in runs:
         for key, what in (("one_w", "1 worker"), ("many_w", f"{cores} workers")):
             plain = best("one" if key == "one_w" else "many")[0]
             r = best(key)[0]
             print(f"{what}, {args.writers} writers: {rate(r) / rate(base):.1f}x the naive baseline, "
-                  f"{rate(r) / rate(plain):.2f}x one writer")  # fmt: skip
+                  f"{rate(r) / rate(plain):.2f}x the default {WRITERS}")  # fmt: skip
     if "dcm2niix" in runs:
         d = best("dcm2niix")[0]
         print(f"{cores} workers: {rate(many) / rate(d):.2f}x dcm2niix -b o (whole process each)")

@@ -44,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--writers",
         type=_positive(int),
-        default=1,
-        help="threads appending to the catalog, each with a DuckDB connection of its own; more "
-        "than 1 pays where a core is free for it (default: %(default)s)",
+        default=None,
+        help="threads appending to the catalog, each with a DuckDB connection of its own "
+        "(default: 2 where there are 2 cores or more, else 1)",
     )
     parser.add_argument(
         "--strict",
