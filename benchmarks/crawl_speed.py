@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="also crawl with this many writer threads (1 worker, and all cores), beside the "
-        "default number (curation.crawler.run.WRITERS)",
+        "default number (curation.crawler.run.default_writers)",
     )
     args = parser.parse_args(argv)
 
@@ -431,14 +431,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"compiled walker: {rate(one) / rate(best('py')[0]):.2f}x the pure-Python crawl (1 worker)"
         )
-    from curation.crawler.run import WRITERS
+    from curation.crawler.run import default_writers
 
     if "one_w" in runs:
         for key, what in (("one_w", "1 worker"), ("many_w", f"{cores} workers")):
             plain = best("one" if key == "one_w" else "many")[0]
             r = best(key)[0]
             print(f"{what}, {args.writers} writers: {rate(r) / rate(base):.1f}x the naive baseline, "
-                  f"{rate(r) / rate(plain):.2f}x the default {WRITERS}")  # fmt: skip
+                  f"{rate(r) / rate(plain):.2f}x the default "
+                  f"({default_writers(1 if key == 'one_w' else cores)})")  # fmt: skip
     if "dcm2niix" in runs:
         d = best("dcm2niix")[0]
         print(f"{cores} workers: {rate(many) / rate(d):.2f}x dcm2niix -b o (whole process each)")

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive(int),
         default=None,
         help="threads appending to the catalog, each with a DuckDB connection of its own "
-        "(default: 2 where there are 2 cores or more, else 1)",
+        "(default: 2 where there are more cores than --workers, else 1)",
     )
     parser.add_argument(
         "--strict",
