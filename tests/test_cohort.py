@@ -138,6 +138,16 @@ def test_unknown_column_is_reported(db: Path) -> None:
         build_cohort(db, spec, None, key=KEY)
 
 
+def test_a_spec_the_catalog_cannot_answer_leaves_no_key_behind(db: Path, tmp_path: Path) -> None:
+    # The key is generated into the out folder on first use; a build refused for its spec is not
+    # a first use (the key used to be written before the criteria were checked).
+    spec = parse({"name": "x", "include": [{"field": "no_such_field", "op": "=", "value": 1}]})
+    out = tmp_path / "cohort"
+    with pytest.raises(InputError, match="no column"):
+        build_cohort(db, spec, out)
+    assert not (out / "pseudonym.key").exists()
+
+
 def test_splits_are_patient_level_deterministic_and_stratified(db: Path) -> None:
     spec = parse(
         {

@@ -139,8 +139,6 @@ def build_cohort(
     con = db
     loaded = spec if isinstance(spec, CohortSpec) else load_spec(spec)
     out = Path(out_dir) if out_dir is not None else None
-    if key is None:
-        key, _ = pseudonym.cohort_key(key_file, out)
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     if not has_table(con, "series"):
@@ -169,6 +167,9 @@ def build_cohort(
         if stratum.startswith("label:"):
             attr.check_labels(con, [stratum[6:]], f"{loaded.where or 'spec'}: split.stratify")
     split.assign(con, loaded.split, set(compiled.columns), has_table(con, "labels"))
+    if key is None:
+        # Only now: a spec the catalog cannot answer leaves no generated key in the out folder.
+        key, _ = pseudonym.cohort_key(key_file, out)
     pseudonym.install(con, key)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _cohort_members AS
