@@ -71,9 +71,7 @@ def connect(
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
         raise CatalogError(f"{path}: cannot open the catalog: {exc}") from exc
-    for macro in _MACROS:
-        con.execute(macro)
-    return con
+    return _with_macros(con)
 
 
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -81,10 +79,14 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
     Temporary macros belong to one connection; a cursor of ``con`` starts without them.
     """
-    other = con.cursor()
+    return _with_macros(con.cursor())
+
+
+def _with_macros(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """``con`` with curation's typing macros (temporary: each connection needs its own)."""
     for macro in _MACROS:
-        other.execute(macro)
-    return other
+        con.execute(macro)
+    return con
 
 
 def catalog_failure(exc: BaseException) -> bool:

@@ -142,15 +142,7 @@ def _unreadable(db: str, paths: list[str]) -> int:
     ``--strict`` is a gate, and a gate that passes when the job is merely run again is none.
     """
     from curation import catalog
-    from curation.crawler.discover import text_path
-    from curation.crawler.run import resolve_roots
+    from curation.crawler.run import files_under, resolve_roots
 
-    # "Under a root" as the crawl counts what it cataloged: the canonical root or below it.
-    roots = [text_path(r)[0].rstrip("/") for r in resolve_roots(paths)]
     with catalog.opened(db, read_only=True) as con:
-        n = con.execute(
-            """SELECT count(*) FROM files WHERE status = 'error' AND (list_contains($roots, path)
-               OR list_bool_or(list_transform($roots, lambda r: starts_with(path, r || '/'))))""",
-            {"roots": roots},
-        ).fetchall()[0][0]
-    return int(n)
+        return files_under(con, resolve_roots(paths), "error")

@@ -260,11 +260,7 @@ def finish(
         "SELECT count(DISTINCT file_id) FROM crawl_errors WHERE crawl_id = ?", params=[crawl_id]
     ).fetchall()[0][0]
     text_roots = [text_path(r)[0] for r in roots]
-    n_cataloged = con.sql(
-        """SELECT count(*) FROM files WHERE status = 'ok' AND (list_contains($roots, path)
-           OR list_bool_or(list_transform($roots, lambda r: starts_with(path, r || '/'))))""",
-        params={"roots": [r.rstrip("/") for r in text_roots]},
-    ).fetchall()[0][0]
+    n_cataloged = files_under(con, roots, "ok")
     seconds = time.perf_counter() - t0
     con.execute(
         """UPDATE crawls SET finished_at = ?, n_seen = ?, n_read = ?, n_unchanged = ?,
@@ -294,6 +290,16 @@ def finish(
             " (see crawl_errors)" if n_errors else "",
         )
     return summary
+
+
+def files_under(con: catalog.duckdb.DuckDBPyConnection, roots: list[str], status: str) -> int:
+    """Rows of ``files`` with ``status`` under the canonical ``roots`` (a root itself or below it)."""
+    n = con.sql(
+        """SELECT count(*) FROM files WHERE status = $status AND (list_contains($roots, path)
+           OR list_bool_or(list_transform($roots, lambda r: starts_with(path, r || '/'))))""",
+        params={"roots": [text_path(r)[0].rstrip("/") for r in roots], "status": status},
+    ).fetchall()[0][0]
+    return int(n)
 
 
 def _add_path_bytes(con: catalog.duckdb.DuckDBPyConnection) -> None:
