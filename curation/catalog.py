@@ -186,6 +186,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, *, dictionary: bool = True) ->
         :func:`ensure_dictionary` only when it has files to read: filling it imports pydicom's
         dictionaries (~0.5 s), most of the start-up of a crawl that finds nothing new.
     """
+    _migrate_elements(con)
     for table in schema.CATALOG_TABLES:
         table.ensure(con)
     if dictionary:
@@ -351,10 +352,62 @@ def frames_sql(batch_elements: str, batch_files: str) -> str:
     """
 
 
-def elements_sql(batch_elements: str) -> str:
-    """SELECT of one batch's staged element rows (see :mod:`curation.crawler.elements`) as ``elements``."""
-    cols = ", ".join(f'"{c}"' for c in schema.ELEMENTS.column_names)
+def element_values_sql(batch_elements: str) -> str:
+    """SELECT of one batch's staged element rows (:mod:`curation.crawler.elements`) as ``element_values``."""
+    cols = ", ".join(f'"{c}"' for c in schema.ELEMENT_VALUES.column_names)
     return f"SELECT {cols} FROM {batch_elements}"
+
+
+def new_element_names_sql(batch_elements: str) -> str:
+    """SELECT of the (tag, private creator) names of a staged batch that ``element_names`` lacks.
+
+    The ``elements`` view joins each row to exactly one name, so a pair must never be written twice:
+    the writer runs this and its INSERT under one lock, each in a transaction of its own.
+    """
+    return f"""SELECT tag_int, private_creator, any_value(tag) AS tag,
+            any_value(private_element) AS private_element, any_value(keyword) AS keyword
+        FROM {batch_elements} b
+        WHERE NOT EXISTS (SELECT 1 FROM element_names n WHERE n.tag_int = b.tag_int
+                          AND n.private_creator IS NOT DISTINCT FROM b.private_creator)
+        GROUP BY tag_int, private_creator"""
+
+
+#: Tables with rows per file (``file_id``): what a changed or vanished file's rows are dropped from.
+PER_FILE_TABLES = ("element_values", "instances", "frames", "crawl_errors", "files")
+
+
+def drop_file_rows(con: duckdb.DuckDBPyConnection, file_ids: str) -> None:
+    """Delete the rows of the files listed in table ``file_ids`` (column ``file_id``) everywhere.
+
+    Runs in the caller's transaction. ``element_names`` keeps its rows: a name without elements
+    names nothing, and the next crawl that meets the tag finds it there.
+    """
+    for table in PER_FILE_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM {file_ids})")
+
+
+def _migrate_elements(con: duckdb.DuckDBPyConnection) -> None:
+    """Move a catalog written before ``elements`` became a view into ``element_values``/``element_names``."""
+    rows = con.sql(
+        "SELECT table_type FROM information_schema.tables WHERE table_name = 'elements' "
+        "AND table_schema = 'main' AND table_catalog = current_database()"
+    ).fetchall()
+    if not rows or rows[0][0] != "BASE TABLE":
+        return
+    log.warning("moving elements into element_values and element_names (a one-time upgrade)")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in (schema.ELEMENT_VALUES, schema.ELEMENT_NAMES):
+            table.ensure(con)
+        staged = """(SELECT *, CAST(('0x' || tag) AS UINTEGER) AS tag_int FROM elements)"""
+        con.execute(f"INSERT INTO element_names BY NAME {new_element_names_sql(staged)}")
+        con.execute(f"INSERT INTO element_values BY NAME {element_values_sql(staged)}")
+        con.execute("DROP TABLE elements")
+        schema.ELEMENTS.ensure(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 # -- aggregates ---------------------------------------------------------------------------------

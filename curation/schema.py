@@ -43,7 +43,9 @@ class Table:
     of ``select``: a query whose output columns carry the table's column names, or a function of the
     connection returning one (built when needed: from other declarations, or from which tables the
     catalog has). A ``temporary`` table is derived state of one connection (``CREATE TEMP``): never
-    written to the catalog file, and buildable on a read-only connection.
+    written to the catalog file, and buildable on a read-only connection. A table with a ``view``
+    is a SQL view over other tables (its columns declare what the view's query returns): it holds
+    no rows of its own and is never written to.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Table:
         default=None, repr=False, compare=False
     )
     temporary: bool = False
+    view: str | None = field(default=None, repr=False, compare=False)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -66,7 +69,13 @@ class Table:
         return [c.name for c in self.columns]
 
     def ddl(self, *, replace: bool = False) -> str:
-        """``CREATE TABLE IF NOT EXISTS`` (``replace``: ``CREATE OR REPLACE``) with the columns."""
+        """``CREATE TABLE IF NOT EXISTS`` (``replace``: ``CREATE OR REPLACE``) with the columns.
+
+        For a view, ``CREATE VIEW`` (``IF NOT EXISTS`` or ``OR REPLACE``) of its query.
+        """
+        if self.view is not None:
+            head = "CREATE OR REPLACE VIEW" if replace else "CREATE VIEW IF NOT EXISTS"
+            return f"{head} {self.name} AS {self.view}"
         cols = ",\n    ".join(f'"{c.name}" {c.sql_type}' for c in self.columns)
         head = "CREATE OR REPLACE" if replace else "CREATE"
         temp = " TEMP" if self.temporary else ""
@@ -443,52 +452,94 @@ FRAMES = Table(
     ),
 )
 
+#: Element columns that are the same for every element with the same tag and private creator:
+#: stored once per distinct (tag, creator) in ``element_names``, not once per element.
+_NAME_COLUMNS = (
+    col("tag", "VARCHAR", "Tag as 8 upper-case hex digits 'GGGGEEEE', as in the file"),
+    col(
+        "private_element",
+        "VARCHAR",
+        "A private element's creator-relative tag 'GGGGxxEE' (e.g. 0043xx39), stable across files",
+    ),
+    col("keyword", "VARCHAR", "DICOM keyword, or the private dictionary's name; NULL when unknown"),
+)
+_TAG_INT = col("tag_int", "UINTEGER", "Tag as a number (group << 16 | element)")
+_VALUE_COLUMNS = (
+    col(
+        "seq_path",
+        "VARCHAR",
+        "Where in nested sequences: 'GGGGEEEE[i]/...' of the enclosing items; '' at top level",
+    ),
+    col(
+        "private_creator",
+        "VARCHAR",
+        "Private creator of a private element (e.g. GEMS_PARM_01); NULL for public",
+    ),
+    col(
+        "vr", "VARCHAR", "Value representation (explicit, or from the dictionaries for implicit VR)"
+    ),
+    col(
+        "value",
+        "VARCHAR",
+        "Value as text, multiple values joined by \\; NULL for binary VRs and sequences",
+    ),
+    col(
+        "value_length",
+        "BIGINT",
+        "Length of the value in bytes as encoded; NULL for undefined length",
+    ),
+    col("n_items", "INTEGER", "For sequences (SQ): number of items; NULL otherwise"),
+)
+
+# Why elements is a view over two tables: DuckDB's append costs about the same per row for each
+# column, and four of the eleven columns are functions of a file (SOPInstanceUID) or of the tag and
+# creator (tag text, private_element, keyword). Storing them once per file and once per distinct
+# tag cut the crawl's append of dense MR headers by ~40 % (benchmarks/crawl_speed.py); queries
+# that filter (by tag, keyword, private element, instance) measured 1.0-1.3x the time on a table,
+# scans of every row 4-6x (docs/reader.md, "The writer").
+ELEMENT_VALUES = Table(
+    "element_values",
+    "data element of an instance, as stored (read through the view elements)",
+    "The per-element columns of elements: one row per data element of a cataloged instance. "
+    "Query elements, which adds the instance's UID and the element's tag text and names.",
+    (
+        col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
+        _TAG_INT,
+        *_VALUE_COLUMNS,
+    ),
+)
+
+ELEMENT_NAMES = Table(
+    "element_names",
+    "distinct tag and private creator seen in element_values",
+    "The tag text, private element and keyword of each distinct (tag, private creator) pair of "
+    "element_values, written by the crawl before the rows that use it.",
+    (_TAG_INT, _VALUE_COLUMNS[1], *_NAME_COLUMNS),
+)
+
 ELEMENTS = Table(
     "elements",
     "data element of an instance (public, private, nested)",
     "Every data element of every cataloged instance, including private and nested ones, as text. "
-    "Pixel data is never read: its row has a NULL value and its length.",
+    "Pixel data is never read: its row has a NULL value and its length. A view: element_values "
+    "joined with its instance (SOPInstanceUID) and its names (element_names).",
     (
         col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
         col("SOPInstanceUID", "VARCHAR", "The instance the element belongs to"),
-        col("tag", "VARCHAR", "Tag as 8 upper-case hex digits 'GGGGEEEE', as in the file"),
-        col(
-            "seq_path",
-            "VARCHAR",
-            "Where in nested sequences: 'GGGGEEEE[i]/...' of the enclosing items; '' at top level",
-        ),
-        col(
-            "private_creator",
-            "VARCHAR",
-            "Private creator of a private element (e.g. GEMS_PARM_01); NULL for public",
-        ),
-        col(
-            "private_element",
-            "VARCHAR",
-            "A private element's creator-relative tag 'GGGGxxEE' (e.g. 0043xx39), stable across files",
-        ),
-        col(
-            "vr",
-            "VARCHAR",
-            "Value representation (explicit, or from the dictionaries for implicit VR)",
-        ),
-        col(
-            "keyword",
-            "VARCHAR",
-            "DICOM keyword, or the private dictionary's name; NULL when unknown",
-        ),
-        col(
-            "value",
-            "VARCHAR",
-            "Value as text, multiple values joined by \\; NULL for binary VRs and sequences",
-        ),
-        col(
-            "value_length",
-            "BIGINT",
-            "Length of the value in bytes as encoded; NULL for undefined length",
-        ),
-        col("n_items", "INTEGER", "For sequences (SQ): number of items; NULL otherwise"),
+        _NAME_COLUMNS[0],
+        _VALUE_COLUMNS[0],
+        _VALUE_COLUMNS[1],
+        _NAME_COLUMNS[1],
+        _VALUE_COLUMNS[2],
+        _NAME_COLUMNS[2],
+        *_VALUE_COLUMNS[3:],
     ),
+    view="""SELECT v.file_id, i.SOPInstanceUID, n.tag, v.seq_path, v.private_creator,
+        n.private_element, v.vr, n.keyword, v.value, v.value_length, v.n_items
+    FROM element_values v
+    JOIN element_names n
+        ON n.tag_int = v.tag_int AND n.private_creator IS NOT DISTINCT FROM v.private_creator
+    JOIN instances i ON i.file_id = v.file_id""",
 )
 
 CRAWL_ERRORS = Table(
@@ -694,6 +745,8 @@ CATALOG_TABLES: tuple[Table, ...] = (
     FILES,
     INSTANCES,
     FRAMES,
+    ELEMENT_VALUES,
+    ELEMENT_NAMES,
     ELEMENTS,
     CRAWL_ERRORS,
     SERIES,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -232,10 +233,19 @@ def test_workers_give_the_same_catalog_as_one_reader(tmp_path: Path) -> None:
     # Two writer threads, each committing transactions of a few files through its own connection.
     writers = tmp_path / "writers.duckdb"
     crawl(tree, writers, workers=1, progress=False, writers=2, commit_every=4)
-    sql = """SELECT count(*), sum(hash(file_id, tag, seq_path, value, vr, private_creator))
+    sql = """SELECT count(*), sum(hash(file_id, SOPInstanceUID, tag, seq_path, value, vr,
+                                       private_creator, private_element, keyword))
              FROM elements"""
     for other in (two, writers):
         assert _q(one, sql) == _q(other, sql)
+        # Each (tag, creator) named once, though two writers add names concurrently: the view
+        # joins every stored element to exactly one name and one instance.
+        assert _q(other, "SELECT count(*) FROM elements") == _q(
+            other, "SELECT count(*) FROM element_values"
+        )
+        repeated = """SELECT count(*) FROM (SELECT tag_int, private_creator FROM element_names
+                      GROUP BY ALL HAVING count(*) > 1)"""
+        assert _q(other, repeated) == [(0,)]
         for table in ("files", "instances", "frames", "crawl_errors", "series"):
             exclude = "EXCLUDE (crawl_id)" if table in ("files", "crawl_errors") else ""
             con = duckdb.connect(str(one), read_only=True)
@@ -250,6 +260,49 @@ def test_workers_give_the_same_catalog_as_one_reader(tmp_path: Path) -> None:
             con.close()
             assert (a, b) == (0, 0), (other.name, table, n, a, b)
     assert _q(writers, "SELECT count(*) FROM instances")[0][0] > 40
+
+
+def test_a_catalog_whose_elements_is_a_table_is_moved_to_the_view(tmp_path: Path) -> None:
+    """A catalog written before ``elements`` became a view: its rows move over, unchanged."""
+    files = [f for f in pydicom_test_files() if f.suffix == ".dcm"][:12]
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i, f in enumerate(files[:-1]):
+        shutil.copy(f, tree / f"{i:03d}_{f.name}")
+    db = tmp_path / "c.duckdb"
+    crawl(tree, db, workers=1, progress=False)
+    every = "SELECT * FROM elements"
+    before = _q(db, every)
+    assert before
+    with duckdb.connect(str(db)) as con:  # the layout an older version wrote
+        con.execute("CREATE TABLE old_elements AS SELECT * FROM elements")
+        con.execute("DROP VIEW elements")
+        con.execute("DROP TABLE element_values")
+        con.execute("DROP TABLE element_names")
+        con.execute("ALTER TABLE old_elements RENAME TO elements")
+    shutil.copy(files[-1], tree / f"999_{files[-1].name}")
+    crawl(tree, db, workers=1, progress=False)
+    with duckdb.connect(str(db), read_only=True) as con:
+        kinds = dict(
+            con.sql(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_name LIKE 'element%'"
+            ).fetchall()
+        )
+        assert kinds == {
+            "elements": "VIEW",
+            "element_values": "BASE TABLE",
+            "element_names": "BASE TABLE",
+        }
+        after = con.sql(every).fetchall()
+        added = con.sql(
+            "SELECT count(*) FROM elements e JOIN files f USING (file_id) "
+            "WHERE f.path LIKE '%/999_%'"
+        ).fetchall()[0][0]
+    assert added > 0
+    # Every old row is still there, unchanged; the new file's rows were added, and nothing else.
+    assert not Counter(before) - Counter(after)
+    assert sum((Counter(after) - Counter(before)).values()) == added
 
 
 @pytest.mark.parametrize("writers", [1, 2])

@@ -243,12 +243,19 @@ def test_burned_in_and_secondary_capture(con: duckdb.DuckDBPyConnection) -> None
 def test_phi_in_header_never_repeats_the_identifier(con: duckdb.DuckDBPyConnection) -> None:
     assert findings(con, "series.phi_in_header") == []
     con.execute("UPDATE instances SET PatientName = 'Zuckerbrot^Amalia', PatientID = 'MX77123'")
+    # elements is a view: the stored values are in element_values, their names in element_names.
     con.execute(
-        "UPDATE elements SET value = value || ' pt Amalia Zuckerbrot' WHERE keyword = "
-        "'SeriesDescription' OR (keyword = 'StudyDescription' AND file_id IN "
-        "(SELECT min(file_id) FROM elements))"
+        """UPDATE element_values v SET value = v.value || ' pt Amalia Zuckerbrot'
+           FROM element_names n
+           WHERE n.tag_int = v.tag_int AND n.private_creator IS NULL
+             AND (n.keyword = 'SeriesDescription' OR (n.keyword = 'StudyDescription'
+                  AND v.file_id IN (SELECT min(file_id) FROM element_values)))"""
     )
-    con.execute("UPDATE elements SET value = 'MRN MX77123' WHERE keyword = 'ImageComments'")
+    con.execute(
+        """UPDATE element_values v SET value = 'MRN MX77123' FROM element_names n
+           WHERE n.tag_int = v.tag_int AND n.private_creator IS NULL
+             AND n.keyword = 'ImageComments'"""
+    )
     rows = findings(con, "series.phi_in_header")
     assert {r["value"] for r in rows} >= {"SeriesDescription"}
     for r in rows:

@@ -176,17 +176,17 @@ def prepare(con: duckdb.DuckDBPyConnection, db: str | Path) -> Path:
     """
     root = parts.root_of(db)
     have = catalog.table_names(con)
-    if "elements" in have and not parts.is_parquet_backed(con):
+    if "instances" in have and not parts.is_parquet_backed(con):
         raise CatalogError(
             f"{db}: this catalog was crawled locally (its tables are in the DuckDB file); "
             "crawl it without --engine dask, or crawl into a new catalog"
         )
     con.execute("BEGIN TRANSACTION")
     try:
-        if "elements" not in have:
+        if "instances" not in have:
             parts.create_views(con, root)
         for table in schema.CATALOG_TABLES:
-            if table.name not in {t.name for t in parts.PART_TABLES}:
+            if table not in parts.PART_TABLES and table not in parts.LOCAL_ONLY:
                 table.ensure(con)
         parts.CRAWL_TASKS.ensure(con)
         con.execute("ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB")

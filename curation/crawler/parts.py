@@ -38,6 +38,8 @@ from curation.schema import Column, Table
 
 #: The tables kept as Parquet parts (the rest of the catalog is in the DuckDB file).
 PART_TABLES: tuple[Table, ...] = (schema.INSTANCES, schema.FRAMES, schema.ELEMENTS)
+#: The tables a local crawl keeps ``elements`` in; a part of ``elements`` holds every column itself.
+LOCAL_ONLY: tuple[Table, ...] = (schema.ELEMENT_VALUES, schema.ELEMENT_NAMES)
 #: Parquet compression of the parts: zstd measured ~2x smaller than snappy on element rows, and
 #: DuckDB scans it about as fast (benchmarks/dask_speed.py; docs/scale.md).
 COMPRESSION = "zstd"
@@ -76,9 +78,12 @@ def temporary(path: Path) -> Path:
 
 
 def is_parquet_backed(con: duckdb.DuckDBPyConnection) -> bool:
-    """True when the catalog's ``elements`` is a view over Parquet parts (a cluster crawl made it)."""
+    """True when the catalog's ``instances`` is a view over Parquet parts (a cluster crawl made it).
+
+    (``elements`` is a view in every catalog; ``instances`` only in a Parquet-backed one.)
+    """
     rows = con.sql(
-        "SELECT table_type FROM information_schema.tables WHERE table_name = 'elements' "
+        "SELECT table_type FROM information_schema.tables WHERE table_name = 'instances' "
         "AND table_schema = 'main' AND table_catalog = current_database()"
     ).fetchall()
     return bool(rows) and rows[0][0] == "VIEW"

@@ -357,8 +357,7 @@ def _register_listing(con: catalog.duckdb.DuckDBPyConnection, listing: discover.
 
 def _drop_stale(con: catalog.duckdb.DuckDBPyConnection) -> None:
     """Delete the rows of the files in temp table ``stale_files`` (in the open transaction)."""
-    for table in ("elements", "instances", "frames", "crawl_errors", "files"):
-        con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM stale_files)")
+    catalog.drop_file_rows(con, "stale_files")
 
 
 def _plan(

@@ -20,6 +20,8 @@ log = logging.getLogger("curation.crawler")
 
 #: Batches read and waiting for the writer (see _Writer).
 _QUEUE_BATCHES = 6
+#: Held while a writer adds names to ``element_names`` (see write_batches).
+_NAMES_LOCK = threading.Lock()
 
 
 def _has_frames(elements: pa.Table) -> bool:
@@ -47,11 +49,26 @@ def write_batches(con: catalog.duckdb.DuckDBPyConnection, parts: list[Batch]) ->
     }
     for name, table in staged.items():
         con.register(name, table)
+    try:
+        # The names first, in a transaction of their own, one writer at a time: a transaction
+        # begun under the lock sees every name committed before it, so no writer thread adds a
+        # (tag, creator) pair another has added, which the elements view would count twice. If
+        # the crawl stops before the rows below commit, the names stay: harmless, and reused.
+        with _NAMES_LOCK:
+            con.execute(
+                f"INSERT INTO element_names BY NAME {catalog.new_element_names_sql('batch_elements')}"
+            )
+    except BaseException:
+        for name in staged:
+            con.unregister(name)
+        raise
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("INSERT INTO files BY NAME SELECT * FROM batch_files")
         con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM batch_errors")
-        con.execute(f"INSERT INTO elements BY NAME {catalog.elements_sql('batch_elements')}")
+        con.execute(
+            f"INSERT INTO element_values BY NAME {catalog.element_values_sql('batch_elements')}"
+        )
         con.execute(
             f"INSERT INTO instances BY NAME {catalog.instances_sql('batch_instances', 'batch_files')}"
         )

@@ -591,8 +591,7 @@ def _forget_series(
                    ?::VARCHAR[], lambda p: starts_with(path, p)))""",
             [prefixes],
         )
-        for table in ("elements", "instances", "frames", "crawl_errors", "files"):
-            con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM _gone)")
+        catalog.drop_file_rows(con, "_gone")
         con.execute(
             """DELETE FROM crawl_errors WHERE starts_with(path, 'http') AND list_bool_or(
                    list_transform(?::VARCHAR[], lambda p: starts_with(path, p)))""",

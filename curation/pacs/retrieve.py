@@ -354,8 +354,7 @@ def _prefer_local_copies(con: catalog.duckdb.DuckDBPyConnection, out: str) -> No
                WHERE r.reader = 'dicomweb' AND l.status = 'ok' AND starts_with(l.path, ?)""",
             [out.rstrip("/") + "/"],
         )
-        for table in ("elements", "instances", "frames", "crawl_errors", "files"):
-            con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM _remote)")
+        catalog.drop_file_rows(con, "_remote")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
