@@ -324,26 +324,30 @@ def frames_sql(batch_elements: str, batch_files: str) -> str:
     pf, sh, out = [], [], []
     for name, macro, tag, kind in _FRAME_ATTRIBUTES:
         pf.append(
-            f"max(value) FILTER (WHERE macro = '{macro:08X}' AND tag_int = {tag}) AS \"{name}\""
+            f"max(value) FILTER (WHERE rest = '/{macro:08X}[0]' AND tag_int = {tag}) AS \"{name}\""
         )
         sh.append(
             f"max(value) FILTER (WHERE seq_path = '{_shared_path(macro)}' AND tag_int = {tag}) AS \"{name}\""
         )
         attr = InstanceAttribute(name, tag, kind, "")
         out.append(f'{_typed(attr, f"coalesce(pf.{name}, sh.{name})")} AS "{name}"')
+    tags = ", ".join(sorted({str(tag) for _, _, tag, _ in _FRAME_ATTRIBUTES}))
     return rf"""
         WITH fe AS (
+            -- seq_path is '{per_frame}[i]/MMMMMMMM[0]' in a functional group macro of frame i:
+            -- string functions, not regular expressions (these rows are most of an enhanced
+            -- object's, and the regular expressions were most of the writer's time on them).
             SELECT file_id, tag_int, value,
-                CAST(regexp_extract(seq_path, '^{per_frame}\[(\d+)\]', 1) AS INTEGER) AS frame_index,
-                regexp_extract(seq_path, '^{per_frame}\[\d+\]/([0-9A-F]{{8}})\[0\]$', 1) AS macro
+                CAST(substr(seq_path, 10, strpos(seq_path, ']') - 10) AS INTEGER) AS frame_index,
+                substr(seq_path, strpos(seq_path, ']') + 1) AS rest
             FROM {batch_elements}
-            WHERE starts_with(seq_path, '{per_frame}[')
+            WHERE tag_int IN ({tags}) AND starts_with(seq_path, '{per_frame}[')
         ), pf AS (
             SELECT file_id, frame_index, {", ".join(pf)} FROM fe GROUP BY file_id, frame_index
         ), sh AS (
             SELECT file_id, {", ".join(sh)}
             FROM {batch_elements}
-            WHERE starts_with(seq_path, '{SHARED_FUNCTIONAL_GROUPS:08X}[0]/')
+            WHERE tag_int IN ({tags}) AND starts_with(seq_path, '{SHARED_FUNCTIONAL_GROUPS:08X}[0]/')
             GROUP BY file_id
         )
         SELECT pf.file_id, f.SOPInstanceUID, pf.frame_index, {", ".join(out)}
