@@ -423,6 +423,31 @@ def _run_tasks(
     pending = as_completed(
         [submit() for _ in range(min(len(todo), _IN_FLIGHT_PER_THREAD * threads))]
     )
+    # Single files whose worker died while they were in its hands. Dask counts a worker's death
+    # against every task it held, queued ones too, so one of them may be innocent: each is read
+    # again once the rest is done, alone on the cluster, and only a death then is its own.
+    suspects: list[list[Item]] = []
+
+    def commit(result: TaskResult) -> None:
+        nonlocal n_committed, views_ready
+        _commit(con, root, crawl_id, result)
+        n_committed += 1
+        if not views_ready:  # the views see the parts from the first one on (see view_sql)
+            parts.create_views(con, root)
+            views_ready = True
+        statuses.update(result.files.column("status").to_pylist())
+        problems.update(result.errors.column("reason").to_pylist())
+        bar.update(result.files.num_rows)
+
+    def failed(exc: Exception, future: Any, task: int) -> CurationError:
+        why = f"{type(exc).__name__}: {exc}"
+        if future.status == "error":  # the task itself raised (a bug, a full disk)
+            return CurationError(
+                f"crawl task {task} failed on its worker ({why}); the {n_committed} "
+                "task(s) committed are in the catalog, and crawling again completes it"
+            )
+        return CurationError(_SCHEDULER_GONE.format(crawl_id=crawl_id, why=why, n=n_committed))
+
     try:
         for future in pending:
             task, chunk = items_of.pop(future)
@@ -431,38 +456,35 @@ def _run_tasks(
             except KilledWorker:
                 # Its worker died each time: split it, down to the file that kills its reader.
                 if len(chunk) == 1:
-                    log.warning(
-                        "a file killed its Dask worker each time it was read (see crawl_errors)"
-                    )
-                    result = _died(chunk, crawl_id, task)
+                    suspects.append(chunk)
                 else:
                     half = len(chunk) // 2
                     todo.extend([chunk[half:], chunk[:half]])
                     log.warning("task %d killed its workers; its %d files are read in halves",
                                 task, len(chunk))  # fmt: skip
-                    while todo and len(items_of) < _IN_FLIGHT_PER_THREAD * threads:
-                        pending.add(submit())
-                    continue
+                while todo and len(items_of) < _IN_FLIGHT_PER_THREAD * threads:
+                    pending.add(submit())
+                continue
             except Exception as exc:
-                why = f"{type(exc).__name__}: {exc}"
-                if future.status == "error":  # the task itself raised (a bug, a full disk)
-                    raise CurationError(
-                        f"crawl task {task} failed on its worker ({why}); the {n_committed} "
-                        "task(s) committed are in the catalog, and crawling again completes it"
-                    ) from exc
-                raise CurationError(
-                    _SCHEDULER_GONE.format(crawl_id=crawl_id, why=why, n=n_committed)
-                ) from exc
-            _commit(con, root, crawl_id, result)
-            n_committed += 1
-            if not views_ready:  # the views see the parts from the first one on (see view_sql)
-                parts.create_views(con, root)
-                views_ready = True
-            statuses.update(result.files.column("status").to_pylist())
-            problems.update(result.errors.column("reason").to_pylist())
-            bar.update(result.files.num_rows)
+                raise failed(exc, future, task) from exc
+            commit(result)
             future.release()
             while todo and len(items_of) < _IN_FLIGHT_PER_THREAD * threads:
                 pending.add(submit())
+        for chunk in suspects:
+            todo.append(chunk)
+            future = submit()
+            task, _ = items_of.pop(future)
+            try:
+                result = future.result()
+            except KilledWorker:
+                log.warning(
+                    "a file killed its Dask worker each time it was read (see crawl_errors)"
+                )
+                result = _died(chunk, crawl_id, task)
+            except Exception as exc:
+                raise failed(exc, future, task) from exc
+            commit(result)
+            future.release()
     finally:
         bar.close()
