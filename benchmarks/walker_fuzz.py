@@ -59,6 +59,14 @@ def fuzz(n: int, seed: int, chunk: int = 2000) -> int:
     from tests import fuzzing
 
     print(f"compiled walker: {compiled._compiled.__file__ if compiled._compiled else None}")
+    # The compiled element columns' own operations, side by side with lists (under ASan: checked).
+    from tests import test_element_columns as columns
+
+    for kind in ("text", "int"):
+        columns.test_columns_do_what_lists_do(kind)
+    for column_seed in (1, 2, 3):
+        columns.test_arrow_buffers_are_what_pyarrow_builds(column_seed)
+    columns.test_columns_refuse_what_they_cannot_hold()
     kinds: collections.Counter[str] = collections.Counter()
     differ = 0
     seconds = {"python": 0.0, "compiled": 0.0}

@@ -5,7 +5,8 @@
  * Contract (see curation/crawler/compiled.py, which is the only caller):
  *
  * - walk(walker, pos, end, path, top) reads the same elements as _Walker.walk(pos, end, path, top)
- *   and appends the same rows to walker.out's lists; on success it returns the same offset and
+ *   and appends the same rows to walker.out's columns (lists, or the compiled columns StrColumn and
+ *   IntColumn defined below, whose buffers it writes directly); on success it returns the same offset and
  *   leaves the walker in the same state (stop_offset, pixel_offset, pixel_length,
  *   pixel_representation, character set, caveats).
  * - It raises the reader's _NeedMore(end) exactly where the Python walk does (the caller then reads
@@ -16,13 +17,15 @@
  *   errors, their reasons and messages have one implementation. This file never builds an error
  *   message; it only has to agree with the Python walker on files that read cleanly.
  *
- * Memory safety: every read of the buffer is preceded by a bounds check against buflen (the
+ * Memory safety: every growth of a column's buffers is checked for overflow and failure before a
+ * write; every read of the buffer is preceded by a bounds check against buflen (the
  * length of the bytes object, which the walk holds a reference to); positions are 64-bit and a
  * length is at most 0xFFFFFFFF, so pos + length cannot overflow; recursion is bounded by
  * MAX_DEPTH (deeper nesting falls back to Python, which has its own limit).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -141,6 +144,570 @@ static PyObject *length_int(uint32_t length) {
     return o;
 }
 
+/* ---- growable text ------------------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Text;
+
+static int text_grow(Text *t, Py_ssize_t more) {
+    if (more < 0 || more > PY_SSIZE_T_MAX / 2 - t->len) { /* overflow-safe: len + more fits */
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (t->len + more <= t->cap) return 0;
+    Py_ssize_t cap = t->cap ? t->cap : 64;
+    while (cap < t->len + more) cap *= 2; /* cannot overflow: len + more <= PY_SSIZE_T_MAX / 2 */
+    char *data = PyMem_Realloc(t->data, (size_t)cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->data = data;
+    t->cap = cap;
+    return 0;
+}
+
+/* Room for ``more`` bytes after t->len (0 <= len <= cap always holds, so cap - len cannot overflow). */
+static inline int text_reserve(Text *t, Py_ssize_t more) {
+    if (more >= 0 && more <= t->cap - t->len) return 0;
+    return text_grow(t, more);
+}
+
+static inline int text_add(Text *t, const char *s, Py_ssize_t n) {
+    if (text_reserve(t, n) < 0) return -1;
+    memcpy(t->data + t->len, s, (size_t)n);
+    t->len += n;
+    return 0;
+}
+
+/* ---- element columns: list-like objects over Arrow-ready C buffers ------------------------- */
+
+/*
+ * StrColumn and IntColumn stand in for the lists of reader.ElementColumns when the compiled module
+ * is in use: the walker below writes a row's tag, VR, value text, length, path and creator straight
+ * into their buffers (no Python object per element), and arrow() hands the buffers to pyarrow in
+ * one copy. Python code (the Python walker the compiled one falls back to, the pydicom and DICOM
+ * JSON readers, the tests) uses them as lists: append, len, col[i], col[a:b], iteration,
+ * int_col[i] = x, del col[n:]. Only what those lists are used for is supported: a row is never
+ * inserted or removed in the middle, and a text row is never replaced.
+ *
+ * Layout (Arrow's): a validity bitmap (bit i set = row i is not None); StrColumn: the UTF-8 of the
+ * rows back to back and n + 1 64-bit offsets into it; IntColumn: one int64 per row.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n, cap; /* rows; rows the arrays below have room for */
+    uint8_t *valid;    /* (cap + 7) / 8 bytes */
+    int64_t *offsets;  /* cap + 1 entries, offsets[0] == 0 */
+    Text data;
+} StrColumn;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n, cap;
+    uint8_t *valid;
+    int64_t *values; /* cap entries */
+} IntColumn;
+
+static PyTypeObject StrColumnType, IntColumnType;
+
+static inline void set_valid(uint8_t *bits, Py_ssize_t i, int valid) {
+    if (valid)
+        bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+    else
+        bits[i >> 3] &= (uint8_t)~(1u << (i & 7));
+}
+
+static inline int is_valid(const uint8_t *bits, Py_ssize_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
+
+/* Room for row ``n`` (and, with ``extra`` = 1, the offset after it) in ``*valid`` and ``*values``. */
+static int rows_grow(Py_ssize_t n, Py_ssize_t *cap, uint8_t **valid, int64_t **values, int extra) {
+    if (n < *cap) return 0;
+    Py_ssize_t want = *cap ? *cap : 64;
+    while (want <= n) {
+        if (want > PY_SSIZE_T_MAX / 32) { /* (want * 2 + 1) * 8 bytes must fit */
+            PyErr_NoMemory();
+            return -1;
+        }
+        want *= 2;
+    }
+    uint8_t *bits = PyMem_Realloc(*valid, (size_t)((want + 7) / 8));
+    if (bits == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *valid = bits;
+    int64_t *v = PyMem_Realloc(*values, (size_t)(want + extra) * sizeof(int64_t));
+    if (v == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *values = v;
+    *cap = want;
+    return 0;
+}
+
+static inline int rows_reserve(Py_ssize_t n, Py_ssize_t *cap, uint8_t **valid, int64_t **values, int extra) {
+    return n < *cap ? 0 : rows_grow(n, cap, valid, values, extra);
+}
+
+static inline int str_reserve_row(StrColumn *c) {
+    return rows_reserve(c->n, &c->cap, &c->valid, &c->offsets, 1);
+}
+
+/* Close the row whose text was written at the end of c->data (room for it reserved). */
+static inline void str_commit(StrColumn *c, int valid) {
+    set_valid(c->valid, c->n, valid);
+    c->offsets[c->n + 1] = (int64_t)c->data.len;
+    c->n++;
+}
+
+/* Drop text written for a row that was not committed. */
+static inline void str_abandon(StrColumn *c) { c->data.len = (Py_ssize_t)c->offsets[c->n]; }
+
+static inline int str_put(StrColumn *c, const char *s, Py_ssize_t len) {
+    if (str_reserve_row(c) < 0 || text_add(&c->data, s, len) < 0) {
+        str_abandon(c);
+        return -1;
+    }
+    str_commit(c, 1);
+    return 0;
+}
+
+static inline int str_put_none(StrColumn *c) {
+    if (str_reserve_row(c) < 0) return -1;
+    str_commit(c, 0);
+    return 0;
+}
+
+/* Append a str (its UTF-8) or None. */
+static int str_put_object(StrColumn *c, PyObject *v) {
+    if (v == Py_None) return str_put_none(c);
+    if (!PyUnicode_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "a text column holds str or None, not %.100s", Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    Py_ssize_t size;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(v, &size);
+    if (utf8 == NULL) return -1;
+    return str_put(c, utf8, size);
+}
+
+static void str_truncate(StrColumn *c, Py_ssize_t n) {
+    if (n >= 0 && n < c->n) {
+        c->n = n;
+        c->data.len = (Py_ssize_t)c->offsets[n];
+    }
+}
+
+/* Row i (0 <= i < n) as a new str, or None. */
+static PyObject *str_get(StrColumn *c, Py_ssize_t i) {
+    if (!is_valid(c->valid, i)) Py_RETURN_NONE;
+    Py_ssize_t len = (Py_ssize_t)(c->offsets[i + 1] - c->offsets[i]);
+    if (len == 0) return PyUnicode_New(0, 0);
+    return PyUnicode_DecodeUTF8(c->data.data + c->offsets[i], len, NULL);
+}
+
+static inline int int_put(IntColumn *c, int64_t v, int valid) {
+    if (rows_reserve(c->n, &c->cap, &c->valid, &c->values, 0) < 0) return -1;
+    c->values[c->n] = valid ? v : 0;
+    set_valid(c->valid, c->n, valid);
+    c->n++;
+    return 0;
+}
+
+/* An int (in int64 range) or None as (value, valid); -1 with an exception otherwise. */
+static int int_of_object(PyObject *v, int64_t *out, int *valid) {
+    if (v == Py_None) {
+        *out = 0;
+        *valid = 0;
+        return 0;
+    }
+    if (!PyLong_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "an integer column holds int or None, not %.100s", Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    long long x = PyLong_AsLongLong(v);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    *out = (int64_t)x;
+    *valid = 1;
+    return 0;
+}
+
+static void int_truncate(IntColumn *c, Py_ssize_t n) {
+    if (n >= 0 && n < c->n) c->n = n;
+}
+
+static PyObject *int_get(IntColumn *c, Py_ssize_t i) {
+    if (!is_valid(c->valid, i)) Py_RETURN_NONE;
+    return PyLong_FromLongLong((long long)c->values[i]);
+}
+
+typedef PyObject *(*row_getter)(PyObject *, Py_ssize_t);
+static PyObject *str_get_o(PyObject *c, Py_ssize_t i) { return str_get((StrColumn *)c, i); }
+static PyObject *int_get_o(PyObject *c, Py_ssize_t i) { return int_get((IntColumn *)c, i); }
+
+static Py_ssize_t column_len(PyObject *self) { return ((StrColumn *)self)->n; }
+static Py_ssize_t int_column_len(PyObject *self) { return ((IntColumn *)self)->n; }
+
+/* col[key]: a row (negative indexes count from the end) or, for a slice, a list of rows. */
+static PyObject *column_subscript(PyObject *self, PyObject *key, Py_ssize_t n, row_getter get) {
+    if (PyIndex_Check(key)) {
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred()) return NULL;
+        if (i < 0) i += n;
+        if (i < 0 || i >= n) {
+            PyErr_SetString(PyExc_IndexError, "column index out of range");
+            return NULL;
+        }
+        return get(self, i);
+    }
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0) return NULL;
+        Py_ssize_t count = PySlice_AdjustIndices(n, &start, &stop, step);
+        PyObject *list = PyList_New(count);
+        if (list == NULL) return NULL;
+        for (Py_ssize_t k = 0, i = start; k < count; k++, i += step) {
+            PyObject *item = get(self, i);
+            if (item == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, k, item);
+        }
+        return list;
+    }
+    PyErr_Format(PyExc_TypeError, "column indices must be integers or slices, not %.100s",
+                 Py_TYPE(key)->tp_name);
+    return NULL;
+}
+
+/* del col[key]: only ``del col[k:]`` (dropping the last rows), what ElementColumns.truncate does. */
+static int column_delete(PyObject *key, Py_ssize_t n, Py_ssize_t *keep) {
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0) return -1;
+        Py_ssize_t count = PySlice_AdjustIndices(n, &start, &stop, step);
+        if (count == 0) {
+            *keep = n;
+            return 0;
+        }
+        if (step == 1 && stop == n) {
+            *keep = start;
+            return 0;
+        }
+    }
+    PyErr_SetString(PyExc_TypeError, "a column only drops its last rows (del col[k:])");
+    return -1;
+}
+
+static PyObject *str_subscript(PyObject *self, PyObject *key) {
+    return column_subscript(self, key, ((StrColumn *)self)->n, str_get_o);
+}
+
+static int str_ass_subscript(PyObject *self, PyObject *key, PyObject *value) {
+    StrColumn *c = (StrColumn *)self;
+    if (value != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a text column's rows are not replaced (append, del col[k:])");
+        return -1;
+    }
+    Py_ssize_t keep;
+    if (column_delete(key, c->n, &keep) < 0) return -1;
+    str_truncate(c, keep);
+    return 0;
+}
+
+static PyObject *int_subscript(PyObject *self, PyObject *key) {
+    return column_subscript(self, key, ((IntColumn *)self)->n, int_get_o);
+}
+
+static int int_ass_subscript(PyObject *self, PyObject *key, PyObject *value) {
+    IntColumn *c = (IntColumn *)self;
+    if (value == NULL) {
+        Py_ssize_t keep;
+        if (column_delete(key, c->n, &keep) < 0) return -1;
+        int_truncate(c, keep);
+        return 0;
+    }
+    if (!PyIndex_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "an integer column sets one row at a time (col[i] = x)");
+        return -1;
+    }
+    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred()) return -1;
+    if (i < 0) i += c->n;
+    if (i < 0 || i >= c->n) {
+        PyErr_SetString(PyExc_IndexError, "column assignment index out of range");
+        return -1;
+    }
+    int64_t v;
+    int valid;
+    if (int_of_object(value, &v, &valid) < 0) return -1;
+    c->values[i] = v;
+    set_valid(c->valid, i, valid);
+    return 0;
+}
+
+static PyObject *str_item(PyObject *self, Py_ssize_t i) {
+    StrColumn *c = (StrColumn *)self;
+    if (i < 0 || i >= c->n) {
+        PyErr_SetString(PyExc_IndexError, "column index out of range");
+        return NULL;
+    }
+    return str_get(c, i);
+}
+
+static PyObject *int_item(PyObject *self, Py_ssize_t i) {
+    IntColumn *c = (IntColumn *)self;
+    if (i < 0 || i >= c->n) {
+        PyErr_SetString(PyExc_IndexError, "column index out of range");
+        return NULL;
+    }
+    return int_get(c, i);
+}
+
+static PyObject *str_append(PyObject *self, PyObject *v) {
+    if (str_put_object((StrColumn *)self, v) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *int_append(PyObject *self, PyObject *v) {
+    int64_t x;
+    int valid;
+    if (int_of_object(v, &x, &valid) < 0 || int_put((IntColumn *)self, x, valid) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* col.index(x): the first row equal to x, as list.index. */
+static PyObject *column_index(PyObject *self, PyObject *x, Py_ssize_t n, row_getter get) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = get(self, i);
+        if (item == NULL) return NULL;
+        int same = PyObject_RichCompareBool(item, x, Py_EQ);
+        Py_DECREF(item);
+        if (same < 0) return NULL;
+        if (same) return PyLong_FromSsize_t(i);
+    }
+    PyErr_SetString(PyExc_ValueError, "value is not in the column");
+    return NULL;
+}
+
+static PyObject *str_index(PyObject *self, PyObject *x) {
+    return column_index(self, x, ((StrColumn *)self)->n, str_get_o);
+}
+
+static PyObject *int_index(PyObject *self, PyObject *x) {
+    return column_index(self, x, ((IntColumn *)self)->n, int_get_o);
+}
+
+/* The validity bitmap of rows 0..n as a new bytes object (bits past n cleared), or None when no
+ * row is None; *nulls is set to the number of None rows. */
+static PyObject *export_validity(const uint8_t *bits, Py_ssize_t n, Py_ssize_t *nulls) {
+    Py_ssize_t set = 0, full = n / 8;
+    for (Py_ssize_t b = 0; b < full; b++) set += __builtin_popcount(bits[b]);
+    uint8_t last = n % 8 ? (uint8_t)(bits[full] & ((1u << (n % 8)) - 1)) : 0;
+    set += __builtin_popcount(last);
+    *nulls = n - set;
+    if (*nulls == 0) Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (n + 7) / 8);
+    if (out == NULL) return NULL;
+    memcpy(PyBytes_AS_STRING(out), bits, (size_t)full);
+    if (n % 8) PyBytes_AS_STRING(out)[full] = (char)last;
+    return out;
+}
+
+PyDoc_STRVAR(str_arrow_doc,
+             "arrow() -> (validity, offsets, data, null_count)\n\n"
+             "The buffers of an Arrow string array of the rows (int32 offsets; validity is None when\n"
+             "no row is None). OverflowError past 2 GiB of text, which one string array cannot hold.");
+
+static PyObject *str_arrow(PyObject *self, PyObject *unused) {
+    StrColumn *c = (StrColumn *)self;
+    Py_ssize_t n = c->n, nulls;
+    int64_t total = c->offsets[n];
+    if (total > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "more than 2 GiB of text in one element column");
+        return NULL;
+    }
+    PyObject *validity = NULL, *offsets = NULL, *data = NULL, *result = NULL;
+    if ((validity = export_validity(c->valid, n, &nulls)) == NULL) goto done;
+    if ((offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)) == NULL) goto done;
+    int32_t *off = (int32_t *)PyBytes_AS_STRING(offsets);
+    for (Py_ssize_t i = 0; i <= n; i++) off[i] = (int32_t)c->offsets[i]; /* <= total <= INT32_MAX */
+    if ((data = PyBytes_FromStringAndSize(c->data.data ? c->data.data : "", (Py_ssize_t)total)) == NULL)
+        goto done;
+    result = Py_BuildValue("(OOOn)", validity, offsets, data, nulls);
+done:
+    Py_XDECREF(validity);
+    Py_XDECREF(offsets);
+    Py_XDECREF(data);
+    return result;
+}
+
+PyDoc_STRVAR(int_arrow_doc,
+             "arrow(kind) -> (validity, data, null_count)\n\n"
+             "The buffers of an Arrow integer array of the rows: kind 'q' int64, 'i' int32, 'I' uint32\n"
+             "(OverflowError for a row out of its range; validity is None when no row is None).");
+
+static PyObject *int_arrow(PyObject *self, PyObject *arg) {
+    IntColumn *c = (IntColumn *)self;
+    const char *kind = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (kind == NULL || (strcmp(kind, "q") && strcmp(kind, "i") && strcmp(kind, "I"))) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "arrow(): kind must be 'q', 'i' or 'I'");
+        return NULL;
+    }
+    Py_ssize_t n = c->n, nulls;
+    PyObject *validity = export_validity(c->valid, n, &nulls), *data = NULL, *result = NULL;
+    if (validity == NULL) return NULL;
+    if (kind[0] == 'q') {
+        data = PyBytes_FromStringAndSize((const char *)c->values, n * 8);
+    } else if ((data = PyBytes_FromStringAndSize(NULL, n * 4)) != NULL) {
+        int64_t lo = kind[0] == 'i' ? INT32_MIN : 0, hi = kind[0] == 'i' ? INT32_MAX : UINT32_MAX;
+        char *out = PyBytes_AS_STRING(data);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t v = is_valid(c->valid, i) ? c->values[i] : 0;
+            if (v < lo || v > hi) {
+                PyErr_Format(PyExc_OverflowError, "row %zd (%lld) is out of range for '%s'", i, (long long)v,
+                             kind);
+                Py_CLEAR(data);
+                break;
+            }
+            uint32_t u = (uint32_t)v; /* two's complement for int32 */
+            memcpy(out + i * 4, &u, 4);
+        }
+    }
+    if (data != NULL) result = Py_BuildValue("(OOn)", validity, data, nulls);
+    Py_DECREF(validity);
+    Py_XDECREF(data);
+    return result;
+}
+
+/* The buffers of freed columns, kept for the next ones: a reader makes the same seven columns
+ * for every batch, and reusing their memory saves growing it again (copies) and the kernel's
+ * zeroing of fresh pages, measured as a large share of filling them. At most POOL_SIZE buffer
+ * sets of each type, each at most POOL_BYTES, are kept. */
+#define POOL_SIZE 8
+#define POOL_BYTES ((Py_ssize_t)64 << 20)
+typedef struct {
+    Py_ssize_t cap;
+    uint8_t *valid;
+    int64_t *values;
+    Text data;
+} Buffers;
+static Buffers str_pool[POOL_SIZE], int_pool[POOL_SIZE];
+static int str_pooled, int_pooled;
+
+static PyObject *str_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "StrColumn() takes no arguments");
+        return NULL;
+    }
+    StrColumn *c = (StrColumn *)type->tp_alloc(type, 0);
+    if (c == NULL) return NULL;
+    if (str_pooled > 0) {
+        Buffers *b = &str_pool[--str_pooled];
+        c->cap = b->cap;
+        c->valid = b->valid;
+        c->offsets = b->values;
+        c->data = b->data;
+        c->data.len = 0;
+    } else if (rows_reserve(0, &c->cap, &c->valid, &c->offsets, 1) < 0) {
+        Py_DECREF(c);
+        return NULL;
+    }
+    c->offsets[0] = 0; /* offsets[0] must exist before the first row */
+    return (PyObject *)c;
+}
+
+static void str_dealloc(PyObject *self) {
+    StrColumn *c = (StrColumn *)self;
+    if (str_pooled < POOL_SIZE && c->offsets != NULL && c->cap <= POOL_BYTES / 8 && c->data.cap <= POOL_BYTES) {
+        Buffers b = {c->cap, c->valid, c->offsets, c->data};
+        str_pool[str_pooled++] = b;
+    } else {
+        PyMem_Free(c->valid);
+        PyMem_Free(c->offsets);
+        PyMem_Free(c->data.data);
+    }
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *int_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "IntColumn() takes no arguments");
+        return NULL;
+    }
+    IntColumn *c = (IntColumn *)type->tp_alloc(type, 0);
+    if (c != NULL && int_pooled > 0) {
+        Buffers *b = &int_pool[--int_pooled];
+        c->cap = b->cap;
+        c->valid = b->valid;
+        c->values = b->values;
+    }
+    return (PyObject *)c;
+}
+
+static void int_dealloc(PyObject *self) {
+    IntColumn *c = (IntColumn *)self;
+    if (int_pooled < POOL_SIZE && c->values != NULL && c->cap <= POOL_BYTES / 8) {
+        Buffers b = {c->cap, c->valid, c->values, {NULL, 0, 0}};
+        int_pool[int_pooled++] = b;
+    } else {
+        PyMem_Free(c->valid);
+        PyMem_Free(c->values);
+    }
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyMethodDef str_methods[] = {
+    {"append", str_append, METH_O, "Append a str or None."},
+    {"index", str_index, METH_O, "The first row equal to the value (ValueError if none)."},
+    {"arrow", str_arrow, METH_NOARGS, str_arrow_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef int_methods[] = {
+    {"append", int_append, METH_O, "Append an int (int64 range) or None."},
+    {"index", int_index, METH_O, "The first row equal to the value (ValueError if none)."},
+    {"arrow", int_arrow, METH_O, int_arrow_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods str_as_sequence = {.sq_length = column_len, .sq_item = str_item};
+static PyMappingMethods str_as_mapping = {column_len, str_subscript, str_ass_subscript};
+static PySequenceMethods int_as_sequence = {.sq_length = int_column_len, .sq_item = int_item};
+static PyMappingMethods int_as_mapping = {int_column_len, int_subscript, int_ass_subscript};
+
+static PyTypeObject StrColumnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "curation.crawler._walker.StrColumn",
+    .tp_doc = "A column of str or None rows in Arrow-ready buffers, used as a list (see _walker.c).",
+    .tp_basicsize = sizeof(StrColumn),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = str_new,
+    .tp_dealloc = str_dealloc,
+    .tp_as_sequence = &str_as_sequence,
+    .tp_as_mapping = &str_as_mapping,
+    .tp_methods = str_methods,
+};
+
+static PyTypeObject IntColumnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "curation.crawler._walker.IntColumn",
+    .tp_doc = "A column of int (int64) or None rows in Arrow-ready buffers, used as a list.",
+    .tp_basicsize = sizeof(IntColumn),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = int_new,
+    .tp_dealloc = int_dealloc,
+    .tp_as_sequence = &int_as_sequence,
+    .tp_as_mapping = &int_as_mapping,
+    .tp_methods = int_methods,
+};
+
 /* ---- one walk ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -148,7 +715,11 @@ typedef struct {
     const unsigned char *buf;
     Py_ssize_t buflen;
     int complete;
-    PyObject *l_tag, *l_vr, *l_val, *l_len, *l_path, *l_cre, *l_items;
+    PyObject *l_tag, *l_vr, *l_val, *l_len, *l_path, *l_cre, *l_items; /* walker.out's columns */
+    /* When they are the compiled columns (cmode), the same objects: rows go into their buffers. */
+    int cmode;
+    IntColumn *c_tag, *c_len, *c_items;
+    StrColumn *c_vr, *c_val, *c_path, *c_cre;
     Py_ssize_t row_limit;  /* walker.row_limit: more rows than this is the Python walker's error */
     long max_depth;        /* walker.max_depth */
     long depth0;           /* walker.depth when this call began (sequences around it) */
@@ -324,7 +895,21 @@ static void restore(W *w) {
     PyErr_Restore(et, ev, tb);
 }
 
+/* Rows in walker.out now. */
+static inline Py_ssize_t nrows(W *w) { return w->cmode ? w->c_tag->n : PyList_GET_SIZE(w->l_tag); }
+
+/* Drop every row from ``row`` on. */
 static int truncate_rows(W *w, Py_ssize_t row) {
+    if (w->cmode) {
+        int_truncate(w->c_tag, row);
+        str_truncate(w->c_vr, row);
+        str_truncate(w->c_val, row);
+        int_truncate(w->c_len, row);
+        str_truncate(w->c_path, row);
+        str_truncate(w->c_cre, row);
+        int_truncate(w->c_items, row);
+        return 0;
+    }
     PyObject *lists[7] = {w->l_tag, w->l_vr, w->l_val, w->l_len, w->l_path, w->l_cre, w->l_items};
     for (int i = 0; i < 7; i++) {
         Py_ssize_t have = PyList_GET_SIZE(lists[i]);
@@ -333,98 +918,118 @@ static int truncate_rows(W *w, Py_ssize_t row) {
     return 0;
 }
 
-
-/* Append one row; value, length and n_items are new references (or NULL for None) and stolen. */
-static int append_row(W *w, uint32_t tag, int vr, PyObject *value, PyObject *length, PyObject *path,
-                      PyObject *creator, PyObject *n_items) {
-    int rc = -1;
-    PyObject *t = tag_int(tag);
-    if (t == NULL) goto done;
-    if (PyList_Append(w->l_tag, t) < 0) goto done;
-    if (PyList_Append(w->l_vr, VR_STR[vr]) < 0) goto done;
-    if (PyList_Append(w->l_val, value ? value : Py_None) < 0) goto done;
-    if (PyList_Append(w->l_len, length ? length : Py_None) < 0) goto done;
-    if (PyList_Append(w->l_path, path) < 0) goto done;
-    if (PyList_Append(w->l_cre, creator ? creator : Py_None) < 0) goto done;
-    if (PyList_Append(w->l_items, n_items ? n_items : Py_None) < 0) goto done;
-    rc = 0;
-done:
-    Py_XDECREF(t);
-    Py_XDECREF(value);
-    Py_XDECREF(length);
-    Py_XDECREF(n_items);
-    return rc;
-}
-
 /* ---- values -------------------------------------------------------------------------------- */
+
+static inline Py_ssize_t stripped_length(const unsigned char *p, Py_ssize_t n) {
+    while (n > 0 && (p[n - 1] == 0 || p[n - 1] == ' ')) n--;
+    return n;
+}
 
 /* bytes.decode("latin-1").rstrip("\x00 "): latin-1 maps bytes to code points one to one. */
 static PyObject *latin1_stripped(const unsigned char *p, Py_ssize_t n) {
-    while (n > 0 && (p[n - 1] == 0 || p[n - 1] == ' ')) n--;
-    return PyUnicode_DecodeLatin1((const char *)p, n, NULL);
+    return PyUnicode_DecodeLatin1((const char *)p, stripped_length(p, n), NULL);
 }
 
-typedef struct {
-    char *data;
-    Py_ssize_t len, cap;
-} Text;
-
-static int text_reserve(Text *t, Py_ssize_t more) {
-    if (t->len + more <= t->cap) return 0;
-    Py_ssize_t cap = t->cap ? t->cap : 64;
-    while (cap < t->len + more) {
-        if (cap > PY_SSIZE_T_MAX / 2) {
-            PyErr_NoMemory();
-            return -1;
+/* The same text as UTF-8, added to ``t``: a byte >= 0x80 is the code point U+0080..U+00FF. */
+static int latin1_into(Text *t, const unsigned char *p, Py_ssize_t n) {
+    n = stripped_length(p, n);
+    if (text_reserve(t, 2 * n) < 0) return -1; /* n <= 0xFFFFFFFF: 2n fits in 64 bits */
+    unsigned char *o = (unsigned char *)t->data + t->len;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            *o++ = c;
+        } else {
+            *o++ = (unsigned char)(0xC0 | (c >> 6));
+            *o++ = (unsigned char)(0x80 | (c & 0x3F));
         }
-        cap *= 2;
     }
-    char *data = PyMem_Realloc(t->data, (size_t)cap);
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    t->data = data;
-    t->cap = cap;
+    t->len = (Py_ssize_t)(o - (unsigned char *)t->data);
     return 0;
 }
 
-static int text_add(Text *t, const char *s, Py_ssize_t n) {
-    if (text_reserve(t, n) < 0) return -1;
-    memcpy(t->data + t->len, s, (size_t)n);
-    t->len += n;
-    return 0;
+static const int NUMERIC_SIZES[] = {0, 2, 2, 4, 4, 4, 8, 8, 8, 4};
+
+/* Decimal digits of v at out (room for 20); their count. snprintf's format parsing cost more than
+ * the rest of writing a row. */
+static int format_u64(char *out, uint64_t v) {
+    char tmp[20];
+    int k = 0;
+    do {
+        tmp[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < k; i++) out[i] = tmp[k - 1 - i];
+    return k;
 }
 
-/* str() of each binary number, joined by a backslash: reader._Walker._numbers and AT values. */
-static PyObject *numbers_text(const unsigned char *p, Py_ssize_t n, int numeric) {
-    static const int sizes[] = {0, 2, 2, 4, 4, 4, 8, 8, 8, 4};
-    int size = sizes[numeric];
-    if (n % size) return NULL; /* wrong length: the Python walker reports it */
+static int format_i64(char *out, int64_t v) {
+    if (v >= 0) return format_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + format_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+static const char HEX[] = "0123456789ABCDEF";
+
+/* The shortest repr of a double (PyOS_double_to_string, what str(float) calls) is the costliest part
+ * of reading a dense header, and the images of a series share most of their values: the texts of
+ * recent doubles are kept by their bit pattern (direct-mapped, a new one replaces an old one). */
+#define FLOAT_SLOTS 4096
+typedef struct {
+    uint64_t bits;
+    uint8_t len; /* 0: empty slot */
+    char text[31];
+} FloatText;
+static FloatText float_texts[FLOAT_SLOTS];
+
+/* repr(d) added to ``t``. */
+static int float_into(Text *t, double d) {
+    uint64_t bits;
+    memcpy(&bits, &d, 8);
+    FloatText *slot = &float_texts[(bits * 0x9E3779B97F4A7C15ull) >> 52]; /* 12 bits */
+    if (slot->len && slot->bits == bits) return text_add(t, slot->text, slot->len);
+    char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL) return -1;
+    size_t len = strlen(text);
+    if (len < sizeof slot->text) {
+        slot->bits = bits;
+        slot->len = (uint8_t)len;
+        memcpy(slot->text, text, len);
+    }
+    int rc = text_add(t, text, (Py_ssize_t)len);
+    PyMem_Free(text);
+    return rc;
+}
+
+/* %04X of v at out. */
+static void format_hex4(char *out, unsigned v) {
+    for (int i = 3; i >= 0; i--, v >>= 4) out[i] = HEX[v & 15];
+}
+
+/* str() of each binary number, joined by a backslash (reader._Walker._numbers and AT values),
+ * added to ``t``; ``n`` must be a multiple of the VR's size (the caller checks). */
+static int numbers_into(Text *t, const unsigned char *p, Py_ssize_t n, int numeric) {
+    int size = NUMERIC_SIZES[numeric];
     Py_ssize_t count = n / size;
-    Text t = {NULL, 0, 0};
     char one[40];
     for (Py_ssize_t i = 0; i < count; i++) {
         const unsigned char *q = p + i * size;
         int k = 0;
-        char *dyn = NULL;
+        int is_float = 0;
+        double d = 0;
         switch (numeric) {
-        case N_US: k = snprintf(one, sizeof one, "%u", (unsigned)u16(q)); break;
-        case N_SS: k = snprintf(one, sizeof one, "%d", (int)(int16_t)u16(q)); break;
-        case N_UL: k = snprintf(one, sizeof one, "%lu", (unsigned long)u32(q)); break;
-        case N_SL: k = snprintf(one, sizeof one, "%ld", (long)(int32_t)u32(q)); break;
+        case N_US: k = format_u64(one, u16(q)); break;
+        case N_SS: k = format_i64(one, (int16_t)u16(q)); break;
+        case N_UL: k = format_u64(one, u32(q)); break;
+        case N_SL: k = format_i64(one, (int32_t)u32(q)); break;
         case N_SV:
         case N_UV: {
             uint64_t v = (uint64_t)u32(q) | ((uint64_t)u32(q + 4) << 32);
-            if (numeric == N_SV)
-                k = snprintf(one, sizeof one, "%lld", (long long)(int64_t)v);
-            else
-                k = snprintf(one, sizeof one, "%llu", (unsigned long long)v);
+            k = numeric == N_SV ? format_i64(one, (int64_t)v) : format_u64(one, v);
             break;
         }
         case N_FL:
         case N_FD: {
-            double d;
             if (numeric == N_FL) {
                 uint32_t bits = u32(q);
                 float f;
@@ -434,30 +1039,144 @@ static PyObject *numbers_text(const unsigned char *p, Py_ssize_t n, int numeric)
                 uint64_t bits = (uint64_t)u32(q) | ((uint64_t)u32(q + 4) << 32);
                 memcpy(&d, &bits, 8);
             }
-            /* What float.__repr__ (and so str) calls. */
-            dyn = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-            if (dyn == NULL) {
-                PyMem_Free(t.data);
-                return NULL;
+            if (d > -1e16 && d < 1e16 && (double)(int64_t)d == d) {
+                /* A whole number under 1e16: repr() writes its digits and ".0" (1e16 and up in
+                 * exponent form), and "-0.0" for negative zero. */
+                int64_t whole = (int64_t)d;
+                k = whole == 0 && signbit(d) ? (one[0] = '-', 1 + format_u64(one + 1, 0)) : format_i64(one, whole);
+                one[k++] = '.';
+                one[k++] = '0';
+                break;
             }
+            is_float = 1;
             break;
         }
         case N_AT:
-            k = snprintf(one, sizeof one, "%04X%04X", (unsigned)u16(q), (unsigned)u16(q + 2));
+            format_hex4(one, u16(q));
+            format_hex4(one + 4, u16(q + 2));
+            k = 8;
             break;
         }
         int rc = 0;
-        if (i > 0) rc = text_add(&t, "\\", 1);
-        if (rc == 0) rc = dyn ? text_add(&t, dyn, (Py_ssize_t)strlen(dyn)) : text_add(&t, one, k);
-        if (dyn) PyMem_Free(dyn);
-        if (rc < 0) {
-            PyMem_Free(t.data);
-            return NULL;
-        }
+        if (i > 0) rc = text_add(t, "\\", 1);
+        if (rc == 0) rc = is_float ? float_into(t, d) : text_add(t, one, k);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* numbers_into as a new str. */
+static PyObject *numbers_text(const unsigned char *p, Py_ssize_t n, int numeric) {
+    Text t = {NULL, 0, 0};
+    if (numbers_into(&t, p, n, numeric) < 0) {
+        PyMem_Free(t.data);
+        return NULL;
     }
     PyObject *s = PyUnicode_DecodeASCII(t.data ? t.data : "", t.len, NULL);
     PyMem_Free(t.data);
     return s;
+}
+
+/* A row's value: None, a str the walker made, or bytes the row's text is made from. */
+enum { V_NONE, V_OBJECT, V_LATIN1, V_NUMBERS };
+typedef struct {
+    int kind;
+    PyObject *object;         /* V_OBJECT: a borrowed str */
+    const unsigned char *raw; /* V_LATIN1, V_NUMBERS: the value's bytes */
+    Py_ssize_t n;
+    int numeric;
+} Value;
+
+/* A value's text written into the value column: for the compiled columns. */
+static int value_into(StrColumn *c, const Value *v) {
+    if (v->kind == V_NONE) return str_put_none(c);
+    if (v->kind == V_OBJECT) {
+        if (!PyUnicode_Check(v->object)) return bail(); /* a helper gave a non-str: Python's path */
+        return str_put_object(c, v->object);
+    }
+    if (str_reserve_row(c) < 0) return -1;
+    int rc = v->kind == V_LATIN1 ? latin1_into(&c->data, v->raw, v->n)
+                                 : numbers_into(&c->data, v->raw, v->n, v->numeric);
+    if (rc < 0) {
+        str_abandon(c);
+        return -1;
+    }
+    str_commit(c, 1);
+    return 0;
+}
+
+/* A value as a new reference (None included): for the lists. */
+static PyObject *value_object(const Value *v) {
+    switch (v->kind) {
+    case V_OBJECT: Py_INCREF(v->object); return v->object;
+    case V_LATIN1: return latin1_stripped(v->raw, v->n);
+    case V_NUMBERS: return numbers_text(v->raw, v->n, v->numeric);
+    default: Py_RETURN_NONE;
+    }
+}
+
+static int str_put_utf8_of(StrColumn *c, PyObject *s) {
+    if (s == NULL) return str_put_none(c);
+    if (!PyUnicode_Check(s)) return bail();
+    return str_put_object(c, s);
+}
+
+/* Append one row. ``length`` and ``n_items`` < 0 mean None; ``creator`` NULL means None. */
+static int append_row(W *w, uint32_t tag, int vr, const Value *value, int64_t length, PyObject *path,
+                      PyObject *creator, int64_t n_items) {
+    if (w->cmode) {
+        Py_ssize_t row = w->c_tag->n;
+        if (int_put(w->c_tag, tag, 1) < 0 || str_put(w->c_vr, VRS[vr].name, 2) < 0 ||
+            value_into(w->c_val, value) < 0 || int_put(w->c_len, length, length >= 0) < 0 ||
+            str_put_utf8_of(w->c_path, path) < 0 || str_put_utf8_of(w->c_cre, creator) < 0 ||
+            int_put(w->c_items, n_items, n_items >= 0) < 0) {
+            truncate_rows(w, row); /* all columns keep the same number of rows */
+            return -1;
+        }
+        return 0;
+    }
+    int rc = -1;
+    PyObject *t = tag_int(tag), *v = NULL, *len = NULL, *items = NULL;
+    if (t == NULL || (v = value_object(value)) == NULL) goto done;
+    if (length < 0) {
+        len = Py_None;
+        Py_INCREF(len);
+    } else if ((len = length_int((uint32_t)length)) == NULL) {
+        goto done;
+    }
+    if (n_items < 0) {
+        items = Py_None;
+        Py_INCREF(items);
+    } else if ((items = PyLong_FromLongLong((long long)n_items)) == NULL) {
+        goto done;
+    }
+    if (PyList_Append(w->l_tag, t) < 0) goto done;
+    if (PyList_Append(w->l_vr, VR_STR[vr]) < 0) goto done;
+    if (PyList_Append(w->l_val, v) < 0) goto done;
+    if (PyList_Append(w->l_len, len) < 0) goto done;
+    if (PyList_Append(w->l_path, path) < 0) goto done;
+    if (PyList_Append(w->l_cre, creator ? creator : Py_None) < 0) goto done;
+    if (PyList_Append(w->l_items, items) < 0) goto done;
+    rc = 0;
+done:
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(len);
+    Py_XDECREF(items);
+    return rc;
+}
+
+/* Row ``row``'s n_items. */
+static int set_n_items(W *w, Py_ssize_t row, long n) {
+    if (w->cmode) {
+        if (row < 0 || row >= w->c_items->n) return bail();
+        w->c_items->values[row] = n;
+        set_valid(w->c_items->valid, row, 1);
+        return 0;
+    }
+    PyObject *count = PyLong_FromLong(n);
+    if (count == NULL) return -1;
+    return PyList_SetItem(w->l_items, row, count); /* steals count */
 }
 
 /* ---- private creators of one dataset -------------------------------------------------------- */
@@ -526,21 +1245,16 @@ static Py_ssize_t sequence(W *w, Py_ssize_t pos, uint32_t length, uint32_t tag, 
     if (w->depth0 + depth >= w->max_depth || depth >= MAX_DEPTH) return bail(); /* too_deep */
     const unsigned char *buf = w->buf;
     Py_ssize_t buflen = w->buflen;
-    Py_ssize_t row = PyList_GET_SIZE(w->l_tag);
+    Py_ssize_t row = nrows(w);
     Py_ssize_t n_caveats = PyList_GET_SIZE(w->caveats);
     PyObject *charset = w->charset; /* the character set before the sequence */
     Py_INCREF(charset);
     PyObject *prefix = NULL;
     Py_ssize_t result = -1;
     long n = 0;
-    PyObject *vlen = NULL;
-    if (length != UNDEFINED && (vlen = length_int(length)) == NULL) goto done;
-    PyObject *zero = PyLong_FromLong(0);
-    if (zero == NULL) {
-        Py_XDECREF(vlen);
+    const Value none = {V_NONE, NULL, NULL, 0, 0};
+    if (append_row(w, tag, VR_SQ, &none, length == UNDEFINED ? -1 : (int64_t)length, path, creator, 0) < 0)
         goto done;
-    }
-    if (append_row(w, tag, VR_SQ, NULL, vlen, path, creator, zero) < 0) goto done;
     char hex[9];
     snprintf(hex, sizeof hex, "%08X", (unsigned int)tag);
     if (PyUnicode_GET_LENGTH(path))
@@ -573,7 +1287,7 @@ static Py_ssize_t sequence(W *w, Py_ssize_t pos, uint32_t length, uint32_t tag, 
         uint32_t ilen = u32(buf + pos + 4);
         pos += 8;
         if (itag == SEQ_DELIM) break;
-        if (itag != ITEM || PyList_GET_SIZE(w->l_tag) + n >= w->row_limit) {
+        if (itag != ITEM || nrows(w) + n >= w->row_limit) {
             bail(); /* bad_length, header_too_large */
             goto done;
         }
@@ -594,11 +1308,7 @@ static Py_ssize_t sequence(W *w, Py_ssize_t pos, uint32_t length, uint32_t tag, 
         Py_DECREF(item_path);
         if (pos < 0) goto done;
     }
-    {
-        PyObject *count = PyLong_FromLong(n);
-        if (count == NULL) goto done;
-        if (PyList_SetItem(w->l_items, row, count) < 0) goto done; /* steals count */
-    }
+    if (set_n_items(w, row, n) < 0) goto done;
     result = pos;
 done:
     if (result < 0 && PyErr_ExceptionMatches(NeedMore)) {
@@ -669,7 +1379,7 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
             w->resume_pos = pos;
             w->top_prev = prev_tag;
         }
-        if (PyList_GET_SIZE(w->l_tag) >= w->row_limit) FAIL(bail()); /* header_too_large */
+        if (nrows(w) >= w->row_limit) FAIL(bail()); /* header_too_large */
         if (pos + 8 > buflen) FAIL(short_read(w, pos + 8));
         const uint16_t group = u16(buf + pos), elem = u16(buf + pos + 2);
         const uint32_t tag = (uint32_t)group << 16 | elem;
@@ -739,9 +1449,9 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
             }
         }
         if (tag >= 0x7FE00008u && top && (tag == 0x7FE00010u || tag == 0x7FE00008u || tag == 0x7FE00009u)) {
-            PyObject *vlen = NULL;
-            if (length != UNDEFINED && (vlen = length_int(length)) == NULL) goto done;
-            if (append_row(w, tag, vr, NULL, vlen, path, NULL, NULL) < 0) goto done;
+            const Value none = {V_NONE, NULL, NULL, 0, 0};
+            if (append_row(w, tag, vr, &none, length == UNDEFINED ? -1 : (int64_t)length, path, NULL, -1) < 0)
+                goto done;
             if (length != UNDEFINED) {
                 w->pixel_offset = pos;
                 w->pixel_length = length;
@@ -769,20 +1479,31 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
          * read: the value is not all there (the Python walker slices what there is, then stops). */
         if (vend > buflen) FAIL(bail());
         const int kind = VRS[vr].kind;
-        PyObject *value = NULL; /* new reference, or NULL for None */
+        const int numeric = VRS[vr].numeric;
+        /* Into the compiled columns a value goes as bytes, no str made, unless the walk itself
+         * reads it: a private creator, SpecificCharacterSet, PixelRepresentation. */
+        const int needs_object = !w->cmode || (elem <= 0xFF && (((group & 1) && elem >= 0x10) || tag == 0x00080005u)) ||
+                                 (tag == 0x00280103u && top);
+        Value direct = {V_NONE, NULL, buf + pos, (Py_ssize_t)length, numeric};
+        PyObject *value = NULL; /* new reference, or NULL for None or a direct value */
         if (kind == K_PLAIN || (kind == K_CHARSET && w->default_charset)) {
             if (vr == VR_DS || vr == VR_IS) {
                 for (uint32_t i = 0; i < length; i++)
                     if (buf[pos + i] & 0x80) FAIL(bail()); /* not ASCII: invalid_value caveat */
             }
-            value = latin1_stripped(buf + pos, length);
-            if (value == NULL) goto done;
+            if (!needs_object) {
+                direct.kind = V_LATIN1;
+            } else if ((value = latin1_stripped(buf + pos, length)) == NULL) {
+                goto done;
+            }
         } else if (kind == K_BINARY) {
             value = NULL;
-        } else if (VRS[vr].numeric != N_NONE) {
-            value = numbers_text(buf + pos, length, VRS[vr].numeric);
-            if (value == NULL) {
-                if (!PyErr_Occurred()) bail(); /* wrong length: reported by the Python walker */
+        } else if (numeric != N_NONE) {
+            /* wrong length: reported by the Python walker */
+            if (length % NUMERIC_SIZES[numeric]) FAIL(bail());
+            if (!needs_object) {
+                direct.kind = V_NUMBERS;
+            } else if ((value = numbers_text(buf + pos, length, numeric)) == NULL) {
                 goto done;
             }
         } else {
@@ -813,12 +1534,13 @@ static Py_ssize_t walk(W *w, Py_ssize_t pos, Py_ssize_t end, PyObject *path, int
                 goto done;
             }
         }
-        PyObject *vlen = length_int(length);
-        if (vlen == NULL) {
-            Py_XDECREF(value);
-            goto done;
+        if (value != NULL) {
+            direct.kind = V_OBJECT;
+            direct.object = value;
         }
-        if (append_row(w, tag, vr, value, vlen, path, creator, NULL) < 0) goto done;
+        int rc = append_row(w, tag, vr, &direct, (int64_t)length, path, creator, -1);
+        Py_XDECREF(value);
+        if (rc < 0) goto done;
         pos = vend;
     }
     if (top) w->top_prev = prev_tag; /* the walk may go on from here with more bytes */
@@ -838,14 +1560,35 @@ done:
 
 /* ---- module functions ---------------------------------------------------------------------- */
 
-static PyObject *get_list(PyObject *out, PyObject *name) {
-    PyObject *l = PyObject_GetAttr(out, name);
-    if (l != NULL && !PyList_CheckExact(l)) {
-        Py_DECREF(l);
-        PyErr_SetString(PyExc_TypeError, "element columns must be lists");
-        return NULL;
+/* walker.out's columns: seven lists, or the compiled columns (tag, value_length and n_items
+ * IntColumn, the others StrColumn). Sets w->cmode; -1 with TypeError for anything else. */
+static int get_columns(W *w, PyObject *out) {
+    PyObject *const names[7] = {s_tag, s_vr, s_value, s_value_length, s_seq_path, s_private_creator, s_n_items};
+    PyObject **slots[7] = {&w->l_tag, &w->l_vr, &w->l_val, &w->l_len, &w->l_path, &w->l_cre, &w->l_items};
+    static const int is_int[7] = {1, 0, 0, 1, 0, 0, 1};
+    int lists = 0, columns = 0;
+    for (int i = 0; i < 7; i++) {
+        PyObject *col = PyObject_GetAttr(out, names[i]);
+        if (col == NULL) return -1;
+        *slots[i] = col;
+        lists += PyList_CheckExact(col);
+        columns += Py_IS_TYPE(col, is_int[i] ? &IntColumnType : &StrColumnType);
     }
-    return l;
+    if (lists != 7 && columns != 7) {
+        PyErr_SetString(PyExc_TypeError, "element columns must be seven lists or the compiled columns");
+        return -1;
+    }
+    w->cmode = columns == 7;
+    if (w->cmode) {
+        w->c_tag = (IntColumn *)w->l_tag;
+        w->c_vr = (StrColumn *)w->l_vr;
+        w->c_val = (StrColumn *)w->l_val;
+        w->c_len = (IntColumn *)w->l_len;
+        w->c_path = (StrColumn *)w->l_path;
+        w->c_cre = (StrColumn *)w->l_cre;
+        w->c_items = (IntColumn *)w->l_items;
+    }
+    return 0;
 }
 
 static int set_int_attr(PyObject *obj, PyObject *name, Py_ssize_t v) {
@@ -934,11 +1677,7 @@ static PyObject *py_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     if ((w.charset0 = get_charset(&w)) == NULL || note_charset(&w, w.charset0) < 0) goto done;
     out = PyObject_GetAttr(w.walker, s_out);
     if (out == NULL) goto done;
-    if ((w.l_tag = get_list(out, s_tag)) == NULL || (w.l_vr = get_list(out, s_vr)) == NULL ||
-        (w.l_val = get_list(out, s_value)) == NULL || (w.l_len = get_list(out, s_value_length)) == NULL ||
-        (w.l_path = get_list(out, s_seq_path)) == NULL || (w.l_cre = get_list(out, s_private_creator)) == NULL ||
-        (w.l_items = get_list(out, s_n_items)) == NULL)
-        goto done;
+    if (get_columns(&w, out) < 0) goto done;
 
     w.resume_pos = pos;
     if (get_ssize_attr(w.walker, s_top_prev_tag, &w.top_prev) < 0) goto done;
@@ -1050,6 +1789,107 @@ static PyObject *py_pick(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             }
             PyObject *value = PyList_GET_ITEM(values, i);
             Py_INCREF(value);
+            PyList_SetItem(out, column, value); /* steals value, drops the previous one */
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+
+PyDoc_STRVAR(pick_columns_doc,
+             "pick_columns(paths, tags, values, start, end, keys, entries, n) -> list\n\n"
+             "pick() over the compiled columns (paths and values StrColumn, tags IntColumn): ``keys``\n"
+             "is a hash table of the distinct tags (see compiled.picker): 2**b slots of (uint32 tag,\n"
+             "int32 k), k = -1 for an empty slot, a tag at slot (tag * 2654435761 mod 2**32) >> (32 - b)\n"
+             "or the next free one; ``entries[k]`` is the tuple (path0, column0, path1, column1, ...)\n"
+             "of that tag.");
+
+static PyObject *py_pick_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "pick_columns() takes 8 arguments");
+        return NULL;
+    }
+    if (!Py_IS_TYPE(args[0], &StrColumnType) || !Py_IS_TYPE(args[1], &IntColumnType) ||
+        !Py_IS_TYPE(args[2], &StrColumnType) || !PyBytes_CheckExact(args[5]) || !PyTuple_CheckExact(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "pick_columns() needs StrColumn, IntColumn, StrColumn, bytes, tuple");
+        return NULL;
+    }
+    StrColumn *paths = (StrColumn *)args[0], *values = (StrColumn *)args[2];
+    IntColumn *tags = (IntColumn *)args[1];
+    PyObject *entries = args[6];
+    /* A table of 2**bits slots, 2 <= bits <= 24. */
+    Py_ssize_t slots = PyBytes_GET_SIZE(args[5]) / 8, m = PyTuple_GET_SIZE(entries);
+    int bits = 1;
+    while (bits <= 24 && ((Py_ssize_t)1 << bits) < slots) bits++;
+    if (PyBytes_GET_SIZE(args[5]) % 8 || ((Py_ssize_t)1 << bits) != slots || bits > 24) {
+        PyErr_SetString(PyExc_ValueError, "pick_columns(): keys is not a table of 2**b slots");
+        return NULL;
+    }
+    const unsigned char *keys = (const unsigned char *)PyBytes_AS_STRING(args[5]);
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]), end = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[7]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t rows = tags->n;
+    if (paths->n < rows) rows = paths->n;
+    if (values->n < rows) rows = values->n;
+    if (start < 0 || end > rows || start > end || n < 0) {
+        PyErr_SetString(PyExc_IndexError, "pick_columns(): rows out of range");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(out, i, Py_None);
+    }
+    for (Py_ssize_t i = start; i < end; i++) {
+        if (!is_valid(tags->valid, i) || !is_valid(paths->valid, i)) continue;
+        int64_t tag = tags->values[i];
+        if (tag < 0 || tag > UINT32_MAX) continue;
+        /* Most rows are no key: a hash probe (mostly one empty slot) tells, where a binary
+         * search's mispredicted branches cost more than the rest of the pick. */
+        Py_ssize_t slot = (Py_ssize_t)(((uint32_t)tag * 2654435761u) >> (32 - bits)), k = -1;
+        for (Py_ssize_t probe = 0; probe < slots; probe++, slot = (slot + 1) & (slots - 1)) {
+            int32_t at = (int32_t)u32(keys + slot * 8 + 4);
+            if (at < 0) break;
+            if (u32(keys + slot * 8) == (uint32_t)tag) {
+                k = at;
+                break;
+            }
+        }
+        if (k < 0) continue;
+        if (k >= m) {
+            PyErr_SetString(PyExc_IndexError, "pick_columns(): entry out of range");
+            goto fail;
+        }
+        PyObject *pairs = PyTuple_GET_ITEM(entries, k);
+        if (!PyTuple_CheckExact(pairs)) {
+            PyErr_SetString(PyExc_TypeError, "pick_columns(): entries must be tuples");
+            goto fail;
+        }
+        Py_ssize_t path_len = (Py_ssize_t)(paths->offsets[i + 1] - paths->offsets[i]);
+        const char *path = path_len ? paths->data.data + paths->offsets[i] : "";
+        for (Py_ssize_t k = 0; k + 1 < PyTuple_GET_SIZE(pairs); k += 2) {
+            PyObject *want = PyTuple_GET_ITEM(pairs, k);
+            if (!PyUnicode_Check(want)) {
+                PyErr_SetString(PyExc_TypeError, "pick_columns(): paths must be str");
+                goto fail;
+            }
+            Py_ssize_t want_len;
+            const char *want_utf8 = PyUnicode_AsUTF8AndSize(want, &want_len);
+            if (want_utf8 == NULL) goto fail;
+            if (want_len != path_len || (path_len && memcmp(want_utf8, path, (size_t)path_len))) continue;
+            Py_ssize_t column = PyLong_AsSsize_t(PyTuple_GET_ITEM(pairs, k + 1));
+            if (column == -1 && PyErr_Occurred()) goto fail;
+            if (column < 0 || column >= n) {
+                PyErr_SetString(PyExc_IndexError, "pick_columns(): column out of range");
+                goto fail;
+            }
+            PyObject *value = str_get(values, i);
+            if (value == NULL) goto fail;
             PyList_SetItem(out, column, value); /* steals value, drops the previous one */
         }
     }
@@ -1214,6 +2054,7 @@ static PyMethodDef methods[] = {
     {"walk", (PyCFunction)(void (*)(void))py_walk, METH_FASTCALL, walk_doc},
     {"configure", py_configure, METH_VARARGS, configure_doc},
     {"pick", (PyCFunction)(void (*)(void))py_pick, METH_FASTCALL, pick_doc},
+    {"pick_columns", (PyCFunction)(void (*)(void))py_pick_columns, METH_FASTCALL, pick_columns_doc},
     {"arrow_strings", py_arrow_strings, METH_O, arrow_strings_doc},
     {"arrow_ints", py_arrow_ints, METH_VARARGS, arrow_ints_doc},
     {NULL, NULL, 0, NULL},
@@ -1271,6 +2112,17 @@ static int module_exec(PyObject *m) {
         return -1;
     }
     if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0) return -1;
+    if (PyType_Ready(&StrColumnType) < 0 || PyType_Ready(&IntColumnType) < 0) return -1;
+    Py_INCREF(&StrColumnType);
+    if (PyModule_AddObject(m, "StrColumn", (PyObject *)&StrColumnType) < 0) {
+        Py_DECREF(&StrColumnType);
+        return -1;
+    }
+    Py_INCREF(&IntColumnType);
+    if (PyModule_AddObject(m, "IntColumn", (PyObject *)&IntColumnType) < 0) {
+        Py_DECREF(&IntColumnType);
+        return -1;
+    }
     return 0;
 }
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
-    from curation.crawler.reader import _Walker
+    from curation.crawler.reader import Column, _Walker
 
 log = logging.getLogger("curation.crawler")
 
@@ -38,7 +40,9 @@ _active = False
 
 WalkFunction = Callable[["_Walker", int, "int | None", str, bool], int]
 #: ``pick(paths, tags, values, start, end)``: see :func:`picker`.
-PickFunction = Callable[[list[str], list[int], list["str | None"], int, int], list["str | None"]]
+PickFunction = Callable[
+    ["Column[str]", "Column[int]", "Column[str | None]", int, int], list["str | None"]
+]
 
 
 def _compiled_walk() -> WalkFunction:
@@ -82,9 +86,13 @@ def select(name: str | None = None) -> str:
             raise RuntimeError(
                 "the compiled walker is not built (pip install -e . with a C compiler)"
             )
+        assert _compiled is not None
         reader._walk = _compiled_walk()
+        # New element columns are the compiled ones: the walker fills their Arrow buffers.
+        reader._text_column, reader._int_column = _compiled.StrColumn, _compiled.IntColumn
     elif name == "python":
         reader._walk = reader._python_walk
+        reader._text_column = reader._int_column = list
     else:
         raise ValueError(f"{ENV} must be 'compiled' or 'python', not {name!r}")
     _active = name == "compiled"
@@ -119,20 +127,37 @@ def picker(keys: Sequence[tuple[str, int]]) -> PickFunction:
         index: dict[int, tuple[str | int, ...]] = {}
         for column, (path, tag) in enumerate(keys):
             index[tag] = (*index.get(tag, ()), path, column)
-        c_pick = _compiled.pick
+        # The same for the compiled columns: an open-addressing hash table of the tags (see
+        # _walker.pick_columns), filled to at most a quarter, and their entries.
+        ordered = list(index)
+        entries = tuple(index[t] for t in ordered)
+        bits = max(2, (4 * len(ordered)).bit_length())
+        table = [(0, -1)] * (1 << bits)
+        for k, tag in enumerate(ordered):
+            slot = ((tag * 2654435761) & 0xFFFFFFFF) >> (32 - bits)
+            while table[slot][1] >= 0:
+                slot = (slot + 1) & ((1 << bits) - 1)
+            table[slot] = (tag, k)
+        packed_keys = b"".join(struct.pack("<Ii", tag, k) for tag, k in table)
+        c_pick, c_pick_columns = _compiled.pick, _compiled.pick_columns
+        int_column = _compiled.IntColumn
         n = len(keys)
 
         def pick(
-            paths: list[str], tags: list[int], values: list[str | None], start: int, end: int
+            paths: Column[str], tags: Column[int], values: Column[str | None], start: int, end: int
         ) -> list[str | None]:
-            result: list[str | None] = c_pick(paths, tags, values, start, end, index, n)
+            result: list[str | None]
+            if type(tags) is int_column:
+                result = c_pick_columns(paths, tags, values, start, end, packed_keys, entries, n)
+            else:
+                result = c_pick(paths, tags, values, start, end, index, n)
             return result
 
         return pick
     wanted = frozenset(path for path, _ in keys)
 
     def python_pick(
-        paths: list[str], tags: list[int], values: list[str | None], start: int, end: int
+        paths: Column[str], tags: Column[int], values: Column[str | None], start: int, end: int
     ) -> list[str | None]:
         found = {
             (paths[i], tags[i]): values[i]
@@ -144,23 +169,42 @@ def picker(keys: Sequence[tuple[str, int]]) -> PickFunction:
     return python_pick
 
 
-def string_array(values: Sequence[str | None]) -> pa.Array:
-    """``pyarrow.array(values, pyarrow.string())``, built in one pass by the compiled module."""
+def _is_compiled_column(values: object) -> bool:
+    return _compiled is not None and type(values) in (_compiled.StrColumn, _compiled.IntColumn)
+
+
+def string_array(values: Column[str] | Column[str | None] | Sequence[str | None]) -> pa.Array:
+    """``pyarrow.array(values, pyarrow.string())``: from a compiled column's buffers, or built in
+    one pass by the compiled module."""
     import pyarrow as pa
 
-    if not _active:
+    column: Any = values
+    if _is_compiled_column(column):
+        validity, offsets, data, nulls = column.arrow()
+    elif not _active:
         return pa.array(values, pa.string())
-    assert _compiled is not None
-    validity, offsets, data, nulls = _compiled.arrow_strings(values)
+    else:
+        assert _compiled is not None
+        validity, offsets, data, nulls = _compiled.arrow_strings(values)
     buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(offsets),
                pa.py_buffer(data)]  # fmt: skip
     return pa.Array.from_buffers(pa.string(), len(values), buffers, nulls)
 
 
-def int_array(values: Sequence[int | None], type_: pa.DataType) -> pa.Array:
-    """``pyarrow.array(values, type_)`` for int32 or int64, by the compiled module."""
+def int_array(
+    values: Column[int] | Column[int | None] | Sequence[int | None], type_: pa.DataType
+) -> pa.Array:
+    """``pyarrow.array(values, type_)`` for int32, uint32 or int64, by the compiled module."""
     import pyarrow as pa
 
+    column: Any = values
+    if _is_compiled_column(column):
+        kind = {pa.int32(): "i", pa.uint32(): "I", pa.int64(): "q"}.get(type_)
+        if kind is None:
+            return pa.array(list(column), type_)
+        validity, data, nulls = column.arrow(kind)
+        buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(data)]
+        return pa.Array.from_buffers(type_, len(column), buffers, nulls)
     width = {pa.int32(): 4, pa.int64(): 8}.get(type_)
     if not _active or width is None:
         return pa.array(values, type_)
@@ -168,3 +212,17 @@ def int_array(values: Sequence[int | None], type_: pa.DataType) -> pa.Array:
     validity, data, nulls = _compiled.arrow_ints(values, width)
     buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(data)]
     return pa.Array.from_buffers(type_, len(values), buffers, nulls)
+
+
+def uint32_values(values: Column[int] | Sequence[int]) -> np.ndarray:
+    """``numpy.asarray(values, dtype=numpy.uint32)`` (a tag column): from a compiled column's
+    buffer, without a Python int per row."""
+    import numpy as np
+
+    column: Any = values
+    if _is_compiled_column(column):
+        _, data, nulls = column.arrow("I")
+        if nulls:
+            raise TypeError("a tag column holds None")
+        return np.frombuffer(data, dtype=np.uint32)
+    return np.asarray(values, dtype=np.uint32)

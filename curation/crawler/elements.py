@@ -65,7 +65,7 @@ def to_table(
     """The element rows of a batch of files (in order, ``counts`` rows each) as an Arrow table."""
     n_files = len(file_ids)
     per_row_file = np.repeat(np.arange(n_files, dtype=np.int32), counts)
-    tags = np.asarray(cols.tag, dtype=np.uint32)
+    tags = compiled.uint32_values(cols.tag)
     # Distinct tags by hashing (in order of first appearance), not by sorting every row.
     encoded_tags = pc.dictionary_encode(pa.array(tags, pa.uint32()))
     unique_tags = encoded_tags.dictionary.to_numpy()

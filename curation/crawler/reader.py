@@ -2,11 +2,12 @@
 
 This is the crawl's hot path. It walks the bytes of the common encodings (explicit and implicit VR
 little endian, with or without nested sequences, any pixel encapsulation) with ``struct`` and
-produces columns (lists) ready for Arrow, instead of building pydicom objects: measured ~10x faster
-than ``pydicom.dcmread`` plus value conversion. Anything it does not handle (big endian, deflate, an
-odd VR, a file that switches encodings mid-way) raises :class:`Unsupported`, and the caller reads the
-file with pydicom instead (:mod:`curation.crawler.pydicom_reader`), which is also the oracle the tests
-compare this reader against, file by file.
+produces columns ready for Arrow (the compiled walker's own buffers, or lists), instead of building
+pydicom objects: measured ~10x faster than ``pydicom.dcmread`` plus value conversion. Anything it
+does not handle (big endian, deflate, an odd VR, a file that switches encodings mid-way) raises
+:class:`Unsupported`, and the caller reads the file with pydicom instead
+(:mod:`curation.crawler.pydicom_reader`), which is also the oracle the tests compare this reader
+against, file by file.
 
 Value text follows pydicom's reading: string values are decoded with the file's character set and
 trailing padding (spaces, NULs) is removed; numeric binary values are formatted like Python's ``str``
@@ -19,10 +20,10 @@ from __future__ import annotations
 import struct
 import warnings
 import zlib
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable, Iterator, MutableSequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol, SupportsIndex, TypeVar, overload
 
 from curation.errors import DicomReadError
 
@@ -150,17 +151,65 @@ class _NeedMore(Exception):
         self.end = end
 
 
+T = TypeVar("T")
+
+
+class Column(Protocol[T]):
+    """What the readers do with a column of element rows: a list, or a compiled column.
+
+    The compiled columns (``StrColumn``, ``IntColumn`` of ``_walker.c``) keep their rows in Arrow
+    buffers, which the compiled walker fills without a Python object per element; they support
+    only this much of a list (rows are appended, read, dropped from the end, and an int row set).
+    """
+
+    def append(self, value: T, /) -> None: ...
+    def __len__(self) -> int: ...
+    @overload
+    def __getitem__(self, index: SupportsIndex, /) -> T: ...
+    @overload
+    def __getitem__(self, index: slice, /) -> list[T]: ...
+    def __setitem__(self, index: SupportsIndex, value: T, /) -> None: ...
+    def __delitem__(self, index: slice, /) -> None: ...
+    def __iter__(self) -> Iterator[T]: ...
+    def index(self, value: T, /) -> int: ...
+
+
+# New columns: lists, or the compiled columns while the compiled module is in use (set by
+# curation.crawler.compiled.select, which also picks the walker).
+_text_column: Callable[[], Any] = list
+_int_column: Callable[[], Any] = list
+
+
+def _texts() -> Column[str]:
+    return _text_column()
+
+
+def _optional_texts() -> Column[str | None]:
+    return _text_column()
+
+
+def _ints() -> Column[int]:
+    return _int_column()
+
+
+def _optional_ints() -> Column[int | None]:
+    return _int_column()
+
+
 @dataclass
 class ElementColumns:
-    """Element rows of one or more files, as parallel columns (one entry per element)."""
+    """Element rows of one or more files, as parallel columns (one entry per element).
 
-    tag: list[int] = field(default_factory=list)
-    vr: list[str] = field(default_factory=list)
-    value: list[str | None] = field(default_factory=list)
-    value_length: list[int | None] = field(default_factory=list)
-    seq_path: list[str] = field(default_factory=list)
-    private_creator: list[str | None] = field(default_factory=list)
-    n_items: list[int | None] = field(default_factory=list)
+    Lists with the pure-Python walker; the compiled columns (Arrow buffers) with the compiled one.
+    """
+
+    tag: Column[int] = field(default_factory=_ints)
+    vr: Column[str] = field(default_factory=_texts)
+    value: Column[str | None] = field(default_factory=_optional_texts)
+    value_length: Column[int | None] = field(default_factory=_optional_ints)
+    seq_path: Column[str] = field(default_factory=_texts)
+    private_creator: Column[str | None] = field(default_factory=_optional_texts)
+    n_items: Column[int | None] = field(default_factory=_optional_ints)
 
     def __len__(self) -> int:
         return len(self.tag)
