@@ -35,6 +35,10 @@ except ImportError:  # not built: no C compiler at install time, or a plain sour
 
 #: Whether the compiled walker is built and importable.
 AVAILABLE = _compiled is not None
+# Its element columns, absent from a build older than them (a checkout updated without rebuilding
+# the extension): such a build's walker fills lists, as it always did.
+_StrColumn: Any = getattr(_compiled, "StrColumn", None)
+_IntColumn: Any = getattr(_compiled, "IntColumn", None)
 # Whether the compiled module is in use (see select): the walker, and the Arrow helpers below.
 _active = False
 
@@ -89,7 +93,10 @@ def select(name: str | None = None) -> str:
         assert _compiled is not None
         reader._walk = _compiled_walk()
         # New element columns are the compiled ones: the walker fills their Arrow buffers.
-        reader._text_column, reader._int_column = _compiled.StrColumn, _compiled.IntColumn
+        if _StrColumn is not None and _IntColumn is not None:
+            reader._text_column, reader._int_column = _StrColumn, _IntColumn
+        else:
+            reader._text_column = reader._int_column = list
     elif name == "python":
         reader._walk = reader._python_walk
         reader._text_column = reader._int_column = list
@@ -139,15 +146,15 @@ def picker(keys: Sequence[tuple[str, int]]) -> PickFunction:
                 slot = (slot + 1) & ((1 << bits) - 1)
             table[slot] = (tag, k)
         packed_keys = b"".join(struct.pack("<Ii", tag, k) for tag, k in table)
-        c_pick, c_pick_columns = _compiled.pick, _compiled.pick_columns
-        int_column = _compiled.IntColumn
+        c_pick, c_pick_columns = _compiled.pick, getattr(_compiled, "pick_columns", None)
+        int_column = _IntColumn
         n = len(keys)
 
         def pick(
             paths: Column[str], tags: Column[int], values: Column[str | None], start: int, end: int
         ) -> list[str | None]:
             result: list[str | None]
-            if type(tags) is int_column:
+            if int_column is not None and type(tags) is int_column:
                 result = c_pick_columns(paths, tags, values, start, end, packed_keys, entries, n)
             else:
                 result = c_pick(paths, tags, values, start, end, index, n)
@@ -170,7 +177,7 @@ def picker(keys: Sequence[tuple[str, int]]) -> PickFunction:
 
 
 def _is_compiled_column(values: object) -> bool:
-    return _compiled is not None and type(values) in (_compiled.StrColumn, _compiled.IntColumn)
+    return _StrColumn is not None and type(values) in (_StrColumn, _IntColumn)
 
 
 def string_array(values: Column[str] | Column[str | None] | Sequence[str | None]) -> pa.Array:
