@@ -14,6 +14,7 @@ in a child process, in the same rounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -175,9 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if parent is not None:
                 assert parent.stdin is not None
-                parent.stdin.write("\n")
-                parent.stdin.close()
+                with contextlib.suppress(OSError):  # the child may have died
+                    parent.stdin.write("\n")
+                    parent.stdin.close()
                 parent.wait()
+            if args.parent:  # the worktree, even when its build failed
                 subprocess.run(["git", "worktree", "remove", "--force", str(Path(tmp) / "parent")],
                                cwd=ROOT, check=False, capture_output=True)  # fmt: skip
     for b in best.values():
