@@ -357,23 +357,44 @@ def frames_sql(batch_elements: str, batch_files: str) -> str:
 
 
 def element_values_sql(batch_elements: str) -> str:
-    """SELECT of one batch's staged element rows (:mod:`curation.crawler.elements`) as ``element_values``."""
+    """SELECT of a transaction's staged element rows, their ``name_id`` set, as ``element_values``."""
     cols = ", ".join(f'"{c}"' for c in schema.ELEMENT_VALUES.column_names)
     return f"SELECT {cols} FROM {batch_elements}"
 
 
-def new_element_names_sql(batch_elements: str) -> str:
-    """SELECT of the (tag, private creator) names of a staged batch that ``element_names`` lacks.
+_SAME_NAME = """n.tag_int = b.tag_int AND n.private_creator IS NOT DISTINCT FROM b.private_creator
+        AND n.vr = b.vr"""
 
-    The ``elements`` view joins each row to exactly one name, so a pair must never be written twice:
-    the writer runs this and its INSERT under one lock, each in a transaction of its own.
+
+def new_element_names_sql(batch_names: str) -> str:
+    """SELECT of the staged names (:data:`curation.crawler.elements.NAMES_SCHEMA`) that
+    ``element_names`` lacks, each with a new ``name_id``.
+
+    The ``elements`` view joins each row to its name by ``name_id``, so a (tag, creator, VR) must
+    never get two: the writer runs this, its INSERT and :func:`element_name_ids_sql` under one
+    lock, each statement a transaction of its own.
     """
-    return f"""SELECT tag_int, private_creator, any_value(tag) AS tag,
+    return f"""SELECT (SELECT coalesce(max(name_id), 0) FROM element_names)
+                + row_number() OVER (ORDER BY min(local_id)) AS name_id,
+            tag_int, private_creator, vr, any_value(tag) AS tag,
             any_value(private_element) AS private_element, any_value(keyword) AS keyword
-        FROM {batch_elements} b
-        WHERE NOT EXISTS (SELECT 1 FROM element_names n WHERE n.tag_int = b.tag_int
-                          AND n.private_creator IS NOT DISTINCT FROM b.private_creator)
-        GROUP BY tag_int, private_creator"""
+        FROM {batch_names} b
+        WHERE NOT EXISTS (SELECT 1 FROM element_names n WHERE {_SAME_NAME})
+        GROUP BY tag_int, private_creator, vr"""
+
+
+def element_name_ids_sql(batch_names: str) -> str:
+    """SELECT of each staged name's ``local_id`` and its ``name_id`` in ``element_names``."""
+    return f"""SELECT b.local_id, n.name_id FROM {batch_names} b
+        JOIN element_names n ON {_SAME_NAME}"""
+
+
+def staged_elements_sql(batch_elements: str, batch_names: str, batch_files: str) -> str:
+    """SELECT of a staged batch's element rows with every column of ``elements`` (for Parquet parts)."""
+    return f"""SELECT e.file_id, f.SOPInstanceUID, n.tag, e.seq_path, n.private_creator,
+            n.private_element, n.vr, n.keyword, e.value, e.value_length, e.n_items
+        FROM {batch_elements} e JOIN {batch_names} n ON n.local_id = e.name_index
+        JOIN {batch_files} f USING (file_id)"""
 
 
 #: Tables with rows per file (``file_id``): what a changed or vanished file's rows are dropped from.
@@ -403,9 +424,19 @@ def _migrate_elements(con: duckdb.DuckDBPyConnection) -> None:
     try:
         for table in (schema.ELEMENT_VALUES, schema.ELEMENT_NAMES):
             table.ensure(con)
-        staged = """(SELECT *, CAST(('0x' || tag) AS UINTEGER) AS tag_int FROM elements)"""
-        con.execute(f"INSERT INTO element_names BY NAME {new_element_names_sql(staged)}")
-        con.execute(f"INSERT INTO element_values BY NAME {element_values_sql(staged)}")
+        old = "(SELECT *, CAST(('0x' || tag) AS UINTEGER) AS tag_int FROM elements)"
+        con.execute(
+            f"""INSERT INTO element_names BY NAME
+                SELECT row_number() OVER (ORDER BY tag_int, private_creator, vr) AS name_id,
+                    tag_int, private_creator, vr, any_value(tag) AS tag,
+                    any_value(private_element) AS private_element, any_value(keyword) AS keyword
+                FROM {old} GROUP BY tag_int, private_creator, vr"""
+        )
+        con.execute(
+            f"""INSERT INTO element_values BY NAME
+                SELECT b.file_id, n.name_id, b.seq_path, b.value, b.value_length, b.n_items
+                FROM {old} b JOIN element_names n ON {_SAME_NAME}"""
+        )
         con.execute("DROP TABLE elements")
         schema.ELEMENTS.ensure(con)
         con.execute("COMMIT")

@@ -452,32 +452,29 @@ FRAMES = Table(
     ),
 )
 
-#: Element columns that are the same for every element with the same tag and private creator:
-#: stored once per distinct (tag, creator) in ``element_names``, not once per element.
-_NAME_COLUMNS = (
-    col("tag", "VARCHAR", "Tag as 8 upper-case hex digits 'GGGGEEEE', as in the file"),
-    col(
-        "private_element",
-        "VARCHAR",
-        "A private element's creator-relative tag 'GGGGxxEE' (e.g. 0043xx39), stable across files",
-    ),
-    col("keyword", "VARCHAR", "DICOM keyword, or the private dictionary's name; NULL when unknown"),
+_TAG = col("tag", "VARCHAR", "Tag as 8 upper-case hex digits 'GGGGEEEE', as in the file")
+_SEQ_PATH = col(
+    "seq_path",
+    "VARCHAR",
+    "Where in nested sequences: 'GGGGEEEE[i]/...' of the enclosing items; '' at top level",
 )
-_TAG_INT = col("tag_int", "UINTEGER", "Tag as a number (group << 16 | element)")
-_VALUE_COLUMNS = (
-    col(
-        "seq_path",
-        "VARCHAR",
-        "Where in nested sequences: 'GGGGEEEE[i]/...' of the enclosing items; '' at top level",
-    ),
-    col(
-        "private_creator",
-        "VARCHAR",
-        "Private creator of a private element (e.g. GEMS_PARM_01); NULL for public",
-    ),
-    col(
-        "vr", "VARCHAR", "Value representation (explicit, or from the dictionaries for implicit VR)"
-    ),
+_PRIVATE_CREATOR = col(
+    "private_creator",
+    "VARCHAR",
+    "Private creator of a private element (e.g. GEMS_PARM_01); NULL for public",
+)
+_PRIVATE_ELEMENT = col(
+    "private_element",
+    "VARCHAR",
+    "A private element's creator-relative tag 'GGGGxxEE' (e.g. 0043xx39), stable across files",
+)
+_VR = col(
+    "vr", "VARCHAR", "Value representation (explicit, or from the dictionaries for implicit VR)"
+)
+_KEYWORD = col(
+    "keyword", "VARCHAR", "DICOM keyword, or the private dictionary's name; NULL when unknown"
+)
+_VALUES = (
     col(
         "value",
         "VARCHAR",
@@ -490,31 +487,42 @@ _VALUE_COLUMNS = (
     ),
     col("n_items", "INTEGER", "For sequences (SQ): number of items; NULL otherwise"),
 )
+_NAME_ID = col("name_id", "UINTEGER", "The element's tag, creator and VR (element_names.name_id)")
 
 # Why elements is a view over two tables: DuckDB's append costs about the same per row for each
-# column, and four of the eleven columns are functions of a file (SOPInstanceUID) or of the tag and
-# creator (tag text, private_element, keyword). Storing them once per file and once per distinct
-# tag cut the crawl's append of dense MR headers by ~40 % (benchmarks/crawl_speed.py); queries
-# that filter (by tag, keyword, private element, instance) measured 1.0-1.3x the time on a table,
-# scans of every row 4-6x (docs/reader.md, "The writer").
+# column, and six of the eleven columns are functions of the file (SOPInstanceUID) or of the tag,
+# private creator and VR (tag text, private_element, keyword, and those two). Storing them once
+# per file and once per distinct (tag, creator, VR) left six columns per element, and cut DuckDB's
+# append of dense MR headers to ~0.45x (benchmarks/crawl_speed.py, docs/reader.md "The writer");
+# queries that filter (by tag, keyword, private element, instance) take about the time they took
+# on a table, scans of every row several times it.
 ELEMENT_VALUES = Table(
     "element_values",
-    "data element of an instance, as stored (read through the view elements)",
+    "data element of an instance, as stored (read it through the view elements)",
     "The per-element columns of elements: one row per data element of a cataloged instance. "
-    "Query elements, which adds the instance's UID and the element's tag text and names.",
+    "Query elements, which adds the instance's UID and the element's tag, creator, VR and names.",
     (
         col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
-        _TAG_INT,
-        *_VALUE_COLUMNS,
+        _NAME_ID,
+        _SEQ_PATH,
+        *_VALUES,
     ),
 )
 
 ELEMENT_NAMES = Table(
     "element_names",
-    "distinct tag and private creator seen in element_values",
-    "The tag text, private element and keyword of each distinct (tag, private creator) pair of "
-    "element_values, written by the crawl before the rows that use it.",
-    (_TAG_INT, _VALUE_COLUMNS[1], *_NAME_COLUMNS),
+    "distinct (tag, private creator, VR) of element_values",
+    "Each distinct tag, private creator and VR of the cataloged elements once, with the names "
+    "elements shows; written by the crawl before the element rows that use it.",
+    (
+        col("name_id", "UINTEGER", "Number of this (tag, private creator, VR), 1, 2, ..."),
+        col("tag_int", "UINTEGER", "Tag as a number (group << 16 | element)"),
+        _PRIVATE_CREATOR,
+        _VR,
+        _TAG,
+        _PRIVATE_ELEMENT,
+        _KEYWORD,
+    ),
 )
 
 ELEMENTS = Table(
@@ -526,19 +534,18 @@ ELEMENTS = Table(
     (
         col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
         col("SOPInstanceUID", "VARCHAR", "The instance the element belongs to"),
-        _NAME_COLUMNS[0],
-        _VALUE_COLUMNS[0],
-        _VALUE_COLUMNS[1],
-        _NAME_COLUMNS[1],
-        _VALUE_COLUMNS[2],
-        _NAME_COLUMNS[2],
-        *_VALUE_COLUMNS[3:],
+        _TAG,
+        _SEQ_PATH,
+        _PRIVATE_CREATOR,
+        _PRIVATE_ELEMENT,
+        _VR,
+        _KEYWORD,
+        *_VALUES,
     ),
-    view="""SELECT v.file_id, i.SOPInstanceUID, n.tag, v.seq_path, v.private_creator,
-        n.private_element, v.vr, n.keyword, v.value, v.value_length, v.n_items
+    view="""SELECT v.file_id, i.SOPInstanceUID, n.tag, v.seq_path, n.private_creator,
+        n.private_element, n.vr, n.keyword, v.value, v.value_length, v.n_items
     FROM element_values v
-    JOIN element_names n
-        ON n.tag_int = v.tag_int AND n.private_creator IS NOT DISTINCT FROM v.private_creator
+    JOIN element_names n ON n.name_id = v.name_id
     JOIN instances i ON i.file_id = v.file_id""",
 )
 

@@ -174,6 +174,13 @@ def _permission_denied_case(tmp_path: Path) -> None:
     for p in (tmp_path, tree):
         p.chmod(0o777)
     db = tmp_path / "perm.duckdb"
+    # What the crawl imports lazily, imported as root: 'nobody' may not read this Python's
+    # standard library (a pyenv install under /root).
+    import multiprocessing.pool  # noqa: F401
+
+    import curation.crawler.elements
+    import curation.crawler.pool  # noqa: F401
+
     os.seteuid(65534)
     try:
         summary = crawl(tree, db, workers=1, progress=False)
@@ -243,8 +250,8 @@ def test_workers_give_the_same_catalog_as_one_reader(tmp_path: Path) -> None:
         assert _q(other, "SELECT count(*) FROM elements") == _q(
             other, "SELECT count(*) FROM element_values"
         )
-        repeated = """SELECT count(*) FROM (SELECT tag_int, private_creator FROM element_names
-                      GROUP BY ALL HAVING count(*) > 1)"""
+        repeated = """SELECT count(*) FROM (SELECT tag_int, private_creator, vr
+                      FROM element_names GROUP BY ALL HAVING count(*) > 1)"""
         assert _q(other, repeated) == [(0,)]
         for table in ("files", "instances", "frames", "crawl_errors", "series"):
             exclude = "EXCLUDE (crawl_id)" if table in ("files", "crawl_errors") else ""

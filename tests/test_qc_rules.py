@@ -247,13 +247,13 @@ def test_phi_in_header_never_repeats_the_identifier(con: duckdb.DuckDBPyConnecti
     con.execute(
         """UPDATE element_values v SET value = v.value || ' pt Amalia Zuckerbrot'
            FROM element_names n
-           WHERE n.tag_int = v.tag_int AND n.private_creator IS NULL
+           WHERE n.name_id = v.name_id AND n.private_creator IS NULL
              AND (n.keyword = 'SeriesDescription' OR (n.keyword = 'StudyDescription'
                   AND v.file_id IN (SELECT min(file_id) FROM element_values)))"""
     )
     con.execute(
         """UPDATE element_values v SET value = 'MRN MX77123' FROM element_names n
-           WHERE n.tag_int = v.tag_int AND n.private_creator IS NULL
+           WHERE n.name_id = v.name_id AND n.private_creator IS NULL
              AND n.keyword = 'ImageComments'"""
     )
     rows = findings(con, "series.phi_in_header")

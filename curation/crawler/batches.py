@@ -69,7 +69,8 @@ class Batch(NamedTuple):
     """What a worker hands back for a chunk of files: Arrow tables staged for the catalog."""
 
     files: pa.Table
-    elements: pa.Table
+    elements: pa.Table  # element rows (elements.SCHEMA), each naming a row of names
+    names: pa.Table  # the rows' distinct (tag, creator, VR) and their names (elements.NAMES_SCHEMA)
     errors: pa.Table
     instances: pa.Table  # raw text of the instance attributes, typed by DuckDB
 
@@ -188,7 +189,7 @@ _READER_DIED = _failed(
 def read_files(
     items: Sequence[tuple[str, int, int]], crawl_id: int, limits: Limits, died: bool = False
 ) -> Batch:
-    from curation.crawler.elements import to_table as element_table
+    from curation.crawler.elements import to_tables as element_tables
 
     pick = compiled.picker(_RAW_INSTANCE_KEYS)
     files: dict[str, list[object]] = {n: [] for n in FILE_SCHEMA.names}
@@ -196,7 +197,6 @@ def read_files(
     cols = ElementColumns()
     ids: list[int] = []
     counts: list[int] = []
-    sops: list[str] = []
     rows: list[list[str | None]] = []
     for path, size, mtime_ns in items:
         fid = file_id(path)
@@ -223,7 +223,6 @@ def read_files(
             continue
         start, end = header.start, len(cols)
         ids.append(fid)
-        sops.append(sop or "")
         counts.append(end - start)
         # The instance's attributes as text; DuckDB types them in bulk (catalog.instances_sql).
         rows.append(pick(cols.seq_path, cols.tag, cols.value, start, end))
@@ -231,10 +230,11 @@ def read_files(
     # One transpose per batch instead of a Python loop per column.
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(_RAW_INSTANCE_KEYS)
     instances.update(zip((n for n, _, _ in _RAW_INSTANCE_COLUMNS), columns, strict=True))
-    elements = element_table(cols, ids, sops, counts)
+    elements, names = element_tables(cols, ids, counts)
     return Batch(
         pa.table(files, schema=FILE_SCHEMA),
         elements,
+        names,
         pa.table(errors, schema=ERROR_SCHEMA),
         pa.table(instances, schema=RAW_INSTANCE_SCHEMA),
     )
@@ -248,7 +248,6 @@ def make_batch(
     errors: dict[str, list[Any]],
     cols: ElementColumns,
     ids: list[int],
-    sops: list[str],
     counts: list[int],
 ) -> Batch:
     """A :class:`Batch` of instances whose element rows were read elsewhere than from files.
@@ -257,7 +256,7 @@ def make_batch(
     of their schemas); ``cols`` the element rows of the ``ids`` instances, ``counts`` rows each,
     in order. The instance attributes are picked from them as a file's are.
     """
-    from curation.crawler.elements import to_table as element_table
+    from curation.crawler.elements import to_tables as element_tables
 
     pick = compiled.picker(_RAW_INSTANCE_KEYS)
     rows, start = [], 0
@@ -267,9 +266,11 @@ def make_batch(
     instances: dict[str, Any] = {"file_id": ids, "n_elements": counts}
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(_RAW_INSTANCE_KEYS)
     instances.update(zip((n for n, _, _ in _RAW_INSTANCE_COLUMNS), columns, strict=True))
+    elements, names = element_tables(cols, ids, counts)
     return Batch(
         pa.table(files, schema=FILE_SCHEMA),
-        element_table(cols, ids, sops, counts),
+        elements,
+        names,
         pa.table(errors, schema=ERROR_SCHEMA),
         pa.table(instances, schema=RAW_INSTANCE_SCHEMA),
     )

@@ -89,7 +89,6 @@ def crawl_task(
     temps: dict[str, Path] = {}
     files, errors = [], []
     counts: Counter[str] = Counter()
-    element_columns = schema.ELEMENTS.column_names
     try:
         for start in range(0, max(len(items), 1), pool.TASK_FILES):
             batch = batches.read_batch(items[start : start + pool.TASK_FILES], crawl_id, limits)
@@ -98,6 +97,7 @@ def crawl_task(
             con.register("batch_files", batch.files)
             con.register("batch_instances", batch.instances)
             con.register("batch_elements", batch.elements)
+            con.register("batch_names", batch.names)
             rows = {
                 "instances": con.sql(
                     catalog.instances_sql("batch_instances", "batch_files")
@@ -105,7 +105,9 @@ def crawl_task(
                 "frames": con.sql(
                     catalog.frames_sql("batch_elements", "batch_files")
                 ).to_arrow_table(),
-                "elements": _plain(batch.elements.select(element_columns)),
+                "elements": con.sql(
+                    catalog.staged_elements_sql("batch_elements", "batch_names", "batch_files")
+                ).to_arrow_table(),
             }
             for name, table in rows.items():
                 if name not in writers:
@@ -136,15 +138,6 @@ def crawl_task(
         counts["frames"],
         time.perf_counter() - t0,
         _worker_address(),
-    )
-
-
-def _plain(table: pa.Table) -> pa.Table:
-    """``table`` with its dictionary columns decoded (Parquet's writer refuses null dictionary
-    entries, which the keyword and private element columns have); Parquet encodes them again."""
-    return pa.table(
-        [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns],
-        names=table.column_names,
     )
 
 

@@ -1,13 +1,14 @@
-"""Element columns as the catalog's ``elements`` rows: tag text, keyword, private element, UID.
+"""Element rows of a batch as staged Arrow tables: the rows, and their names once per distinct name.
 
-A batch holds a few hundred thousand element rows but only a few hundred distinct tags, so naming is
-done once per distinct tag (or private creator + element) and spread to the rows as Arrow dictionary
-arrays: no per-row Python, and DuckDB ingests dictionary arrays without a join.
+A batch holds a few hundred thousand element rows but only a few hundred distinct (tag, private
+creator, VR) triples, so naming (tag text, keyword, private element) is done once per triple, in a
+small ``names`` table, and each row carries the index of its triple: no per-row Python. The
+writer gives each triple a catalog-wide ``name_id`` (``element_names``) and stores the rows with
+it (``element_values``); the ``elements`` view joins them back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
@@ -18,21 +19,29 @@ from pydicom.datadict import get_private_entry, keyword_for_tag
 from curation.crawler import compiled
 from curation.crawler.reader import ElementColumns
 
-#: The staged element table a reader hands to the catalog writer (catalog.elements_sql reads it).
+#: The staged element rows a reader hands to the catalog writer (catalog.element_values_sql reads
+#: them): ``name_index`` is the row's name in the batch's :data:`NAMES_SCHEMA` table.
 SCHEMA = pa.schema(
     [
         ("file_id", pa.uint64()),
-        ("SOPInstanceUID", pa.dictionary(pa.int32(), pa.string())),
         ("tag_int", pa.uint32()),
-        ("tag", pa.dictionary(pa.int32(), pa.string())),
+        ("name_index", pa.int32()),
         ("seq_path", pa.string()),
-        ("private_creator", pa.string()),
-        ("private_element", pa.dictionary(pa.int32(), pa.string())),
-        ("vr", pa.string()),
-        ("keyword", pa.dictionary(pa.int32(), pa.string())),
         ("value", pa.string()),
         ("value_length", pa.int64()),
         ("n_items", pa.int32()),
+    ]
+)
+#: The distinct names of a batch's rows: one row per (tag, private creator, VR), ``local_id`` 0..n-1.
+NAMES_SCHEMA = pa.schema(
+    [
+        ("local_id", pa.int32()),
+        ("tag_int", pa.uint32()),
+        ("private_creator", pa.string()),
+        ("vr", pa.string()),
+        ("tag", pa.string()),
+        ("private_element", pa.string()),
+        ("keyword", pa.string()),
     ]
 )
 
@@ -53,78 +62,56 @@ def private_name(creator: str, tag: int) -> str | None:
     return None if name in ("", "Unknown") else name  # pydicom names some entries 'Unknown'
 
 
-def _dictionary(indices: np.ndarray, values: Sequence[str | None]) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(
-        pa.array(indices, pa.int32()), pa.array(values, pa.string())
-    )
+def _name(tag: int, creator: str | None) -> tuple[str | None, str | None]:
+    """(private element, keyword) of ``tag`` under ``creator`` (None for a public tag)."""
+    if creator is None:
+        # An odd group without a creator block is private, yet unnamed.
+        return None, None if (tag >> 16) & 1 else public_keyword(tag)
+    masked = tag & 0xFFFF00FF
+    return f"{masked >> 16:04X}xx{masked & 0xFF:02X}", private_name(creator, masked)
 
 
-def to_table(
-    cols: ElementColumns, file_ids: list[int], sops: list[str], counts: list[int]
-) -> pa.Table:
-    """The element rows of a batch of files (in order, ``counts`` rows each) as an Arrow table."""
+def _indices(array: pa.Array) -> tuple[np.ndarray, list[str | None]]:
+    """Dictionary-encode ``array``: per-row codes (nulls as 0, values from 1) and the values."""
+    encoded = array.dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+    return codes, [None, *encoded.dictionary.to_pylist()]
+
+
+def to_tables(
+    cols: ElementColumns, file_ids: list[int], counts: list[int]
+) -> tuple[pa.Table, pa.Table]:
+    """The element rows of a batch of files (in order, ``counts`` rows each) and their names."""
     n_files = len(file_ids)
     per_row_file = np.repeat(np.arange(n_files, dtype=np.int32), counts)
     tags = compiled.uint32_values(cols.tag)
-    # Distinct tags by hashing (in order of first appearance), not by sorting every row.
-    encoded_tags = pc.dictionary_encode(pa.array(tags, pa.uint32()))
-    unique_tags = encoded_tags.dictionary.to_numpy()
-    tag_index = encoded_tags.indices.to_numpy()
-    tag_text = [f"{int(t):08X}" for t in unique_tags]
-
-    creators = compiled.string_array(cols.private_creator)
-    is_private = pc.is_valid(creators).to_numpy(zero_copy_only=False)
-    # Public rows: a keyword per distinct tag.
-    public_kw = [None if (int(t) >> 16) & 1 else public_keyword(int(t)) for t in unique_tags]
-    keyword_index = tag_index.astype(np.int32)
-    keyword_values: list[str | None] = list(public_kw)
-    private_element_index = np.full(len(tags), -1, dtype=np.int32)
-    private_values: list[str | None] = []
-    if is_private.any():
-        # Private rows: a name per distinct (creator, group, element offset).
-        encoded = creators.dictionary_encode()
-        creator_names = encoded.dictionary.to_pylist()
-        creator_idx = encoded.indices.to_numpy(zero_copy_only=False)
-        rows = np.flatnonzero(is_private)
-        masked = tags[rows] & np.uint32(0xFFFF00FF)
-        key = creator_idx[rows].astype(np.int64) << 32 | masked.astype(np.int64)
-        encoded_keys = pc.dictionary_encode(pa.array(key, pa.int64()))
-        unique_keys = encoded_keys.dictionary.to_numpy()
-        key_index = encoded_keys.indices.to_numpy()
-        names: list[str | None] = []
-        elements: list[str | None] = []
-        for k in unique_keys.tolist():
-            creator, t = creator_names[k >> 32], k & 0xFFFFFFFF
-            names.append(private_name(creator, t))
-            elements.append(f"{t >> 16:04X}xx{t & 0xFF:02X}")
-        keyword_index = keyword_index.copy()
-        keyword_index[rows] = len(keyword_values) + key_index
-        keyword_values += names
-        private_element_index[rows] = key_index
-        private_values = elements
-    private_mask = private_element_index < 0
-    return pa.table(
+    creator_code, creators = _indices(compiled.string_array(cols.private_creator))
+    vr_code, vrs = _indices(compiled.string_array(cols.vr))
+    # One int64 key per row: tag in the high half, (creator, VR) in the low; its distinct values
+    # by hashing (in order of first appearance), not by sorting every row.
+    pair = creator_code * len(vrs) + vr_code
+    if len(vrs) * len(creators) >= 1 << 32:  # the VRs are a few dozen: millions of creators
+        raise ValueError(f"{len(creators)} private creators in one batch: too many to key")
+    encoded = pc.dictionary_encode(pa.array(tags.astype(np.int64) << 32 | pair, pa.int64()))
+    keys = encoded.dictionary.to_numpy()
+    names: dict[str, list[object]] = {n: [] for n in NAMES_SCHEMA.names}
+    for local_id, key in enumerate(keys.tolist()):
+        tag, low = key >> 32, key & 0xFFFFFFFF
+        creator, vr = creators[low // len(vrs)], vrs[low % len(vrs)]
+        private_element, keyword = _name(tag, creator)
+        row = (local_id, tag, creator, vr, f"{tag:08X}", private_element, keyword)
+        for column, value in zip(names.values(), row, strict=True):
+            column.append(value)
+    rows = pa.table(
         [
             pa.array(np.asarray(file_ids, dtype=np.uint64)[per_row_file], pa.uint64()),
-            _dictionary(per_row_file, list(sops)),
             pa.array(tags, pa.uint32()),
-            _dictionary(tag_index.astype(np.int32), tag_text),
+            encoded.indices.cast(pa.int32()),
             compiled.string_array(cols.seq_path),
-            creators,
-            pa.DictionaryArray.from_arrays(
-                pa.array(
-                    np.where(private_mask, 0, private_element_index), pa.int32(), mask=private_mask
-                ),
-                pa.array(private_values or [None], pa.string()),
-            ),
-            compiled.string_array(cols.vr),
-            pa.DictionaryArray.from_arrays(
-                pa.array(keyword_index, pa.int32()),
-                pa.array(keyword_values or [None], pa.string()),
-            ),
             compiled.string_array(cols.value),
             compiled.int_array(cols.value_length, pa.int64()),
             compiled.int_array(cols.n_items, pa.int32()),
         ],
         schema=SCHEMA,
     )
+    return rows, pa.table(names, schema=NAMES_SCHEMA)

@@ -39,29 +39,52 @@ def _has_frames(elements: pa.Table) -> bool:
     )
 
 
+def _with_name_ids(con: catalog.duckdb.DuckDBPyConnection, parts: list[Batch]) -> pa.Table:
+    """The parts' element rows with their catalog-wide ``name_id``; new names added to the catalog.
+
+    Names go first, in transactions of their own, one writer at a time: a statement begun under
+    the lock sees every name committed before it, so no writer thread numbers a (tag, creator,
+    VR) another has numbered, which the elements view would count twice. If the crawl stops
+    before the rows commit, the names stay: harmless, and used by the next crawl.
+    """
+    import numpy as np  # not at import: `curation crawl` with nothing to read needs no numpy
+
+    offsets = np.cumsum([0] + [p.names.num_rows for p in parts])
+    names = pa.concat_tables(
+        p.names.set_column(0, "local_id", pa.array(p.names["local_id"].to_numpy() + off))
+        for p, off in zip(parts, offsets.tolist(), strict=False)
+    )
+    con.register("batch_names", names)
+    try:
+        with _NAMES_LOCK:
+            con.execute(
+                f"INSERT INTO element_names BY NAME {catalog.new_element_names_sql('batch_names')}"
+            )
+            found = con.execute(catalog.element_name_ids_sql("batch_names")).fetchnumpy()
+    finally:
+        con.unregister("batch_names")
+    if len(found["local_id"]) != names.num_rows:
+        raise RuntimeError("element_names lacks names the writer has just added")
+    name_ids = np.zeros(names.num_rows, dtype=np.uint32)
+    name_ids[found["local_id"]] = found["name_id"]
+    return pa.concat_tables(
+        p.elements.append_column(
+            "name_id", pa.array(name_ids[p.elements["name_index"].to_numpy() + off], pa.uint32())
+        )
+        for p, off in zip(parts, offsets.tolist(), strict=False)
+    )
+
+
 def write_batches(con: catalog.duckdb.DuckDBPyConnection, parts: list[Batch]) -> None:
-    """Write read batches to the catalog in one transaction."""
+    """Write read batches to the catalog in one transaction (their new names just before)."""
     staged = {
         "batch_files": pa.concat_tables([p.files for p in parts]),
-        "batch_elements": pa.concat_tables([p.elements for p in parts]),
+        "batch_elements": _with_name_ids(con, parts),
         "batch_errors": pa.concat_tables([p.errors for p in parts]),
         "batch_instances": pa.concat_tables([p.instances for p in parts]),
     }
     for name, table in staged.items():
         con.register(name, table)
-    try:
-        # The names first, in a transaction of their own, one writer at a time: a transaction
-        # begun under the lock sees every name committed before it, so no writer thread adds a
-        # (tag, creator) pair another has added, which the elements view would count twice. If
-        # the crawl stops before the rows below commit, the names stay: harmless, and reused.
-        with _NAMES_LOCK:
-            con.execute(
-                f"INSERT INTO element_names BY NAME {catalog.new_element_names_sql('batch_elements')}"
-            )
-    except BaseException:
-        for name in staged:
-            con.unregister(name)
-        raise
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("INSERT INTO files BY NAME SELECT * FROM batch_files")

@@ -518,7 +518,6 @@ def _series_batch(
     errors: dict[str, list[Any]] = {c: [] for c in _ERROR_COLUMNS}
     cols = ElementColumns()
     ids: list[int] = []
-    sops: list[str] = []
     counts: list[int] = []
     series_url = client.url(f"studies/{study}/series/{series}")
 
@@ -570,9 +569,8 @@ def _series_batch(
             continue
         fid = file_row(url, "ok", None, sop)
         ids.append(fid)
-        sops.append(sop or "")
         counts.append(len(cols) - mark)
-    return make_batch(files, errors, cols, ids, sops, counts), len(ids)
+    return make_batch(files, errors, cols, ids, counts), len(ids)
 
 
 def _forget_series(
