@@ -68,7 +68,9 @@ def _instrument() -> None:
     from curation.crawler import batches, elements
 
     batches.read_header = _timed(batches.read_header, "header")  # type: ignore[assignment]
-    elements.to_table = _timed(elements.to_table, "to_table")  # type: ignore[assignment]
+    # to_tables since the element rows carry name ids; to_table in commits before that.
+    name = "to_tables" if hasattr(elements, "to_tables") else "to_table"
+    setattr(elements, name, _timed(getattr(elements, name), "to_table"))
 
 
 def _time_walk() -> None:

@@ -87,12 +87,14 @@ def to_tables(
     tags = compiled.uint32_values(cols.tag)
     creator_code, creators = _indices(compiled.string_array(cols.private_creator))
     vr_code, vrs = _indices(compiled.string_array(cols.vr))
-    # One int64 key per row: tag in the high half, (creator, VR) in the low; its distinct values
+    # One 64-bit key per row: tag in the high half, (creator, VR) in the low; its distinct values
     # by hashing (in order of first appearance), not by sorting every row.
     pair = creator_code * len(vrs) + vr_code
     if len(vrs) * len(creators) >= 1 << 32:  # the VRs are a few dozen: millions of creators
         raise ValueError(f"{len(creators)} private creators in one batch: too many to key")
-    encoded = pc.dictionary_encode(pa.array(tags.astype(np.int64) << 32 | pair, pa.int64()))
+    # Unsigned: a tag of group 8000 or more would make a signed key negative.
+    key = tags.astype(np.uint64) << np.uint64(32) | pair.astype(np.uint64)
+    encoded = pc.dictionary_encode(pa.array(key, pa.uint64()))
     keys = encoded.dictionary.to_numpy()
     names: dict[str, list[object]] = {n: [] for n in NAMES_SCHEMA.names}
     for local_id, key in enumerate(keys.tolist()):
