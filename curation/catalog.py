@@ -363,7 +363,7 @@ def element_values_sql(batch_elements: str) -> str:
 
 
 _SAME_NAME = """n.tag_int = b.tag_int AND n.private_creator IS NOT DISTINCT FROM b.private_creator
-        AND n.vr = b.vr"""
+        AND n.vr IS NOT DISTINCT FROM b.vr"""
 
 
 def new_element_names_sql(batch_names: str) -> str:
@@ -411,20 +411,52 @@ def drop_file_rows(con: duckdb.DuckDBPyConnection, file_ids: str) -> None:
         con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM {file_ids})")
 
 
+def _kinds(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Table type (BASE TABLE, VIEW) of each table of this catalog's main schema."""
+    return dict(
+        con.sql(
+            "SELECT table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema = 'main' AND table_catalog = current_database()"
+        ).fetchall()
+    )
+
+
 def _migrate_elements(con: duckdb.DuckDBPyConnection) -> None:
-    """Move a catalog written before ``elements`` became a view into ``element_values``/``element_names``."""
-    rows = con.sql(
-        "SELECT table_type FROM information_schema.tables WHERE table_name = 'elements' "
-        "AND table_schema = 'main' AND table_catalog = current_database()"
-    ).fetchall()
-    if not rows or rows[0][0] != "BASE TABLE":
+    """Bring a local catalog's ``elements`` to this version's layout (a Parquet-backed one is left).
+
+    A catalog written before ``elements`` became a view has it as a table of every column; one
+    written by a development version between the two has a view over tables of another shape.
+    Either is moved into ``element_values``/``element_names`` in one transaction, and refused
+    (rolled back) unless every element row arrives. A current catalog gets the view's current
+    query (``CREATE OR REPLACE``), so that a change of the view reaches existing catalogs.
+    """
+    kinds = _kinds(con)
+    if "elements" not in kinds or kinds.get("instances") == "VIEW":
+        return  # a new catalog, or a Parquet-backed one (its elements view reads the parts)
+    named = "name_id" in {
+        r[0]
+        for r in con.sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'element_names'"
+        ).fetchall()
+    }
+    if kinds["elements"] == "VIEW" and named:
+        con.execute(schema.ELEMENTS.ddl(replace=True))
         return
     log.warning("moving elements into element_values and element_names (a one-time upgrade)")
     con.execute("BEGIN TRANSACTION")
     try:
+        if kinds["elements"] == "VIEW":  # a development layout: its rows, through its own view
+            con.execute("CREATE TEMP TABLE _old_elements AS SELECT * FROM elements")
+            con.execute("DROP VIEW elements")
+            for name in ("element_values", "element_names"):
+                con.execute(f"DROP TABLE IF EXISTS {name}")
+            source = "_old_elements"
+        else:
+            con.execute("ALTER TABLE elements RENAME TO _old_elements")
+            source = "main._old_elements"
         for table in (schema.ELEMENT_VALUES, schema.ELEMENT_NAMES):
             table.ensure(con)
-        old = "(SELECT *, CAST(('0x' || tag) AS UINTEGER) AS tag_int FROM elements)"
+        old = f"(SELECT *, CAST(('0x' || tag) AS UINTEGER) AS tag_int FROM {source})"
         con.execute(
             f"""INSERT INTO element_names BY NAME
                 SELECT row_number() OVER (ORDER BY tag_int, private_creator, vr) AS name_id,
@@ -437,7 +469,15 @@ def _migrate_elements(con: duckdb.DuckDBPyConnection) -> None:
                 SELECT b.file_id, n.name_id, b.seq_path, b.value, b.value_length, b.n_items
                 FROM {old} b JOIN element_names n ON {_SAME_NAME}"""
         )
-        con.execute("DROP TABLE elements")
+        moved, had = con.sql(
+            f"SELECT (SELECT count(*) FROM element_values), (SELECT count(*) FROM {source})"
+        ).fetchall()[0]
+        if moved != had:
+            raise CatalogError(
+                f"upgrading elements moved {moved} of its {had} rows; the catalog is left as it "
+                "was (report this as a bug)"
+            )
+        con.execute(f"DROP TABLE {source}")
         schema.ELEMENTS.ensure(con)
         con.execute("COMMIT")
     except BaseException:

@@ -493,7 +493,7 @@ _NAME_ID = col("name_id", "UINTEGER", "The element's tag, creator and VR (elemen
 # column, and six of the eleven columns are functions of the file (SOPInstanceUID) or of the tag,
 # private creator and VR (tag text, private_element, keyword, and those two). Storing them once
 # per file and once per distinct (tag, creator, VR) left six columns per element, and cut DuckDB's
-# append of dense MR headers to ~0.45x (benchmarks/crawl_speed.py, docs/reader.md "The writer");
+# append of dense MR headers to ~0.4x (benchmarks/crawl_speed.py, docs/reader.md "The writer");
 # queries that filter (by tag, keyword, private element, instance) take about the time they took
 # on a table, scans of every row several times it.
 ELEMENT_VALUES = Table(

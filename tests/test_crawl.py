@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -269,8 +270,42 @@ def test_workers_give_the_same_catalog_as_one_reader(tmp_path: Path) -> None:
     assert _q(writers, "SELECT count(*) FROM instances")[0][0] > 40
 
 
-def test_a_catalog_whose_elements_is_a_table_is_moved_to_the_view(tmp_path: Path) -> None:
-    """A catalog written before ``elements`` became a view: its rows move over, unchanged."""
+#: How earlier versions kept elements: a table of every column, or (a development version) a view
+#: over element rows keyed by tag number and creator, without VR or name id in its names.
+_OLD_LAYOUTS = {
+    "table": [
+        "CREATE TABLE old_elements AS SELECT * FROM elements",
+        "DROP VIEW elements",
+        "DROP TABLE element_values",
+        "DROP TABLE element_names",
+        "ALTER TABLE old_elements RENAME TO elements",
+        # A row without a VR, which the old table allowed: it must arrive too.
+        "UPDATE elements SET vr = NULL WHERE file_id = (SELECT min(file_id) FROM elements) "
+        "AND tag = '00080016'",
+    ],
+    "view": [
+        """CREATE TABLE v AS SELECT file_id, CAST(('0x' || tag) AS UINTEGER) AS tag_int, seq_path,
+               private_creator, vr, value, value_length, n_items FROM elements""",
+        """CREATE TABLE n AS SELECT DISTINCT CAST(('0x' || tag) AS UINTEGER) AS tag_int,
+               private_creator, tag, private_element, keyword FROM elements""",
+        "DROP VIEW elements",
+        "DROP TABLE element_values",
+        "DROP TABLE element_names",
+        "ALTER TABLE v RENAME TO element_values",
+        "ALTER TABLE n RENAME TO element_names",
+        """CREATE VIEW elements AS SELECT v.file_id, i.SOPInstanceUID, n.tag, v.seq_path,
+               v.private_creator, n.private_element, v.vr, n.keyword, v.value, v.value_length,
+               v.n_items
+           FROM element_values v JOIN element_names n ON n.tag_int = v.tag_int
+               AND n.private_creator IS NOT DISTINCT FROM v.private_creator
+           JOIN instances i ON i.file_id = v.file_id""",
+    ],
+}
+
+
+@pytest.mark.parametrize("layout", sorted(_OLD_LAYOUTS))
+def test_a_catalog_of_an_older_layout_is_moved_to_this_one(tmp_path: Path, layout: str) -> None:
+    """A catalog an earlier version wrote: its element rows move over, unchanged."""
     files = [f for f in pydicom_test_files() if f.suffix == ".dcm"][:12]
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -279,14 +314,11 @@ def test_a_catalog_whose_elements_is_a_table_is_moved_to_the_view(tmp_path: Path
     db = tmp_path / "c.duckdb"
     crawl(tree, db, workers=1, progress=False)
     every = "SELECT * FROM elements"
+    with duckdb.connect(str(db)) as con:  # the layout an older version wrote
+        for sql in _OLD_LAYOUTS[layout]:
+            con.execute(sql)
     before = _q(db, every)
     assert before
-    with duckdb.connect(str(db)) as con:  # the layout an older version wrote
-        con.execute("CREATE TABLE old_elements AS SELECT * FROM elements")
-        con.execute("DROP VIEW elements")
-        con.execute("DROP TABLE element_values")
-        con.execute("DROP TABLE element_names")
-        con.execute("ALTER TABLE old_elements RENAME TO elements")
     shutil.copy(files[-1], tree / f"999_{files[-1].name}")
     crawl(tree, db, workers=1, progress=False)
     with duckdb.connect(str(db), read_only=True) as con:
@@ -301,6 +333,7 @@ def test_a_catalog_whose_elements_is_a_table_is_moved_to_the_view(tmp_path: Path
             "element_values": "BASE TABLE",
             "element_names": "BASE TABLE",
         }
+        assert "name_id" in {c[0] for c in con.sql("DESCRIBE element_names").fetchall()}
         after = con.sql(every).fetchall()
         added = con.sql(
             "SELECT count(*) FROM elements e JOIN files f USING (file_id) "
@@ -310,6 +343,36 @@ def test_a_catalog_whose_elements_is_a_table_is_moved_to_the_view(tmp_path: Path
     # Every old row is still there, unchanged; the new file's rows were added, and nothing else.
     assert not Counter(before) - Counter(after)
     assert sum((Counter(after) - Counter(before)).values()) == added
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_failed_last_write_is_raised_not_waited_on(tmp_path: Path, threads: int) -> None:
+    """The writer's last transaction failing ends the crawl with its error (the writer thread
+    used to wait for a second end-of-queue marker, and the crawl with it, forever)."""
+    from curation import catalog
+    from curation.crawler.writer import Writer
+
+    con = catalog.connect(tmp_path / "c.duckdb", create=True)
+    catalog.ensure_tables(con, dictionary=False)
+    con.execute("DROP TABLE crawl_errors")  # a catalog that lost a table: every write fails
+    f = _test_file("CT_small.dcm")
+    batch = read_batch([(str(f), f.stat().st_size, 0)], 1)
+    writer = Writer(con, commit_every=1000, threads=threads)
+    writer.put(batch)  # buffered: written when the queue ends, in close()
+    raised: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            writer.close()
+        except BaseException as exc:
+            raised.append(exc)
+
+    closing = threading.Thread(target=close, daemon=True)
+    closing.start()
+    closing.join(60)
+    assert not closing.is_alive(), "the writer never ended"
+    assert len(raised) == 1 and isinstance(raised[0], duckdb.CatalogException), raised
+    con.close()
 
 
 @pytest.mark.parametrize("writers", [1, 2])

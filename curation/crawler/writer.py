@@ -143,6 +143,7 @@ class Writer:
     def _run(self, con: catalog.duckdb.DuckDBPyConnection) -> None:
         buffered: list[Batch] = []
         n = 0
+        part: Batch | None = None
         try:
             while True:
                 part = self.queue.get()
@@ -157,6 +158,8 @@ class Writer:
                     return
         except BaseException as exc:
             self.error = exc
+            if part is None:  # the failed write was the last: this thread's sentinel is taken
+                return
             while True:  # unblock a producer waiting on a full queue, then stop at the sentinel
                 if self.queue.get() is None:
                     return
