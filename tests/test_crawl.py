@@ -345,6 +345,33 @@ def test_a_catalog_of_an_older_layout_is_moved_to_this_one(tmp_path: Path, layou
     assert sum((Counter(after) - Counter(before)).values()) == added
 
 
+def test_a_batch_whose_values_are_large_strings_is_written_like_any_other(tmp_path: Path) -> None:
+    """Past 2 GiB of text in one batch's column, 32-bit Arrow offsets end: its values come as a
+    large_string array (compiled.string_array). The writer takes such a batch beside ordinary ones
+    in one transaction, and the catalog holds the same rows. (The 2 GiB itself is not built here.)"""
+    import pyarrow as pa
+
+    from curation import catalog
+    from curation.crawler.writer import write_batches
+
+    a, b = (_test_file(n) for n in ("CT_small.dcm", "MR_small.dcm"))
+    first, second = (read_batch([(str(f), f.stat().st_size, 0)], 1) for f in (a, b))
+    i = second.elements.schema.get_field_index("value")
+    large = second._replace(
+        elements=second.elements.set_column(
+            i, "value", second.elements["value"].cast(pa.large_string())
+        )
+    )
+    rows = []
+    for name, parts in (("plain", [first, second]), ("large", [first, large])):
+        con = catalog.connect(tmp_path / f"{name}.duckdb", create=True)
+        catalog.ensure_tables(con, dictionary=False)
+        write_batches(con, parts)
+        rows.append(sorted(map(repr, con.sql("SELECT * FROM elements").fetchall())))
+        con.close()
+    assert rows[0] == rows[1] and len(rows[0]) > 100
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_failed_last_write_is_raised_not_waited_on(tmp_path: Path, threads: int) -> None:
     """The writer's last transaction failing ends the crawl with its error (the writer thread

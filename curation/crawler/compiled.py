@@ -186,13 +186,18 @@ def string_array(values: Column[str] | Column[str | None] | Sequence[str | None]
     import pyarrow as pa
 
     column: Any = values
-    if _is_compiled_column(column):
-        validity, offsets, data, nulls = column.arrow()
-    elif not _active:
-        return pa.array(values, pa.string())
-    else:
-        assert _compiled is not None
-        validity, offsets, data, nulls = _compiled.arrow_strings(values)
+    try:
+        if _is_compiled_column(column):
+            validity, offsets, data, nulls = column.arrow()
+        elif not _active:
+            return pa.array(values, pa.string())  # chunked by pyarrow past 2 GiB
+        else:
+            assert _compiled is not None
+            validity, offsets, data, nulls = _compiled.arrow_strings(values)
+    except OverflowError:
+        # More than 2 GiB of text in one batch's column (a batch of large RT structure sets, say):
+        # past 32-bit offsets. A large_string array instead; the writer concatenates both kinds.
+        return pa.array(list(values), pa.large_string())
     buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(offsets),
                pa.py_buffer(data)]  # fmt: skip
     return pa.Array.from_buffers(pa.string(), len(values), buffers, nulls)

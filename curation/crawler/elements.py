@@ -114,6 +114,6 @@ def to_tables(
             compiled.int_array(cols.value_length, pa.int64()),
             compiled.int_array(cols.n_items, pa.int32()),
         ],
-        schema=SCHEMA,
+        names=SCHEMA.names,  # the types of SCHEMA, but value may be large_string (2 GiB+)
     )
     return rows, pa.table(names, schema=NAMES_SCHEMA)

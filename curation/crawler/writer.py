@@ -68,10 +68,14 @@ def _with_name_ids(con: catalog.duckdb.DuckDBPyConnection, parts: list[Batch]) -
     name_ids = np.zeros(names.num_rows, dtype=np.uint32)
     name_ids[found["local_id"]] = found["name_id"]
     return pa.concat_tables(
-        p.elements.append_column(
-            "name_id", pa.array(name_ids[p.elements["name_index"].to_numpy() + off], pa.uint32())
-        )
-        for p, off in zip(parts, offsets.tolist(), strict=False)
+        (
+            p.elements.append_column(
+                "name_id",
+                pa.array(name_ids[p.elements["name_index"].to_numpy() + off], pa.uint32()),
+            )
+            for p, off in zip(parts, offsets.tolist(), strict=False)
+        ),
+        promote_options="permissive",  # a batch of 2 GiB+ text has value as large_string
     )
 
 
