@@ -391,10 +391,9 @@ def element_name_ids_sql(batch_names: str) -> str:
 
 def staged_elements_sql(batch_elements: str, batch_names: str, batch_files: str) -> str:
     """SELECT of a staged batch's element rows with every column of ``elements`` (for Parquet parts)."""
-    return f"""SELECT e.file_id, f.SOPInstanceUID, n.tag, e.seq_path, n.private_creator,
-            n.private_element, n.vr, n.keyword, e.value, e.value_length, e.n_items
-        FROM {batch_elements} e JOIN {batch_names} n ON n.local_id = e.name_index
-        JOIN {batch_files} f USING (file_id)"""
+    return schema.elements_select(
+        batch_elements, batch_names, ("name_index", "local_id"), batch_files
+    )
 
 
 #: Tables with rows per file (``file_id``): what a changed or vanished file's rows are dropped from.
@@ -411,7 +410,7 @@ def drop_file_rows(con: duckdb.DuckDBPyConnection, file_ids: str) -> None:
         con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM {file_ids})")
 
 
-def _kinds(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+def table_kinds(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Table type (BASE TABLE, VIEW) of each table of this catalog's main schema."""
     return dict(
         con.sql(
@@ -430,7 +429,7 @@ def _migrate_elements(con: duckdb.DuckDBPyConnection) -> None:
     (rolled back) unless every element row arrives. A current catalog gets the view's current
     query (``CREATE OR REPLACE``), so that a change of the view reaches existing catalogs.
     """
-    kinds = _kinds(con)
+    kinds = table_kinds(con)
     if "elements" not in kinds or kinds.get("instances") == "VIEW":
         return  # a new catalog, or a Parquet-backed one (its elements view reads the parts)
     named = "name_id" in {

@@ -488,6 +488,23 @@ _VALUES = (
     col("n_items", "INTEGER", "For sequences (SQ): number of items; NULL otherwise"),
 )
 _NAME_ID = col("name_id", "UINTEGER", "The element's tag, creator and VR (element_names.name_id)")
+_FILE_ID = col("file_id", "UBIGINT", "The file of the instance (files.file_id)")
+
+
+def elements_select(values: str, names: str, name_key: tuple[str, str], instances: str) -> str:
+    """The ``elements`` columns from stored rows, their names and their instances.
+
+    ``name_key`` pairs the rows' column naming their name with the names' column it matches. The
+    catalog's view reads ``element_values``; a cluster crawl's task reads its staged batch the
+    same way to write ``elements`` parts whole.
+    """
+    row_key, names_key = name_key
+    return f"""SELECT v.file_id, i.SOPInstanceUID, n.tag, v.seq_path, n.private_creator,
+        n.private_element, n.vr, n.keyword, v.value, v.value_length, v.n_items
+    FROM {values} v
+    JOIN {names} n ON n.{names_key} = v.{row_key}
+    JOIN {instances} i ON i.file_id = v.file_id"""
+
 
 # Why elements is a view over two tables: DuckDB's append costs about the same per row for each
 # column, and six of the eleven columns are functions of the file (SOPInstanceUID) or of the tag,
@@ -502,7 +519,7 @@ ELEMENT_VALUES = Table(
     "The per-element columns of elements: one row per data element of a cataloged instance. "
     "Query elements, which adds the instance's UID and the element's tag, creator, VR and names.",
     (
-        col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
+        _FILE_ID,
         _NAME_ID,
         _SEQ_PATH,
         *_VALUES,
@@ -532,7 +549,7 @@ ELEMENTS = Table(
     "Pixel data is never read: its row has a NULL value and its length. A view: element_values "
     "joined with its instance (SOPInstanceUID) and its names (element_names).",
     (
-        col("file_id", "UBIGINT", "The file of the instance (files.file_id)"),
+        _FILE_ID,
         col("SOPInstanceUID", "VARCHAR", "The instance the element belongs to"),
         _TAG,
         _SEQ_PATH,
@@ -542,11 +559,7 @@ ELEMENTS = Table(
         _KEYWORD,
         *_VALUES,
     ),
-    view="""SELECT v.file_id, i.SOPInstanceUID, n.tag, v.seq_path, n.private_creator,
-        n.private_element, n.vr, n.keyword, v.value, v.value_length, v.n_items
-    FROM element_values v
-    JOIN element_names n ON n.name_id = v.name_id
-    JOIN instances i ON i.file_id = v.file_id""",
+    view=elements_select("element_values", "element_names", ("name_id", "name_id"), "instances"),
 )
 
 CRAWL_ERRORS = Table(

@@ -82,11 +82,7 @@ def is_parquet_backed(con: duckdb.DuckDBPyConnection) -> bool:
 
     (``elements`` is a view in every catalog; ``instances`` only in a Parquet-backed one.)
     """
-    rows = con.sql(
-        "SELECT table_type FROM information_schema.tables WHERE table_name = 'instances' "
-        "AND table_schema = 'main' AND table_catalog = current_database()"
-    ).fetchall()
-    return bool(rows) and rows[0][0] == "VIEW"
+    return catalog.table_kinds(con).get("instances") == "VIEW"
 
 
 def _cast(c: Column) -> str:
