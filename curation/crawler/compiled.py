@@ -114,8 +114,10 @@ def in_use() -> str:
 
 
 def describe() -> str:
-    """One line for the crawl log when the pure-Python walker is in use, else ``''``."""
+    """One line for the crawl log when a slower reader is in use (pure Python, an old build), else ``''``."""
     if in_use() == "compiled":
+        if _StrColumn is None:  # a build older than its element columns: rows go through lists
+            return "header reader: compiled walker built before its element columns (rebuild: pip install -e .)"
         return ""
     if AVAILABLE:
         return f"header reader: pure-Python walker ({ENV}=python)"
